@@ -1,0 +1,1 @@
+"""Flight-delay MLOps platform: Dagster code location plus orchestration-free libraries in `lib/`."""

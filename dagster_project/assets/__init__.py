@@ -1,0 +1,1 @@
+"""Thin Dagster assets; the work happens in ``dagster_project.lib``."""

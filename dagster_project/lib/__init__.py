@@ -1,0 +1,1 @@
+"""Plain Python modules (no Dagster imports): data loading, validation, features, Feast access."""

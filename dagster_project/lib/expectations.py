@@ -1,0 +1,104 @@
+"""What each raw table must look like: the rules behind the Great Expectations suites.
+
+Rules are plain data so that users bringing their own files change one place. ``level`` decides
+the policy: a failing *row* rule quarantines the offending rows, a failing *table* rule fails the
+gate (see ``gate.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+NUMBER = ("int64", "Int64", "float64", "Float64", "int32", "float32")
+TEXT = ("object", "string", "str")
+TIMESTAMP = ("datetime64[ns]", "datetime64[us]")  # naive UTC, as the landing reader parses them
+NYC_ORIGINS = frozenset({"EWR", "JFK", "LGA"})
+# Destinations served from NYC in 2013 that the FAA airport list of the data set lacks
+# (Puerto Rico and the US Virgin Islands).
+TERRITORY_AIRPORTS = frozenset({"BQN", "PSE", "SJU", "STT"})
+
+
+@dataclass(frozen=True)
+class TableRules:
+    table: str
+    columns: Mapping[str, tuple[str, ...]]  # column -> accepted pandas dtypes (table level)
+    keys: tuple[str, ...]  # not null (row level)
+    unique: tuple[str, ...]  # compound key, unique (row level: duplicates are quarantined)
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # row level
+    sets: Mapping[str, str] = field(default_factory=dict)  # column -> name of a known set
+    partition_timestamp: str | None = None  # its local date must be the partition's day
+    min_rows: int = 1
+
+
+FLIGHTS = TableRules(
+    table="flights",
+    columns={
+        "year": NUMBER, "month": NUMBER, "day": NUMBER, "dep_time": NUMBER,
+        "sched_dep_time": NUMBER, "dep_delay": NUMBER, "arr_time": NUMBER,
+        "sched_arr_time": NUMBER, "arr_delay": NUMBER, "carrier": TEXT, "flight": NUMBER,
+        "tailnum": TEXT, "origin": TEXT, "dest": TEXT, "air_time": NUMBER, "distance": NUMBER,
+        "hour": NUMBER, "minute": NUMBER, "time_hour": TIMESTAMP,
+    },
+    keys=("year", "month", "day", "carrier", "flight", "origin", "dest", "sched_dep_time",
+          "time_hour"),
+    unique=("carrier", "flight", "origin", "year", "month", "day"),
+    ranges={
+        "month": (1, 12), "day": (1, 31), "sched_dep_time": (0, 2359), "dep_time": (1, 2400),
+        "dep_delay": (-120, 1800), "arr_delay": (-180, 1800), "arr_time": (1, 2400),
+        "sched_arr_time": (0, 2359), "air_time": (1, 1000), "distance": (1, 6000),
+        "flight": (1, 9999), "hour": (0, 23), "minute": (0, 59),
+    },
+    sets={"origin": "nyc_origins", "dest": "airports", "carrier": "airlines"},
+    partition_timestamp="time_hour",
+)
+
+WEATHER = TableRules(
+    table="weather",
+    columns={
+        "origin": TEXT, "year": NUMBER, "month": NUMBER, "day": NUMBER, "hour": NUMBER,
+        "temp": NUMBER, "dewp": NUMBER, "humid": NUMBER, "wind_dir": NUMBER,
+        "wind_speed": NUMBER, "wind_gust": NUMBER, "precip": NUMBER, "pressure": NUMBER,
+        "visib": NUMBER, "time_hour": TIMESTAMP,
+    },
+    keys=("origin", "time_hour"),
+    unique=("origin", "time_hour"),
+    ranges={
+        "temp": (-40, 130), "dewp": (-60, 100), "humid": (0, 100), "wind_dir": (0, 360),
+        "wind_speed": (0, 150), "wind_gust": (0, 200), "precip": (0, 10),
+        "pressure": (900, 1100), "visib": (0, 10), "hour": (0, 23),
+    },
+    sets={"origin": "nyc_origins"},
+    partition_timestamp="time_hour",
+)
+
+PLANES = TableRules(
+    table="planes",
+    columns={
+        "tailnum": TEXT, "year": NUMBER, "type": TEXT, "manufacturer": TEXT, "model": TEXT,
+        "engines": NUMBER, "seats": NUMBER, "speed": NUMBER, "engine": TEXT,
+    },
+    keys=("tailnum",),
+    unique=("tailnum",),
+    ranges={"year": (1940, 2013), "engines": (1, 4), "seats": (1, 1000), "speed": (0, 1000)},
+)
+
+AIRLINES = TableRules(
+    table="airlines", columns={"carrier": TEXT, "name": TEXT}, keys=("carrier", "name"),
+    unique=("carrier",),
+)
+
+AIRPORTS = TableRules(
+    table="airports",
+    columns={
+        "faa": TEXT, "name": TEXT, "lat": NUMBER, "lon": NUMBER, "alt": NUMBER, "tz": NUMBER,
+        "dst": TEXT, "tzone": TEXT,
+    },
+    keys=("faa",),
+    unique=("faa",),
+    ranges={"lat": (-90, 90), "lon": (-180, 180), "alt": (-1500, 30000)},
+)
+
+RULES: dict[str, TableRules] = {
+    r.table: r for r in (FLIGHTS, WEATHER, PLANES, AIRLINES, AIRPORTS)
+}

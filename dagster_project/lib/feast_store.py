@@ -1,0 +1,88 @@
+"""Feast access for the platform: config per tier, apply, offline tables, materialize, retrieval."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from dagster_project.lib import storage
+
+log = logging.getLogger(__name__)
+
+
+def resolve_config(template: Path, state_dir: Path) -> Path:
+    """Write the tier's ``feature_store.yaml`` with file/SQLite paths moved under ``state_dir``.
+
+    Remote stores (SQL registry, Redis) are left as configured; ``${VARS}`` are expanded by Feast.
+    """
+    cfg = yaml.safe_load(template.read_text())
+    state_dir.mkdir(parents=True, exist_ok=True)
+    registry = cfg.get("registry")
+    if isinstance(registry, dict) and registry.get("registry_type", "file") == "file":
+        registry["path"] = str(state_dir / "registry.db")
+    elif isinstance(registry, str):
+        cfg["registry"] = str(state_dir / "registry.db")
+    online = cfg.get("online_store") or {}
+    if online.get("type", "sqlite") == "sqlite":
+        online["path"] = str(state_dir / "online_store.db")
+        cfg["online_store"] = online
+    out = state_dir / "feature_store.yaml"
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out
+
+
+class FeatureStoreClient:
+    """A Feast ``FeatureStore`` on the tier's config, plus the offline tables it reads."""
+
+    def __init__(self, repo_path: Path, template: Path, state_dir: Path, features_url: str):
+        from feast import FeatureStore
+
+        self.features_url = features_url
+        self.store = FeatureStore(
+            repo_path=str(repo_path), fs_yaml_file=resolve_config(template, state_dir)
+        )
+
+    def objects(self) -> Any:
+        from feature_repo.definitions import build
+
+        return build(self.features_url)
+
+    def write_offline_table(self, table: str, df: pd.DataFrame) -> str:
+        from feature_repo.definitions import offline_table_url
+
+        url = offline_table_url(self.features_url, table)
+        storage.write_parquet(url, df)
+        return url
+
+    def apply(self) -> list[str]:
+        objs = self.objects()
+        self.store.apply(objs.all())
+        return [o.name for o in objs.all()]
+
+    def materialize(self, start: datetime, end: datetime) -> dict[str, int]:
+        """Load the window's feature rows into the online store; static views (ttl 0) load in
+        full up to ``end``. Returns the number of offline rows per view in the window."""
+        counts: dict[str, int] = {}
+        for view in self.store.list_feature_views():
+            begin = datetime(1970, 1, 2, tzinfo=start.tzinfo) if not view.ttl else start
+            self.store.materialize(begin, end, feature_views=[view.name])
+            counts[view.name] = self._rows_in_window(view, begin, end)
+        return counts
+
+    def _rows_in_window(self, view: Any, start: datetime, end: datetime) -> int:
+        df = storage.read_parquet(view.batch_source.path)
+        ts = df["event_timestamp"]
+        return int(((ts >= start) & (ts < end)).sum())
+
+    def historical_features(self, entity_df: pd.DataFrame, service: str) -> pd.DataFrame:
+        fs = self.store.get_feature_service(service)
+        return self.store.get_historical_features(entity_df=entity_df, features=fs).to_df()
+
+    def online_features(self, rows: list[dict[str, Any]], service: str) -> dict[str, list[Any]]:
+        fs = self.store.get_feature_service(service)
+        return self.store.get_online_features(features=fs, entity_rows=rows).to_dict()

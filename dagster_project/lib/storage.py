@@ -1,0 +1,70 @@
+"""fsspec-backed reads and atomic writes, so a URL can be a local path or ``s3://``."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import fsspec
+import pandas as pd
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def _fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs, path
+
+
+def exists(url: str) -> bool:
+    fs, path = _fs(url)
+    return bool(fs.exists(path))
+
+
+def list_files(url: str, suffix: str = "") -> list[str]:
+    """Full URLs of the files directly under ``url`` (sorted), empty if it does not exist."""
+    fs, path = _fs(url)
+    if not fs.exists(path):
+        return []
+    names = sorted(p for p in fs.ls(path, detail=False) if p.endswith(suffix))
+    protocol = url.split("://", 1)[0] + "://" if "://" in url else ""
+    return [f"{protocol}{n}" if protocol and not n.startswith(protocol) else n for n in names]
+
+
+def write_bytes_atomic(url: str, data: bytes) -> None:
+    """Write to a temporary name beside the target, then rename: readers never see half a file."""
+    fs, path = _fs(url)
+    parent = path.rsplit("/", 1)[0]
+    fs.makedirs(parent, exist_ok=True)
+    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}"
+    try:
+        fs.pipe_file(tmp, data)
+        fs.mv(tmp, path)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+
+
+def write_parquet(url: str, df: pd.DataFrame) -> None:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    write_bytes_atomic(url, buf.getvalue())
+
+
+def read_parquet(url: str) -> pd.DataFrame:
+    fs, path = _fs(url)
+    with fs.open(path, "rb") as f:
+        return pd.read_parquet(f)
+
+
+def read_bytes(url: str) -> bytes:
+    fs, path = _fs(url)
+    return bytes(fs.cat_file(path))
+
+
+def remove(url: str) -> None:
+    fs, path = _fs(url)
+    if fs.exists(path):
+        fs.rm(path)

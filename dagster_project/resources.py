@@ -1,0 +1,70 @@
+"""Typed Dagster resources: each wraps one external system and delegates to a Dagster-free module."""
+
+
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from dagster_project.lib import gate, landing
+from dagster_project.lib.expectations import TableRules
+from dagster_project.lib.feast_store import FeatureStoreClient
+
+
+class LandingZone(dg.ConfigurableResource):
+    """The landing zone (any fsspec URL). The writer and the readers only share the layout."""
+
+    url: str
+
+    def land_day(self, day: date) -> dict[str, int]:
+        return landing.land_day(self.url, day)
+
+    def land_reference(self) -> dict[str, int]:
+        return landing.land_reference(self.url)
+
+    def read_days(self, table: str, days: Iterable[date]) -> pd.DataFrame:
+        try:
+            return landing.read_days(self.url, table, days)
+        except landing.LandingFileError as exc:
+            raise dg.Failure(description=f"table '{table}': {exc}") from exc
+
+    def read_reference(self, table: str) -> pd.DataFrame:
+        try:
+            return landing.read_reference(self.url, table)
+        except landing.LandingFileError as exc:
+            raise dg.Failure(description=f"table '{table}': {exc}") from exc
+
+
+class ValidationGate(dg.ConfigurableResource):
+    """Great Expectations gate: Data Docs in ``gx_dir``, rejected rows in ``quarantine_url``."""
+
+    gx_dir: str
+    quarantine_url: str
+    max_bad_share: float = 0.05
+
+    def check(
+        self, rules: TableRules, df: pd.DataFrame, known_sets: dict[str, frozenset[str]]
+    ) -> tuple[gate.GateResult, pd.DataFrame]:
+        """Validate, write the quarantine, and return the result and the annotated frame."""
+        result = gate.Gate(Path(self.gx_dir), self.max_bad_share).validate(rules, df, known_sets)
+        gate.write_quarantine(self.quarantine_url, rules.table, df, result)
+        annotated = df.reset_index(drop=True)
+        annotated[gate.REJECTED_BY] = result.rejected.astype("string")
+        return result, annotated
+
+
+class FeastResource(dg.ConfigurableResource):
+    """The Feast feature store of the tier (``config_template`` is its feature_store.yaml)."""
+
+    repo_path: str
+    config_template: str
+    state_dir: str
+    features_url: str
+
+    def client(self) -> FeatureStoreClient:
+        return FeatureStoreClient(
+            Path(self.repo_path), Path(self.config_template), Path(self.state_dir),
+            self.features_url,
+        )

@@ -1,0 +1,1 @@
+"""Feast feature repository (run `feast -c feature_repo apply`)."""
