@@ -34,6 +34,7 @@ def _feature_table(
         return dg.MaterializeResult(metadata=frame_metadata(table) | {
             "offline_table": dg.MetadataValue.path(url),
             "input_rows": dg.MetadataValue.int(len(source)),
+            "build_seconds": dg.MetadataValue.float(seconds),
             "rows_per_second": dg.MetadataValue.float(len(source) / max(seconds, 1e-9)),
         })
 

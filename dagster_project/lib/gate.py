@@ -75,8 +75,16 @@ class GateResult:
         return f"gate FAILED for table '{self.table}': " + "; ".join(self.failures)
 
 
-def _rule_column(cfg: Any) -> str:
+def _rule_column(cfg: Any, rules: TableRules, observed: Any) -> str:
+    """The column(s) a rule is about, as a person would name them."""
     kw = cfg.kwargs
+    if cfg.type == "expect_table_columns_to_match_set" and isinstance(observed, list):
+        expected, seen = set(kw["column_set"]), set(observed) - {LOCAL_DATE}
+        missing, extra = sorted(expected - seen), sorted(seen - expected)
+        parts = [f"missing {m}" for m in missing] + [f"unexpected {e}" for e in extra]
+        return ", ".join(parts) or "*"
+    if kw.get("column_A") == LOCAL_DATE:
+        return f"{rules.partition_timestamp} (local date vs partition day)"
     if kw.get("column"):
         return str(kw["column"])
     if kw.get("column_list"):
@@ -229,8 +237,8 @@ class Gate:
         for r in results:
             cfg = r.expectation_config
             level = (cfg.meta or {}).get("level", "table")
-            col = _rule_column(cfg)
             res = r.result or {}
+            col = _rule_column(cfg, rules, res.get("observed_value"))
             rr = RuleResult(
                 rule=cfg.type,
                 column=col,
@@ -245,13 +253,15 @@ class Gate:
                 rr.success, rr.observed = False, f"error: {exc}"
             if level == "row" and not rr.success and not exc:
                 idx = [i for i in (res.get("unexpected_index_list") or []) if i in rejected.index]
-                reason = f"{cfg.type}({col})"
+                reason = f"{cfg.type}({col.split(' ')[0]})"
                 fresh = rejected.loc[idx].isna()
                 rejected.loc[fresh[fresh].index] = reason
                 rr.files = sorted(frame.loc[idx, SOURCE_FILE].astype(str).unique().tolist())[:3]
             elif not rr.success:
                 if cfg.type == "expect_column_values_to_be_in_type_list":
                     rr.files = _files_with_bad_type(frame, col, rules.columns[col])
+                elif SOURCE_FILE in frame and frame[SOURCE_FILE].nunique() == 1:
+                    rr.files = [str(frame[SOURCE_FILE].iloc[0])]
                 failures.append(rr.describe(rules.table))
             rule_results.append(rr)
         share = (

@@ -1,0 +1,180 @@
+"""The whole chain in process on temp dirs: land -> raw + GX gates -> validated -> features ->
+feast apply -> online store -> training set; then corrupted files against the gate."""
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from dagster_project.definitions import all_assets, build_definitions, build_resources
+from dagster_project.lib import landing, storage
+from dagster_project.lib.feast_store import FeatureStoreClient
+from dagster_project.lib.settings import FEATURE_REPO, Paths
+from dagster_project.partitions import range_tags
+
+DAYS = ("2013-01-01", "2013-01-03")
+DAY = "2013-01-02"
+
+
+def _run_range(paths: Paths, start: str, end: str) -> dg.ExecuteInProcessResult:
+    job = build_definitions(paths).get_job_def("ingest_features_job")
+    return job.execute_in_process(
+        tags=range_tags(start, end), instance=dg.DagsterInstance.ephemeral()
+    )
+
+
+@pytest.fixture(scope="module")
+def good_state(tmp_path_factory) -> Paths:
+    paths = Paths(tmp_path_factory.mktemp("good") / "mlops")
+    result = _run_range(paths, *DAYS)
+    assert result.success
+    return paths
+
+
+def test_chain_materializes_every_asset_and_gate(good_state: Paths):
+    lake = good_state.lake_url
+    for day in ("2013-01-01", "2013-01-02", "2013-01-03"):
+        assert storage.exists(f"{lake}/validated_flights/{day}.parquet")
+        assert storage.exists(f"{lake}/validated_weather/{day}.parquet")
+        assert storage.exists(f"{good_state.quarantine_url}/flights/{day}.parquet")
+    flights = storage.read_parquet(f"{lake}/validated_flights/{DAY}.parquet")
+    raw = landing.read_days(good_state.landing_url, "flights", [date(2013, 1, 2)])
+    assert len(flights) == len(raw) > 800
+    assert (good_state.gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
+
+
+def test_online_store_serves_the_features(good_state: Paths):
+    client = FeatureStoreClient(FEATURE_REPO, FEATURE_REPO / "feature_store.yaml",
+                                good_state.feast_dir, good_state.features_url)
+    row = {"origin": "JFK", "carrier": "AA", "route": "JFK-LAX", "tailnum": "N3GEAA",
+           "sched_dep_epoch_s": int(pd.Timestamp("2013-01-04 14:00Z").timestamp()),
+           "distance": 2475.0}
+    out = client.online_features([row], "flight_delay_v1")
+    assert out["temp"][0] is not None
+    assert out["carrier_departures_7d"][0] > 0
+    assert out["route_departures_28d"][0] > 0
+    assert out["dep_hour"][0] == 9  # 14:00 UTC is 09:00 in New York in January
+
+
+def test_training_set_point_in_time(good_state: Paths):
+    result = dg.materialize(
+        all_assets, selection=dg.AssetSelection.assets("training_set"),
+        resources=build_resources(good_state), instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"training_set": {"config": {"start_date": "2013-01-02",
+                                                        "end_date": "2013-01-03"}}}},
+    )
+    assert result.success
+    df = storage.read_parquet(f"{good_state.lake_url}/training_set.parquet")
+    assert set(df["event_timestamp"].dt.tz_convert("America/New_York").dt.date.astype(str)) <= {
+        "2013-01-01", "2013-01-02", "2013-01-03"}
+    assert {"temp", "carrier_mean_dep_delay_7d", "route_delayed_share_28d", "plane_age",
+            "dep_hour", "dep_delayed_15"} <= set(df.columns)
+    # Jan 2 flights see carrier stats of Jan 1 departures only; they exist for every carrier.
+    assert df["carrier_departures_7d"].notna().mean() > 0.95
+
+
+# --- the gate against corrupted landing files --------------------------------------------
+
+def _corrupt(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    df = df.copy()
+    n = len(df)
+    if kind == "missing_column":
+        return df.drop(columns=["dep_delay"])
+    if kind == "wrong_dtype":
+        df["distance"] = df["distance"].astype(object)
+        df.loc[:2, "distance"] = "far"
+        return df
+    if kind == "null_keys":
+        df.loc[: n // 5, "carrier"] = None
+        return df
+    if kind == "out_of_range":
+        df.loc[: n // 10, "dep_delay"] = 10 * 365 * 24 * 60
+        return df
+    if kind == "duplicated_rows":
+        return pd.concat([df, df], ignore_index=True)
+    if kind == "wrong_day":
+        return pd.read_csv(landing.daily_file_url(str(_corrupt.landing), "flights", date(2013, 1, 3)))
+    raise ValueError(kind)
+
+
+CASES = [
+    ("missing_column", "dep_delay", "expect_table_columns_to_match_set"),
+    ("wrong_dtype", "distance", "expect_column_values_to_be_in_type_list"),
+    ("null_keys", "carrier", "expect_column_values_to_not_be_null"),
+    ("out_of_range", "dep_delay", "expect_column_values_to_be_between"),
+    ("duplicated_rows", "carrier+flight+origin", "expect_compound_columns_to_be_unique"),
+    ("wrong_day", "time_hour", "expect_column_pair_values_to_be_equal"),
+]
+
+
+def _copy_state(good: Paths, tmp_path: Path) -> Paths:
+    shutil.copytree(good.home, tmp_path / "mlops")
+    return Paths(tmp_path / "mlops")
+
+
+def _rerun_without_landing(paths: Paths, day: str) -> dg.ExecuteInProcessResult:
+    """Re-run everything but the landing writer (which would restore the file) for one day."""
+    return dg.materialize(
+        all_assets,
+        selection=dg.AssetSelection.all()
+        - dg.AssetSelection.assets("landed_daily_files", "landed_reference_files", "training_set"),
+        resources=build_resources(paths), partition_key=day, raise_on_error=False,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+
+
+@pytest.mark.parametrize(("kind", "column", "rule"), CASES)
+def test_gate_blocks_corrupted_file(good_state, tmp_path, kind, column, rule):
+    paths = _copy_state(good_state, tmp_path)
+    url = landing.daily_file_url(paths.landing_url, "flights", date(2013, 1, 2))
+    _corrupt.landing = paths.landing_url
+    _corrupt(pd.read_csv(url), kind).to_csv(url, index=False)
+    protected = [
+        Path(paths.lake_url) / "validated_flights" / f"{DAY}.parquet",
+        Path(paths.features_url) / "carrier_delay_stats.parquet",
+        paths.feast_dir / "online_store.db",
+    ]
+    before = {p: p.read_bytes() for p in protected}
+
+    result = _rerun_without_landing(paths, DAY)
+
+    assert not result.success
+    gate = next(e for e in result.get_asset_check_evaluations()
+                if e.asset_key == dg.AssetKey("raw_flights"))
+    assert not gate.passed
+    message = gate.description or ""
+    assert "table 'flights'" in message
+    assert column in message
+    assert rule in message
+    assert "2013-01-02.csv" in message
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert not materialized & {"validated_flights", "carrier_delay_stats", "online_features"}
+    for p, content in before.items():
+        assert p.read_bytes() == content, f"{p} changed although the gate failed"
+
+
+def test_few_bad_rows_are_quarantined_and_the_rest_continue(good_state, tmp_path):
+    paths = _copy_state(good_state, tmp_path)
+    url = landing.daily_file_url(paths.landing_url, "flights", date(2013, 1, 2))
+    df = pd.read_csv(url)
+    df.loc[[3, 7, 11], "distance"] = -5
+    df.to_csv(url, index=False)
+
+    result = _rerun_without_landing(paths, DAY)
+
+    assert result.success
+    quarantine = storage.read_parquet(f"{paths.quarantine_url}/flights/{DAY}.parquet")
+    assert sorted(quarantine["_source_line"]) == [5, 9, 13]
+    assert set(quarantine["_rejected_by"]) == {"expect_column_values_to_be_between(distance)"}
+    validated = storage.read_parquet(f"{paths.lake_url}/validated_flights/{DAY}.parquet")
+    assert len(validated) == len(df) - 3
+    assert (validated["distance"] > 0).all()
+
+    # Fixing the file and re-running clears the quarantine (idempotent partitions).
+    df.loc[[3, 7, 11], "distance"] = 100
+    df.to_csv(url, index=False)
+    assert _rerun_without_landing(paths, DAY).success
+    assert storage.read_parquet(f"{paths.quarantine_url}/flights/{DAY}.parquet").empty

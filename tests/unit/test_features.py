@@ -1,0 +1,95 @@
+"""Feature functions: values and strict as-of timestamps."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dagster_project.lib import features
+
+UTC = "UTC"
+
+
+def _flight(carrier, route, sched, delay):
+    sched_ts = pd.Timestamp(sched, tz="America/New_York").tz_convert(UTC)
+    departed = sched_ts + pd.Timedelta(minutes=delay) if delay is not None else pd.NaT
+    return {
+        "flight_id": f"{sched}_{carrier}", "carrier": carrier, "route": route,
+        "origin": route.split("-")[0], "tailnum": "N1", "distance": 1000.0,
+        "sched_dep_ts": sched_ts, "departed_at": departed, "dep_delay": delay,
+        "cancelled": delay is None,
+    }
+
+
+@pytest.fixture
+def flights():
+    rows = [
+        _flight("AA", "JFK-LAX", "2013-01-01 08:00", 30),  # delayed
+        _flight("AA", "JFK-LAX", "2013-01-01 12:00", 0),
+        _flight("AA", "JFK-LAX", "2013-01-01 23:50", 20),  # departs 00:10 on Jan 2
+        _flight("AA", "JFK-LAX", "2013-01-02 09:00", 100),
+        _flight("AA", "JFK-LAX", "2013-01-03 09:00", None),  # cancelled
+    ]
+    df = pd.DataFrame(rows)
+    df["departed_at"] = pd.to_datetime(df["departed_at"], utc=True)
+    return df
+
+
+def test_carrier_stats_use_only_flights_departed_before_the_day(flights):
+    stats = features.carrier_delay_stats(flights, window_days=7).set_index(features.TS)
+    jan2 = stats.loc[pd.Timestamp("2013-01-02", tz="America/New_York").tz_convert(UTC)]
+    # Jan 2 00:00 local sees only the two flights that departed on Jan 1 (not the 23:50 one,
+    # which pushed back at 00:10 on Jan 2).
+    assert jan2["carrier_departures_7d"] == 2
+    assert jan2["carrier_mean_dep_delay_7d"] == pytest.approx(15.0)
+    assert jan2["carrier_delayed_share_7d"] == pytest.approx(0.5)
+    jan3 = stats.loc[pd.Timestamp("2013-01-03", tz="America/New_York").tz_convert(UTC)]
+    assert jan3["carrier_departures_7d"] == 4
+    assert jan3["carrier_delayed_share_7d"] == pytest.approx(0.75)
+
+
+def test_trailing_window_drops_old_days(flights):
+    stats = features.route_delay_stats(flights, window_days=1).set_index(features.TS)
+    jan3 = stats.loc[pd.Timestamp("2013-01-03", tz="America/New_York").tz_convert(UTC)]
+    assert jan3["route_departures_1d"] == 2  # the 00:10 pushback and the 09:00 one of Jan 2
+    assert jan3["route_mean_dep_delay_1d"] == pytest.approx(60.0)
+
+
+def test_no_stats_row_stamped_before_its_last_observation(flights):
+    stats = features.carrier_delay_stats(flights)
+    done = flights.dropna(subset=["departed_at"])
+    first_departure = done["departed_at"].min()
+    assert (stats[features.TS] > first_departure).all()
+
+
+def test_origin_weather_rolls_precip_over_three_hours():
+    ts = pd.date_range("2013-01-01 06:00", periods=5, freq="h", tz=UTC)
+    weather = pd.DataFrame({"origin": "JFK", "time_hour": ts, "precip": [0.1, 0.2, 0.0, 0.3, 0.0]})
+    for col in features.WEATHER_COLUMNS:
+        if col not in weather:
+            weather[col] = 1.0
+    out = features.origin_weather(weather)
+    assert out["precip_3h"].round(3).tolist() == [0.1, 0.3, 0.3, 0.5, 0.3]
+    assert (out[features.TS] == ts).all()
+
+
+def test_plane_specs_age_and_static_stamp():
+    planes = pd.DataFrame({"tailnum": ["N1", "N2"], "year": [2000.0, np.nan], "seats": [100, 50],
+                           "engines": [2, 1]})
+    out = features.plane_specs(planes)
+    assert out["plane_age"].tolist()[0] == 13.0
+    assert np.isnan(out["plane_age"].tolist()[1])
+    assert (out[features.TS] < pd.Timestamp("2013-01-01", tz=UTC)).all()
+
+
+def test_request_time_features_are_local_time():
+    # 2013-07-04 17:30 New York (EDT) = 21:30 UTC
+    epoch = int(pd.Timestamp("2013-07-04 21:30", tz=UTC).timestamp())
+    out = features.request_time_features(pd.DataFrame({"sched_dep_epoch_s": [epoch], "distance": [0.0]}))
+    assert out.iloc[0].to_dict() == {"dep_hour": 17, "dep_dow": 3, "dep_month": 7, "log_distance": 0.0}
+
+
+def test_training_entities_prediction_time_and_label(flights):
+    ent = features.training_entities(flights, prediction_lead_minutes=120)
+    assert len(ent) == 4  # cancelled flight dropped
+    assert (ent[features.TS] == flights["sched_dep_ts"].iloc[:4] - pd.Timedelta(hours=2)).all()
+    assert ent[features.LABEL].tolist() == [1, 0, 1, 1]
