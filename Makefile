@@ -37,9 +37,10 @@ test: setup ## run the test suite (fast tests; slow end-to-end ones: make test-s
 test-slow: setup ## run only the slow end-to-end tests
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
-lint: setup ## ruff lint + format check
+lint: setup ## ruff lint + format check + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy dagster_project
 
 format: setup ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

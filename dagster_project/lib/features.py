@@ -15,7 +15,16 @@ from dagster_project.lib.settings import TIMEZONE
 TS = "event_timestamp"
 DELAY_THRESHOLD_MIN = 15
 LABEL = "dep_delayed_15"
-WEATHER_COLUMNS = ("temp", "dewp", "humid", "wind_speed", "wind_gust", "precip", "pressure", "visib")
+WEATHER_COLUMNS = (
+    "temp",
+    "dewp",
+    "humid",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+)
 
 
 def origin_weather(weather: pd.DataFrame) -> pd.DataFrame:
@@ -43,8 +52,11 @@ def trailing_departure_stats(
         .groupby(["day", key])
         .agg(n=("dep_delay", "size"), delay_sum=("dep_delay", "sum"), delayed=("delayed", "sum"))
     )
-    days = pd.date_range(daily.index.get_level_values("day").min(),
-                         daily.index.get_level_values("day").max(), freq="D")
+    days = pd.date_range(
+        daily.index.get_level_values("day").min(),
+        daily.index.get_level_values("day").max(),
+        freq="D",
+    )
     wide = daily.unstack(key).reindex(days, fill_value=0).fillna(0)
     rolled = wide.rolling(window_days, min_periods=1).sum()
     rolled.index = rolled.index + pd.Timedelta(days=1)  # stats through day d are known at d+1 00:00
@@ -99,9 +111,7 @@ def request_time_features(request: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def training_entities(
-    flights: pd.DataFrame, prediction_lead_minutes: int = 120
-) -> pd.DataFrame:
+def training_entities(flights: pd.DataFrame, prediction_lead_minutes: int = 120) -> pd.DataFrame:
     """One row per (non-cancelled) flight: entity keys, the prediction time as
     ``event_timestamp`` (scheduled departure minus the lead), request data and the label."""
     df = flights.loc[~flights["cancelled"]]

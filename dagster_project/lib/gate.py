@@ -17,6 +17,7 @@ from typing import Any
 import great_expectations as gx
 import great_expectations.expectations as gxe
 import pandas as pd
+from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from dagster_project.lib import storage
 from dagster_project.lib.expectations import TableRules
@@ -186,7 +187,7 @@ class Gate:
         if self._ctx is None:
             self.gx_dir.mkdir(parents=True, exist_ok=True)
             ctx = gx.get_context(mode="file", project_root_dir=str(self.gx_dir))
-            ctx.variables.progress_bars = gx.data_context.types.base.ProgressBarsConfig(
+            ctx.variables.progress_bars = ProgressBarsConfig(
                 globally=False, metric_calculations=False
             )
             self._ctx = ctx

@@ -75,7 +75,7 @@ def read_file(url: str) -> pd.DataFrame:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise LandingFileError(
-            f"{url}: not valid UTF-8 at byte {exc.start} ({raw[exc.start:exc.start + 8]!r})"
+            f"{url}: not valid UTF-8 at byte {exc.start} ({raw[exc.start : exc.start + 8]!r})"
         ) from exc
     try:
         df = pd.read_csv(io.StringIO(text))

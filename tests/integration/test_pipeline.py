@@ -43,15 +43,26 @@ def test_chain_materializes_every_asset_and_gate(good_state: Paths):
     flights = storage.read_parquet(f"{lake}/validated_flights/{DAY}.parquet")
     raw = landing.read_days(good_state.landing_url, "flights", [date(2013, 1, 2)])
     assert len(flights) == len(raw) > 800
-    assert (good_state.gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
+    assert (
+        good_state.gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    ).exists()
 
 
 def test_online_store_serves_the_features(good_state: Paths):
-    client = FeatureStoreClient(FEATURE_REPO, FEATURE_REPO / "feature_store.yaml",
-                                good_state.feast_dir, good_state.features_url)
-    row = {"origin": "JFK", "carrier": "AA", "route": "JFK-LAX", "tailnum": "N3GEAA",
-           "sched_dep_epoch_s": int(pd.Timestamp("2013-01-04 14:00Z").timestamp()),
-           "distance": 2475.0}
+    client = FeatureStoreClient(
+        FEATURE_REPO,
+        FEATURE_REPO / "feature_store.yaml",
+        good_state.feast_dir,
+        good_state.features_url,
+    )
+    row = {
+        "origin": "JFK",
+        "carrier": "AA",
+        "route": "JFK-LAX",
+        "tailnum": "N3GEAA",
+        "sched_dep_epoch_s": int(pd.Timestamp("2013-01-04 14:00Z").timestamp()),
+        "distance": 2475.0,
+    }
     out = client.online_features([row], "flight_delay_v1")
     assert out["temp"][0] is not None
     assert out["carrier_departures_7d"][0] > 0
@@ -61,22 +72,37 @@ def test_online_store_serves_the_features(good_state: Paths):
 
 def test_training_set_point_in_time(good_state: Paths):
     result = dg.materialize(
-        all_assets, selection=dg.AssetSelection.assets("training_set"),
-        resources=build_resources(good_state), instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {"training_set": {"config": {"start_date": "2013-01-02",
-                                                        "end_date": "2013-01-03"}}}},
+        all_assets,
+        selection=dg.AssetSelection.assets("training_set"),
+        resources=build_resources(good_state),
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={
+            "ops": {
+                "training_set": {"config": {"start_date": "2013-01-02", "end_date": "2013-01-03"}}
+            }
+        },
     )
     assert result.success
     df = storage.read_parquet(f"{good_state.lake_url}/training_set.parquet")
     assert set(df["event_timestamp"].dt.tz_convert("America/New_York").dt.date.astype(str)) <= {
-        "2013-01-01", "2013-01-02", "2013-01-03"}
-    assert {"temp", "carrier_mean_dep_delay_7d", "route_delayed_share_28d", "plane_age",
-            "dep_hour", "dep_delayed_15"} <= set(df.columns)
+        "2013-01-01",
+        "2013-01-02",
+        "2013-01-03",
+    }
+    assert {
+        "temp",
+        "carrier_mean_dep_delay_7d",
+        "route_delayed_share_28d",
+        "plane_age",
+        "dep_hour",
+        "dep_delayed_15",
+    } <= set(df.columns)
     # Jan 2 flights see carrier stats of Jan 1 departures only; they exist for every carrier.
     assert df["carrier_departures_7d"].notna().mean() > 0.95
 
 
 # --- the gate against corrupted landing files --------------------------------------------
+
 
 def _corrupt(df: pd.DataFrame, kind: str) -> pd.DataFrame:
     df = df.copy()
@@ -96,7 +122,9 @@ def _corrupt(df: pd.DataFrame, kind: str) -> pd.DataFrame:
     if kind == "duplicated_rows":
         return pd.concat([df, df], ignore_index=True)
     if kind == "wrong_day":
-        return pd.read_csv(landing.daily_file_url(str(_corrupt.landing), "flights", date(2013, 1, 3)))
+        return pd.read_csv(
+            landing.daily_file_url(str(_corrupt.landing), "flights", date(2013, 1, 3))
+        )
     raise ValueError(kind)
 
 
@@ -121,7 +149,9 @@ def _rerun_without_landing(paths: Paths, day: str) -> dg.ExecuteInProcessResult:
         all_assets,
         selection=dg.AssetSelection.all()
         - dg.AssetSelection.assets("landed_daily_files", "landed_reference_files", "training_set"),
-        resources=build_resources(paths), partition_key=day, raise_on_error=False,
+        resources=build_resources(paths),
+        partition_key=day,
+        raise_on_error=False,
         instance=dg.DagsterInstance.ephemeral(),
     )
 
@@ -142,8 +172,9 @@ def test_gate_blocks_corrupted_file(good_state, tmp_path, kind, column, rule):
     result = _rerun_without_landing(paths, DAY)
 
     assert not result.success
-    gate = next(e for e in result.get_asset_check_evaluations()
-                if e.asset_key == dg.AssetKey("raw_flights"))
+    gate = next(
+        e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey("raw_flights")
+    )
     assert not gate.passed
     message = gate.description or ""
     assert "table 'flights'" in message

@@ -13,9 +13,15 @@ def _flight(carrier, route, sched, delay):
     sched_ts = pd.Timestamp(sched, tz="America/New_York").tz_convert(UTC)
     departed = sched_ts + pd.Timedelta(minutes=delay) if delay is not None else pd.NaT
     return {
-        "flight_id": f"{sched}_{carrier}", "carrier": carrier, "route": route,
-        "origin": route.split("-")[0], "tailnum": "N1", "distance": 1000.0,
-        "sched_dep_ts": sched_ts, "departed_at": departed, "dep_delay": delay,
+        "flight_id": f"{sched}_{carrier}",
+        "carrier": carrier,
+        "route": route,
+        "origin": route.split("-")[0],
+        "tailnum": "N1",
+        "distance": 1000.0,
+        "sched_dep_ts": sched_ts,
+        "departed_at": departed,
+        "dep_delay": delay,
         "cancelled": delay is None,
     }
 
@@ -73,8 +79,9 @@ def test_origin_weather_rolls_precip_over_three_hours():
 
 
 def test_plane_specs_age_and_static_stamp():
-    planes = pd.DataFrame({"tailnum": ["N1", "N2"], "year": [2000.0, np.nan], "seats": [100, 50],
-                           "engines": [2, 1]})
+    planes = pd.DataFrame(
+        {"tailnum": ["N1", "N2"], "year": [2000.0, np.nan], "seats": [100, 50], "engines": [2, 1]}
+    )
     out = features.plane_specs(planes)
     assert out["plane_age"].tolist()[0] == 13.0
     assert np.isnan(out["plane_age"].tolist()[1])
@@ -84,8 +91,15 @@ def test_plane_specs_age_and_static_stamp():
 def test_request_time_features_are_local_time():
     # 2013-07-04 17:30 New York (EDT) = 21:30 UTC
     epoch = int(pd.Timestamp("2013-07-04 21:30", tz=UTC).timestamp())
-    out = features.request_time_features(pd.DataFrame({"sched_dep_epoch_s": [epoch], "distance": [0.0]}))
-    assert out.iloc[0].to_dict() == {"dep_hour": 17, "dep_dow": 3, "dep_month": 7, "log_distance": 0.0}
+    out = features.request_time_features(
+        pd.DataFrame({"sched_dep_epoch_s": [epoch], "distance": [0.0]})
+    )
+    assert out.iloc[0].to_dict() == {
+        "dep_hour": 17,
+        "dep_dow": 3,
+        "dep_month": 7,
+        "log_distance": 0.0,
+    }
 
 
 def test_training_entities_prediction_time_and_label(flights):

@@ -29,8 +29,11 @@ def test_reader_reads_a_users_own_files(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "empty"), (b"carrier,name\nAA,Caf\xe9\n", "not valid UTF-8"),
-     (b'a,b\n"1,2\n3,4,5,6\n', "CSV")],
+    [
+        (b"", "empty"),
+        (b"carrier,name\nAA,Caf\xe9\n", "not valid UTF-8"),
+        (b'a,b\n"1,2\n3,4,5,6\n', "CSV"),
+    ],
 )
 def test_unreadable_files_name_the_file(tmp_path, content, message):
     (tmp_path / "reference").mkdir()
@@ -41,5 +44,7 @@ def test_unreadable_files_name_the_file(tmp_path, content, message):
 
 
 def test_missing_file_is_named(tmp_path):
-    with pytest.raises(landing.LandingFileError, match=r"flights/2013-01-09.csv: landing file not found"):
+    with pytest.raises(
+        landing.LandingFileError, match=r"flights/2013-01-09.csv: landing file not found"
+    ):
         landing.read_days(str(tmp_path), "flights", [date(2013, 1, 9)])
