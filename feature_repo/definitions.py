@@ -25,6 +25,8 @@ from feast import (
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
 
+from dagster_project.lib.features import WEATHER_COLUMNS
+
 PROJECT = "flight_mlops"
 FEATURE_SERVICE = "flight_delay_v1"
 TABLES = ("origin_weather", "carrier_delay_stats", "route_delay_stats", "plane_specs")
@@ -86,20 +88,7 @@ def build(features_url: str) -> FeatureObjects:
         entities=[origin],
         ttl=timedelta(hours=3),
         source=srcs["origin_weather"],
-        schema=[
-            Field(name=n, dtype=Float64)
-            for n in (
-                "temp",
-                "dewp",
-                "humid",
-                "wind_speed",
-                "wind_gust",
-                "precip",
-                "pressure",
-                "visib",
-                "precip_3h",
-            )
-        ],
+        schema=[Field(name=n, dtype=Float64) for n in (*WEATHER_COLUMNS, "precip_3h")],
         description="Hourly weather at the origin airport, as observed at the hour.",
         owner="data-platform@flight-mlops",
     )

@@ -10,8 +10,20 @@ from dagster_project.assets.metadata import OWNERS, frame_metadata, schema_metad
 from dagster_project.lib import features
 from dagster_project.partitions import daily_2013, single_run, utc_window
 from dagster_project.resources import FeastResource
+from feature_repo.definitions import build as feast_objects
 
 FEATURE_SERVICE = "flight_delay_v1"
+
+
+def _view_columns(name: str) -> dict[str, str]:
+    """Column schema of a feature table, read off its Feast feature view (one source of truth)."""
+    objs = feast_objects("")
+    view = next(v for v in objs.views if v.name == name)
+    join_keys = {e.name: e.join_key for e in objs.entities}
+    keys = {join_keys[e]: "String (entity key)" for e in view.entities}
+    return (
+        keys | {f.name: str(f.dtype) for f in view.features} | {"event_timestamp": "UTC timestamp"}
+    )
 
 
 def _feature_table(
@@ -19,7 +31,6 @@ def _feature_table(
     upstream: str,
     build: Callable[[pd.DataFrame], pd.DataFrame],
     doc: str,
-    columns: dict[str, str],
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
@@ -28,7 +39,7 @@ def _feature_table(
         kinds={"pandas", "parquet", "feast"},
         owners=OWNERS,
         description=doc,
-        metadata=schema_metadata({**columns, "event_timestamp": "timestamp (UTC)"}),
+        metadata=schema_metadata(_view_columns(name)),
     )
     def _asset(
         context: dg.AssetExecutionContext, source: pd.DataFrame, feast: FeastResource
@@ -51,35 +62,30 @@ def _feature_table(
     return _asset
 
 
-_STATS = {"departures": "int", "mean_dep_delay": "float (minutes)", "delayed_share": "float"}
 feature_tables = [
     _feature_table(
         "origin_weather",
         "validated_weather",
         features.origin_weather,
         "Hourly weather per origin airport, stamped at the observation hour.",
-        {"origin": "string", **{c: "float" for c in (*features.WEATHER_COLUMNS, "precip_3h")}},
     ),
     _feature_table(
         "carrier_delay_stats",
         "validated_flights",
         features.carrier_delay_stats,
         "Per carrier and day: delays of the 7 previous days' departed flights.",
-        {"carrier": "string", **{f"carrier_{k}_7d": v for k, v in _STATS.items()}},
     ),
     _feature_table(
         "route_delay_stats",
         "validated_flights",
         features.route_delay_stats,
         "Per route and day: delays of the 28 previous days' departed flights.",
-        {"route": "string", **{f"route_{k}_28d": v for k, v in _STATS.items()}},
     ),
     _feature_table(
         "plane_specs",
         "validated_planes",
         features.plane_specs,
         "Static aircraft features: age, seats, engines.",
-        {"tailnum": "string", "plane_age": "float", "plane_seats": "int", "plane_engines": "int"},
     ),
 ]
 
