@@ -67,14 +67,15 @@ def _print_table(rows: list[tuple[str, str]]) -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from dagster_project.definitions import defs
+    from dagster_project.definitions import build_definitions
     from dagster_project.partitions import range_tags
 
     date.fromisoformat(args.start), date.fromisoformat(args.end)  # clear error on a bad date
     print(f"[demo] tier={settings.profile()} state={settings.mlops_home()}")
     print(f"[demo] ingest -> validate -> features -> online store for {args.start}..{args.end}")
     instance = _instance()
-    job = defs.get_job_def("ingest_features_job")
+    # Built now, not at import, so the state folder is the one MLOPS_HOME names at call time.
+    job = build_definitions(settings.paths()).get_job_def("ingest_features_job")
     started = time.perf_counter()
     result = job.execute_in_process(
         instance=instance,

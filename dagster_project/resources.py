@@ -1,6 +1,6 @@
 """Typed Dagster resources: each wraps one external system and delegates to a Dagster-free module."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from pathlib import Path
 
@@ -24,16 +24,18 @@ class LandingZone(dg.ConfigurableResource):
         return landing.land_reference(self.url)
 
     def read_days(self, table: str, days: Iterable[date]) -> pd.DataFrame:
-        try:
-            return landing.read_days(self.url, table, days)
-        except landing.LandingFileError as exc:
-            raise dg.Failure(description=f"table '{table}': {exc}") from exc
+        return _read(table, lambda: landing.read_days(self.url, table, days))
 
     def read_reference(self, table: str) -> pd.DataFrame:
-        try:
-            return landing.read_reference(self.url, table)
-        except landing.LandingFileError as exc:
-            raise dg.Failure(description=f"table '{table}': {exc}") from exc
+        return _read(table, lambda: landing.read_reference(self.url, table))
+
+
+def _read(table: str, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """An unreadable landing file fails the step with a message naming the table and file."""
+    try:
+        return read()
+    except landing.LandingFileError as exc:
+        raise dg.Failure(description=f"table '{table}': {exc}") from exc
 
 
 class ValidationGate(dg.ConfigurableResource):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,6 @@ import pandas as pd
 import yaml
 
 from dagster_project.lib import storage
-
-log = logging.getLogger(__name__)
 
 
 def resolve_config(template: Path, state_dir: Path) -> Path:

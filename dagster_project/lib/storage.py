@@ -62,9 +62,3 @@ def read_parquet(url: str) -> pd.DataFrame:
 def read_bytes(url: str) -> bytes:
     fs, path = _fs(url)
     return bytes(fs.cat_file(path))
-
-
-def remove(url: str) -> None:
-    fs, path = _fs(url)
-    if fs.exists(path):
-        fs.rm(path)
