@@ -1,0 +1,116 @@
+"""The model's inputs and the one transform shared by training and serving.
+
+A :class:`Preprocessor` is fitted on the training rows only, serialised as JSON next to the
+model, and applied unchanged at serving time: categorical keys become integer codes (0 is
+"unknown"), missing numbers are imputed with the training median, and numbers are standardised
+for the neural network (tree models read the imputed, unscaled values).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dagster_project.lib.features import WEATHER_COLUMNS
+
+# Entity keys the model reads as categories (the tail number has too many levels to help).
+CATEGORICAL = ("carrier", "origin", "route")
+NUMERIC = (
+    *WEATHER_COLUMNS,
+    "precip_3h",
+    "carrier_departures_7d",
+    "carrier_mean_dep_delay_7d",
+    "carrier_delayed_share_7d",
+    "route_departures_28d",
+    "route_mean_dep_delay_28d",
+    "route_delayed_share_28d",
+    "plane_age",
+    "plane_seats",
+    "plane_engines",
+    "dep_hour",
+    "dep_dow",
+    "dep_month",
+    "log_distance",
+)
+FEATURES = (*CATEGORICAL, *NUMERIC)
+UNKNOWN = "__unknown__"
+
+
+@dataclass
+class Preprocessor:
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    medians: dict[str, float] = field(default_factory=dict)
+    means: dict[str, float] = field(default_factory=dict)
+    stds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, df: pd.DataFrame) -> Preprocessor:
+        missing = [c for c in FEATURES if c not in df.columns]
+        if missing:
+            raise ValueError(f"training frame lacks feature columns: {', '.join(missing)}")
+        cats = {c: sorted(df[c].dropna().astype(str).unique().tolist()) for c in CATEGORICAL}
+        num = df[list(NUMERIC)].astype("float64")
+        medians = num.median().fillna(0.0)
+        filled = num.fillna(medians)
+        stds = filled.std(ddof=0).replace(0.0, 1.0).fillna(1.0)
+        return cls(
+            categories=cats,
+            medians={str(k): float(v) for k, v in medians.items()},
+            means={str(k): float(v) for k, v in filled.mean().items()},
+            stds={str(k): float(v) for k, v in stds.items()},
+        )
+
+    def cardinalities(self) -> dict[str, int]:
+        """Number of codes per categorical column, including the "unknown" code 0."""
+        return {c: len(v) + 1 for c, v in self.categories.items()}
+
+    def codes(self, df: pd.DataFrame) -> np.ndarray:
+        """Integer codes, shape (rows, len(CATEGORICAL)); unseen or missing values map to 0."""
+        cols = []
+        for c in CATEGORICAL:
+            lookup = {v: i + 1 for i, v in enumerate(self.categories[c])}
+            values = df[c].astype(object).map(lookup)
+            cols.append(values.fillna(0).to_numpy(dtype="int64"))
+        return np.stack(cols, axis=1) if cols else np.zeros((len(df), 0), dtype="int64")
+
+    def numbers(self, df: pd.DataFrame, scale: bool) -> np.ndarray:
+        """Imputed (and optionally standardised) numeric block, shape (rows, len(NUMERIC))."""
+        num = df[list(NUMERIC)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float64")
+        # Positional, in NUMERIC order (pandas would realign a Series by label and reorder).
+        medians = np.array([self.medians[c] for c in NUMERIC])
+        num = np.where(np.isnan(num), medians, num)
+        if scale:
+            means = np.array([self.means[c] for c in NUMERIC])
+            stds = np.array([self.stds[c] for c in NUMERIC])
+            num = (num - means) / stds
+        return num.astype("float32")
+
+    def tree_matrix(self, df: pd.DataFrame) -> np.ndarray:
+        """Codes then raw numbers, for gradient-boosted trees."""
+        return np.hstack([self.codes(df).astype("float32"), self.numbers(df, scale=False)])
+
+    def missing(self, row: pd.Series) -> list[str]:
+        """Feature names absent from one row (they are imputed): the serving fallbacks."""
+        return [c for c in FEATURES if c not in row.index or pd.isna(row[c])]
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Preprocessor:
+        data: dict[str, Any] = json.loads(text)
+        return cls(**data)
+
+
+def input_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The model's input columns in their canonical order and dtypes (the MLflow signature)."""
+    out = pd.DataFrame(index=df.index)
+    for c in CATEGORICAL:
+        out[c] = df[c].astype("string").fillna(UNKNOWN).astype(object)
+    for c in NUMERIC:
+        out[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    return out.reset_index(drop=True)

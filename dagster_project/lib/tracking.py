@@ -1,0 +1,170 @@
+"""MLflow access for the platform: the experiment, lineage tags, and the `flight_delay` registry.
+
+On the ``local`` tier MLflow is embedded: a SQLite database and an artifact folder under the
+state folder, no server. Other tiers set ``MLFLOW_TRACKING_URI`` to their tracking server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dagster_project.lib.settings import REPO_ROOT
+
+MODEL_NAME = "flight_delay"
+EXPERIMENT = "flight_delay"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+# Lineage tags every training run and model version carries.
+TAG_DAGSTER_RUN = "dagster_run_id"
+TAG_PARTITIONS = "data_partition_range"
+TAG_GIT = "git_commit"
+TAG_FEATURE_SERVICE = "feast_feature_service"
+TAG_DATA_HASH = "training_set_hash"
+LINEAGE_TAGS = (TAG_DAGSTER_RUN, TAG_PARTITIONS, TAG_GIT, TAG_FEATURE_SERVICE, TAG_DATA_HASH)
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    """``HEAD`` of the checkout, suffixed ``-dirty`` when tracked files changed; else "unknown"."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
+def frame_hash(df: pd.DataFrame) -> str:
+    """Content hash of a frame (column names, dtypes and values; row order matters)."""
+    digest = hashlib.sha256()
+    digest.update(repr([(c, str(t)) for c, t in df.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Lineage:
+    dagster_run_id: str
+    partition_range: str
+    feature_service: str
+    training_set_hash: str
+    git_commit: str
+
+    def tags(self) -> dict[str, str]:
+        return {
+            TAG_DAGSTER_RUN: self.dagster_run_id,
+            TAG_PARTITIONS: self.partition_range,
+            TAG_GIT: self.git_commit,
+            TAG_FEATURE_SERVICE: self.feature_service,
+            TAG_DATA_HASH: self.training_set_hash,
+        }
+
+
+def configure(tracking_uri: str, artifact_location: str, experiment: str = EXPERIMENT) -> str:
+    """Point the MLflow client at the tier's store and make sure the experiment exists.
+
+    The experiment is created with an explicit artifact location, so nothing lands in the
+    working directory's ``mlruns/``. Returns the experiment id."""
+    import mlflow
+
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        experiment_id = str(found.experiment_id)
+    else:
+        if "://" not in artifact_location:
+            Path(artifact_location).mkdir(parents=True, exist_ok=True)
+            artifact_location = Path(artifact_location).resolve().as_uri()
+        experiment_id = str(mlflow.create_experiment(experiment, artifact_location))
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    name: str
+    version: str
+    run_id: str
+    tags: dict[str, str]
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    @property
+    def threshold(self) -> float:
+        return float(self.tags.get("threshold", 0.5))
+
+
+class Registry:
+    """The `flight_delay` registered model: versions, aliases and decision tags."""
+
+    def __init__(self, tracking_uri: str, name: str = MODEL_NAME):
+        import mlflow
+        from mlflow import MlflowClient
+
+        # `models:/` URIs resolve through the process-wide registry URI, so it is set here too.
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        self.name = name
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def _info(self, mv: Any) -> VersionInfo:
+        return VersionInfo(self.name, str(mv.version), str(mv.run_id), dict(mv.tags or {}))
+
+    def register(self, model_uri: str, run_id: str, tags: dict[str, str]) -> VersionInfo:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(self.name)
+        except MlflowException:
+            self.client.create_registered_model(
+                self.name, description="Probability that a NYC departure leaves >15 min late."
+            )
+        mv = self.client.create_model_version(self.name, model_uri, run_id=run_id, tags=tags)
+        return self._info(mv)
+
+    def version(self, version: str) -> VersionInfo:
+        return self._info(self.client.get_model_version(self.name, version))
+
+    def by_alias(self, alias: str) -> VersionInfo | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._info(self.client.get_model_version_by_alias(self.name, alias))
+        except MlflowException:
+            return None
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(self.name, alias, version)
+
+    def tag(self, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.name, version, key, value)
+
+    def load(self, version: str) -> Any:
+        """The version as an MLflow ``pyfunc`` model (raw feature frame in, probabilities out)."""
+        import mlflow.pyfunc
+
+        return mlflow.pyfunc.load_model(f"models:/{self.name}/{version}")

@@ -1,0 +1,50 @@
+"""Both model families learn, save and load back to identical predictions."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from dagster_project.lib import models, training
+from dagster_project.lib.features import LABEL
+from tests.unit.synthetic import frame
+
+PARAMS = {
+    "xgboost": {"max_depth": 3, "eta": 0.1, "num_boost_round": 100},
+    "torch": {
+        "hidden": 16,
+        "layers": 1,
+        "dropout": 0.0,
+        "lr": 5e-3,
+        "weight_decay": 1e-6,
+        "batch_size": 256,
+        "max_epochs": 4,
+    },
+}
+
+
+@pytest.mark.parametrize("kind", models.KINDS)
+def test_fit_learns_and_round_trips(kind, tmp_path):
+    split = training.time_split(frame(4000), holdout_days=6, validation_days=6)
+    model = models.FITTERS[kind](split.train, split.validation, PARAMS[kind])
+    p = model.predict_proba(split.holdout)
+    assert p.shape == (len(split.holdout),)
+    assert ((p > 0) & (p < 1)).all()
+    assert roc_auc_score(split.holdout[LABEL], p) > 0.6
+    model.save(tmp_path / kind)
+    again = models.load(tmp_path / kind).predict_proba(split.holdout)
+    np.testing.assert_allclose(again, p, rtol=1e-6, atol=1e-7)
+
+
+def test_torch_uses_cuda_only_when_present():
+    import torch
+
+    assert models.torch_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_load_rejects_an_unknown_kind(tmp_path):
+    (tmp_path / "meta.json").write_text('{"kind": "svm", "params": {}}')
+    (tmp_path / "preprocessor.json").write_text(
+        '{"categories": {}, "medians": {}, "means": {}, "stds": {}}'
+    )
+    with pytest.raises(ValueError, match="svm"):
+        models.load(tmp_path)
