@@ -1,0 +1,126 @@
+"""Training: tune and register a `flight_delay` challenger; the promotion gate decides on it."""
+
+import dagster as dg
+import pandas as pd
+
+from dagster_project.assets.features import FEATURE_SERVICE
+from dagster_project.lib import promotion, tracking, training
+from dagster_project.lib.models import KINDS
+from dagster_project.resources import MlflowResource
+from feature_repo.definitions import build as feast_objects
+
+ML_OWNERS = ["team:ml-platform"]
+
+
+class TrainingConfig(dg.Config):
+    model_kinds: list[str] = list(KINDS)
+    n_trials: int = training.TrainingOptions.n_trials
+    holdout_days: int = training.TrainingOptions.holdout_days
+    validation_days: int = training.TrainingOptions.validation_days
+    torch_max_epochs: int = training.TrainingOptions.torch_max_epochs
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"mlflow", "xgboost", "pytorch", "optuna"},
+    owners=ML_OWNERS,
+    ins={"training_set": dg.AssetIn("training_set")},
+)
+def flight_delay_model(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    training_set: pd.DataFrame,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    """A new `flight_delay` version (best of the Optuna searches), registered as `challenger`."""
+    days = training.flight_dates(training_set)
+    lineage = tracking.Lineage(
+        dagster_run_id=context.run.run_id,
+        partition_range=f"{days.min()}..{days.max()}",
+        feature_service=FEATURE_SERVICE,
+        training_set_hash=tracking.frame_hash(training_set),
+        git_commit=tracking.git_commit(),
+    )
+    try:
+        options = training.TrainingOptions(
+            model_kinds=tuple(config.model_kinds),
+            n_trials=config.n_trials,
+            holdout_days=config.holdout_days,
+            validation_days=config.validation_days,
+            torch_max_epochs=config.torch_max_epochs,
+        )
+        outcome = training.train_and_register(
+            training_set, options, lineage, mlflow.registry(), context.log.info
+        )
+    except ValueError as exc:  # bad config, a window too short for the split, one class only
+        raise dg.Failure(description=str(exc)) from exc
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": outcome.version.version,
+            "model_kind": outcome.kind,
+            "mlflow_run_id": outcome.run_id,
+            "model_uri": outcome.version.uri,
+            "threshold": dg.MetadataValue.float(outcome.threshold),
+            "windows": dg.MetadataValue.json(outcome.windows),
+            "candidates_validation": dg.MetadataValue.json(outcome.candidates),
+            **{
+                k: dg.MetadataValue.float(v) for k, v in outcome.holdout.metrics("holdout_").items()
+            },
+            "lineage": dg.MetadataValue.json(lineage.tags()),
+        }
+    )
+
+
+class PromotionConfig(dg.Config):
+    min_auc_margin: float = promotion.PromotionPolicy.min_auc_margin
+    min_auc: float = promotion.PromotionPolicy.min_auc
+    max_calibration_error: float = promotion.PromotionPolicy.max_calibration_error
+    latency_budget_ms: float = promotion.PromotionPolicy.latency_budget_ms
+
+
+def served_columns() -> set[str]:
+    """What the `flight_delay_v1` service and the request provide: features and entity keys."""
+    objs = feast_objects("")
+    service = next(s for s in objs.services if s.name == FEATURE_SERVICE)
+    features = {f.name for p in service.feature_view_projections for f in p.features}
+    return features | {e.join_key for e in objs.entities}
+
+
+@dg.asset_check(
+    asset=flight_delay_model,
+    blocking=True,
+    additional_ins={"training_set": dg.AssetIn("training_set")},
+)
+def promotion_gate(
+    context: dg.AssetCheckExecutionContext,
+    config: PromotionConfig,
+    training_set: pd.DataFrame,
+    mlflow: MlflowResource,
+) -> dg.AssetCheckResult:
+    """Challenger vs champion on the challenger's holdout window; moves `champion` if better."""
+    registry = mlflow.registry()
+    challenger = registry.by_alias(tracking.CHALLENGER)
+    if challenger is None:
+        raise dg.Failure("no challenger registered")
+    start, end = challenger.tags["holdout_window"].split("..")
+    days = training.flight_dates(training_set).astype(str)
+    holdout = training_set[days.between(start, end)].reset_index(drop=True)
+    policy = promotion.PromotionPolicy(**config.model_dump())
+    decision = promotion.run_gate(registry, holdout, f"{start}..{end}", served_columns(), policy)
+    context.log.info(f"promotion gate: {decision.summary()}")
+    return dg.AssetCheckResult(
+        passed=decision.promote,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=decision.summary(),
+        metadata={
+            "decision": decision.outcome,
+            "challenger_version": challenger.version,
+            "champion_version": decision.champion.version if decision.champion else "none",
+            "record": dg.MetadataValue.json(decision.record()),
+            "challenger_holdout_auc": dg.MetadataValue.float(decision.challenger.holdout.roc_auc),
+        },
+    )
+
+
+assets = [flight_delay_model]
+checks = [promotion_gate]
