@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from dagster_project.lib import settings
@@ -66,36 +66,148 @@ def _print_table(rows: list[tuple[str, str]]) -> None:
     print("-" * (width + 30))
 
 
-def demo(args: argparse.Namespace) -> int:
-    from dagster_project.definitions import build_definitions
-    from dagster_project.partitions import range_tags
+def _failures(result: Any) -> list[str]:
+    out = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            data: Any = event.event_specific_data
+            error = data.error
+            while error.cause is not None:  # the user's exception, not the framework wrapper
+                error = error.cause
+            out.append(f"step {event.step_key}: {error.message.strip()}")
+    for check in result.get_asset_check_evaluations():
+        if not check.passed:
+            out.append(f"check {check.check_name}: {check.description}")
+    return out
 
-    date.fromisoformat(args.start), date.fromisoformat(args.end)  # clear error on a bad date
-    print(f"[demo] tier={settings.profile()} state={settings.mlops_home()}")
-    print(f"[demo] ingest -> validate -> features -> online store for {args.start}..{args.end}")
-    instance = _instance()
-    # Built now, not at import, so the state folder is the one MLOPS_HOME names at call time.
-    job = build_definitions(settings.paths()).get_job_def("ingest_features_job")
+
+def _run(job: Any, instance: Any, log_level: str, **kwargs: Any) -> tuple[Any, float]:
     started = time.perf_counter()
     result = job.execute_in_process(
         instance=instance,
-        tags=range_tags(args.start, args.end),
-        run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
         raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}
+        | kwargs.pop("run_config", {}),
+        **kwargs,
     )
-    rows = _summary(result, time.perf_counter() - started)
-    _print_table(rows)
+    return result, time.perf_counter() - started
+
+
+def _training_summary(result: Any, seconds: float) -> list[tuple[str, str]]:
+    meta: dict[str, dict[str, Any]] = {}
+    for event in result.get_asset_materialization_events():
+        m = event.materialization
+        meta[m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items()}
+    model = meta.get("flight_delay_model", {})
+    rows = [
+        ("training run id", result.run_id),
+        ("training rows", f"{meta.get('training_set', {}).get('dagster/row_count', 0):,}"),
+        ("windows", ", ".join(f"{k} {v}" for k, v in (model.get("windows") or {}).items())),
+        ("challenger", f"flight_delay v{model.get('model_version')} ({model.get('model_kind')})"),
+    ]
+    for name in ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "f1"):
+        if f"holdout_{name}" in model:
+            rows.append((f"holdout {name}", f"{model[f'holdout_{name}']:.4f}"))
+    for check in result.get_asset_check_evaluations():
+        rows.append(
+            ("promotion gate", check.description or ("passed" if check.passed else "failed"))
+        )
+    endpoint = meta.get("deployed_endpoint")
+    if endpoint:
+        rows.append(("deployed", f"{endpoint['url']} serving v{endpoint['model_version']}"))
+    rows.append(("time taken", f"{seconds:.1f} s"))
+    return rows
+
+
+def _score_next_day(url: str, day: date, count: int) -> list[tuple[str, str]]:
+    """Send the next day's scheduled flights to the endpoint (a real HTTP batch request)."""
+    from dagster_project.lib import scoring
+
+    flights = scoring.scheduled_flights(day, limit=count)
+    actual = scoring.outcomes(day)
+    rows = []
+    for req, pred in zip(flights, scoring.score(url, flights), strict=True):
+        decision = "DELAYED" if pred["delayed"] else "on time"
+        flight = req["flight_id"].split("-")[0]
+        rows.append(
+            (
+                f"{req['scheduled_departure'][11:16]} {flight:<7} {req['origin']}-{req['dest']}",
+                f"p={pred['probability']:.2f} -> {decision:<8} v{pred['model_version']} "
+                f"({pred['model_kind']}{', fallback' if pred['fallback'] else ''})"
+                f"   actual: {actual[req['flight_id']]}",
+            )
+        )
+    return rows
+
+
+def demo(args: argparse.Namespace) -> int:
+    from dagster_project.definitions import build_definitions
+    from dagster_project.lib.deploy import LocalEndpoint
+    from dagster_project.partitions import range_tags
+
+    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    paths = settings.paths()
+    print(f"[demo] tier={settings.profile()} state={settings.mlops_home()}")
+    instance = _instance()
+    # Built now, not at import, so the state folder is the one MLOPS_HOME names at call time.
+    defs = build_definitions(paths)
+    print(f"[demo] 1/3 ingest -> validate -> features -> online store for {start}..{end}")
+    result, seconds = _run(
+        defs.get_job_def("ingest_features_job"),
+        instance,
+        args.log_level,
+        tags=range_tags(args.start, args.end),
+    )
+    _print_table(_summary(result, seconds))
     if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                data: Any = event.event_specific_data
-                print(f"[demo] FAILED step {event.step_key}: {data.error.message}")
+        for line in _failures(result):
+            print(f"[demo] FAILED {line}")
         return 1
-    print("\nNext: open the Dagster UI to see the asset graph, checks and this run:")
-    print("  make up        (or: DAGSTER_HOME=.mlops/dagster_home dagster dev -w workspace.yaml)")
-    print("  then http://127.0.0.1:3000  ->  Assets -> View global asset lineage")
+    if args.skip_training:
+        return 0
+
+    endpoint = LocalEndpoint("127.0.0.1", settings.serving_port(), paths.home / "run")
+    already_up = endpoint.is_up()
+    print(f"[demo] 2/3 train (Optuna, {args.trials} trials per family) -> gate -> deploy")
+    try:
+        result, seconds = _run(
+            defs.get_job_def("training_job"),
+            instance,
+            args.log_level,
+            run_config={
+                "ops": {
+                    "training_set": {"config": {"start_date": args.start, "end_date": args.end}},
+                    "flight_delay_model": {
+                        "config": {
+                            "n_trials": args.trials,
+                            "holdout_days": args.holdout_days,
+                            "validation_days": args.validation_days,
+                        }
+                    },
+                }
+            },
+        )
+        _print_table(_training_summary(result, seconds))
+        for line in _failures(result):
+            print(f"[demo] {line}")
+        if not result.success:
+            print("[demo] training did not deploy a model; see the lines above")
+            return 1
+        next_day = end + timedelta(days=1)
+        print(f"[demo] 3/3 real requests to {endpoint.url}/predict/batch for flights of {next_day}")
+        _print_table(_score_next_day(endpoint.url, next_day, args.requests))
+    finally:
+        if not already_up and endpoint.stop():
+            print(f"[demo] stopped the endpoint it started ({endpoint.url})")
+    print("\nNext:")
     print(
-        f"  Great Expectations Data Docs: {settings.paths().gx_dir}/gx/uncommitted/data_docs/local_site/index.html"
+        "  make up      Dagster UI http://127.0.0.1:3000 (assets, checks, runs) and the MLflow UI"
+    )
+    print("               http://127.0.0.1:5000 (runs, `flight_delay` versions); MLflow store:")
+    print(f"               {paths.mlflow_tracking_uri}")
+    print("  make serve   the prediction endpoint alone, http://127.0.0.1:8000/docs")
+    print(
+        f"  Great Expectations Data Docs: {paths.gx_dir}/gx/uncommitted/data_docs/local_site/index.html"
     )
     return 0
 
@@ -113,9 +225,16 @@ def status(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dagster_project", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="run ingestion -> validation -> features -> online store")
+    p = sub.add_parser(
+        "demo", help="the whole spine: ingest .. features, train, gate, deploy, score"
+    )
     p.add_argument("--start", default="2013-01-01", help="first day (YYYY-MM-DD)")
-    p.add_argument("--end", default="2013-01-31", help="last day, inclusive (YYYY-MM-DD)")
+    p.add_argument("--end", default="2013-07-31", help="last day, inclusive (YYYY-MM-DD)")
+    p.add_argument("--holdout-days", type=int, default=31, help="last days held out for the gate")
+    p.add_argument("--validation-days", type=int, default=14, help="days before the holdout")
+    p.add_argument("--trials", type=int, default=6, help="Optuna trials per model family")
+    p.add_argument("--requests", type=int, default=12, help="next-day flights to score")
+    p.add_argument("--skip-training", action="store_true", help="stop after the features")
     p.add_argument("--log-level", default="INFO", help="Dagster console log level")
     p.set_defaults(func=demo)
     p = sub.add_parser("status", help="which tier, where the state is, the last runs")

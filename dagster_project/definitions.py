@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
-from dagster_project.assets import features, ingestion, validation
+from dagster_project.assets import features, ingestion, serving, training, validation
 from dagster_project.io_managers import LakeIOManager
 from dagster_project.jobs import jobs
 from dagster_project.lib import settings
-from dagster_project.resources import FeastResource, LandingZone, ValidationGate
+from dagster_project.resources import (
+    Deployer,
+    FeastResource,
+    LandingZone,
+    MlflowResource,
+    ValidationGate,
+)
 
 
-def build_resources(paths: settings.Paths) -> dict[str, object]:
-    """Resources for the local tier; every location derives from ``paths`` (tests pass a temp dir)."""
+def build_resources(paths: settings.Paths, serving_port: int | None = None) -> dict[str, object]:
+    """Resources for the local tier; every location derives from ``paths`` (tests pass a temp dir
+    and a free port)."""
     return {
         "landing": LandingZone(url=paths.landing_url),
         "gate": ValidationGate(gx_dir=str(paths.gx_dir), quarantine_url=paths.quarantine_url),
@@ -23,16 +32,37 @@ def build_resources(paths: settings.Paths) -> dict[str, object]:
             features_url=paths.features_url,
         ),
         "io_manager": LakeIOManager(base_url=paths.lake_url),
+        "mlflow": MlflowResource(
+            tracking_uri=paths.mlflow_tracking_uri, artifact_location=paths.mlflow_artifacts
+        ),
+        "deployer": Deployer(
+            port=serving_port or settings.serving_port(),
+            mlops_home=str(paths.home),
+            api_token=dg.EnvVar("MLOPS_SERVING_TOKEN")
+            if "MLOPS_SERVING_TOKEN" in os.environ
+            else None,
+        ),
     }
 
 
-all_assets = [*ingestion.assets, *validation.assets, *features.assets]
+all_assets = [
+    *ingestion.assets,
+    *validation.assets,
+    *features.assets,
+    *training.assets,
+    *serving.assets,
+]
 
 
-def build_definitions(paths: settings.Paths | None = None) -> dg.Definitions:
+def build_definitions(
+    paths: settings.Paths | None = None, serving_port: int | None = None
+) -> dg.Definitions:
     settings.profile()  # fail early on an unknown tier
     return dg.Definitions(
-        assets=all_assets, jobs=jobs, resources=build_resources(paths or settings.paths())
+        assets=all_assets,
+        asset_checks=training.checks,
+        jobs=jobs,
+        resources=build_resources(paths or settings.paths(), serving_port),
     )
 
 

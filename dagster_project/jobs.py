@@ -14,10 +14,13 @@ ingest_features_job = dg.define_asset_job(
     description="Land, validate and featurize the partition's data, then load the online store.",
 )
 
-training_set_job = dg.define_asset_job(
-    "training_set_job",
-    selection=dg.AssetSelection.assets("training_set"),
-    description="Build the point-in-time training set for a date range (see its config).",
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=dg.AssetSelection.assets("training_set", "flight_delay_model", "deployed_endpoint"),
+    description=(
+        "Build the training set, tune and register a challenger, run the promotion gate and, "
+        "if it promotes, deploy the new champion."
+    ),
 )
 
-jobs = [ingest_features_job, training_set_job]
+jobs = [ingest_features_job, training_job]

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from dagster_project.lib import gate, landing
+from dagster_project.lib import deploy, gate, landing, tracking
 from dagster_project.lib.expectations import TableRules
 from dagster_project.lib.feast_store import FeatureStoreClient
 
@@ -71,3 +71,43 @@ class FeastResource(dg.ConfigurableResource):
             Path(self.state_dir),
             self.features_url,
         )
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking + model registry (embedded SQLite and a local artifact folder on `local`)."""
+
+    tracking_uri: str
+    artifact_location: str
+    experiment: str = tracking.EXPERIMENT
+    model_name: str = tracking.MODEL_NAME
+
+    def registry(self) -> tracking.Registry:
+        tracking.configure(self.tracking_uri, self.artifact_location, self.experiment)
+        return tracking.Registry(self.tracking_uri, self.model_name)
+
+
+class Deployer(dg.ConfigurableResource):
+    """Deploys the champion. On `local`: a uvicorn process on loopback, reloaded on promotion.
+
+    ``api_token`` (e.g. ``dg.EnvVar("MLOPS_SERVING_TOKEN")``) turns on the endpoint's bearer auth.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    mlops_home: str
+    api_token: str | None = None
+
+    def endpoint(self) -> deploy.LocalEndpoint:
+        return deploy.LocalEndpoint(
+            host=self.host,
+            port=self.port,
+            run_dir=Path(self.mlops_home) / "run",
+            env={"MLOPS_HOME": self.mlops_home},
+            token=self.api_token,
+        )
+
+    def deploy(self, version: str, smoke_flight: dict) -> deploy.Deployment:
+        try:
+            return deploy.deploy(self.endpoint(), version, smoke_flight)
+        except deploy.DeployError as exc:
+            raise dg.Failure(description=f"deployment of v{version} failed: {exc}") from exc

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,3 +25,63 @@ def defs(paths: Paths):
     from dagster_project.definitions import build_definitions
 
     return build_definitions(paths)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Spine:
+    """A state folder with ingested features for SPINE_DAYS and a loopback port for serving."""
+
+    paths: Paths
+    port: int
+    defs: object
+    instance: object
+
+    def run_training(self, model: dict, promotion: dict | None = None):
+        job = self.defs.get_job_def("training_job")
+        ops: dict = {
+            "training_set": {"config": {"start_date": SPINE_DAYS[0], "end_date": SPINE_DAYS[1]}},
+            "flight_delay_model": {"config": {"holdout_days": 5, "validation_days": 4} | model},
+        }
+        if promotion:
+            ops["flight_delay_model_promotion_gate"] = {"config": promotion}
+        return job.execute_in_process(
+            instance=self.instance, run_config={"ops": ops}, raise_on_error=False
+        )
+
+
+SPINE_DAYS = ("2013-01-01", "2013-01-21")
+
+
+@pytest.fixture(scope="session")
+def spine(tmp_path_factory) -> Iterator[Spine]:
+    """Ingest + features for three weeks of January, once per session (about 15 s)."""
+    import dagster as dg
+
+    from dagster_project.definitions import build_definitions
+    from dagster_project.lib.deploy import LocalEndpoint
+    from dagster_project.partitions import range_tags
+
+    paths = Paths(tmp_path_factory.mktemp("spine") / "mlops")
+    port = free_port()
+    defs = build_definitions(paths, serving_port=port)
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.get_job_def("ingest_features_job").execute_in_process(
+        tags=range_tags(*SPINE_DAYS), instance=instance
+    )
+    assert result.success
+    yield Spine(paths, port, defs, instance)
+    LocalEndpoint("127.0.0.1", port, paths.home / "run").stop()
+
+
+@pytest.fixture(scope="session")
+def first_model(spine: Spine):
+    """The first training run: XGBoost, 2 trials; promoted (first model) and deployed."""
+    result = spine.run_training({"model_kinds": ["xgboost"], "n_trials": 2})
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    return result

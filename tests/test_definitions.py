@@ -24,6 +24,8 @@ EXPECTED = {
     "feast_definitions",
     "online_features",
     "training_set",
+    "flight_delay_model",
+    "deployed_endpoint",
 }
 
 
@@ -32,7 +34,7 @@ def test_definitions_load():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == EXPECTED
-    for name in ("ingest_features_job", "training_set_job"):
+    for name in ("ingest_features_job", "training_job"):
         assert defs.resolve_job_def(name) is not None
 
 
@@ -42,7 +44,13 @@ def test_every_asset_is_described_grouped_owned_and_kinded():
         node = graph.get(key)
         name = key.to_user_string()
         assert node.description, f"{name} has no description"
-        assert node.group_name in {"ingestion", "validation", "features"}, name
+        assert node.group_name in {
+            "ingestion",
+            "validation",
+            "features",
+            "training",
+            "serving",
+        }, name
         assert node.owners, f"{name} has no owner"
         assert node.kinds, f"{name} has no kinds"
 
@@ -63,9 +71,11 @@ def test_gates_are_blocking_checks():
         "raw_planes",
         "raw_airlines",
         "raw_airports",
+        "flight_delay_model",
     }
     specs = [s for ad in defs.resolve_asset_graph().assets_defs for s in ad.check_specs]
-    assert len(specs) == 5
-    assert all(s.blocking and s.name == "gx_gate" for s in specs)
+    assert len(specs) == 6
+    assert all(s.blocking for s in specs)
+    assert {s.name for s in specs} == {"gx_gate", "promotion_gate"}
     job = defs.resolve_job_def("ingest_features_job")
     assert job.partitions_def is not None

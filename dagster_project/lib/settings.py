@@ -59,6 +59,32 @@ class Paths:
     def dagster_home(self) -> Path:
         return self.home / "dagster_home"
 
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """``MLFLOW_TRACKING_URI`` if set (a server tier), else an embedded SQLite database."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts(self) -> str:
+        return os.environ.get("MLFLOW_ARTIFACTS_URI") or str(self.mlflow_dir / "artifacts")
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.home / "serving"
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        return self.serving_dir / "predictions"
+
+
+def serving_port() -> int:
+    """Loopback port of the local prediction endpoint (``MLOPS_SERVING_PORT``, default 8000)."""
+    return int(os.environ.get("MLOPS_SERVING_PORT", "8000"))
+
 
 def paths() -> Paths:
     return Paths(mlops_home())

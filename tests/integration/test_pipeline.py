@@ -147,7 +147,7 @@ def _rerun_without_landing(paths: Paths, day: str) -> dg.ExecuteInProcessResult:
     """Re-run everything but the landing writer (which would restore the file) for one day."""
     return dg.materialize(
         all_assets,
-        selection=dg.AssetSelection.all()
+        selection=dg.AssetSelection.groups("ingestion", "validation", "features")
         - dg.AssetSelection.assets("landed_daily_files", "landed_reference_files", "training_set"),
         resources=build_resources(paths),
         partition_key=day,

@@ -1,0 +1,1 @@
+"""The HTTP prediction endpoint (FastAPI). Imports neither Dagster nor Airflow."""

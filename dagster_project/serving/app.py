@@ -1,0 +1,425 @@
+"""The prediction endpoint: FastAPI over the `champion` model and Feast's online store.
+
+No Dagster or Airflow import: this runs as its own process (``python -m dagster_project.serving``,
+``make serve``) and learns about new champions from the MLflow registry (polling, or
+``POST /admin/reload`` which the `deployed_endpoint` asset calls).
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from dagster_project.lib import settings, tracking
+from dagster_project.lib.feast_store import FeatureStoreClient
+from dagster_project.lib.preprocess import CATEGORICAL, FEATURES, NUMERIC, input_frame
+from dagster_project.serving.schemas import (
+    EXAMPLE_FLIGHT,
+    BatchRequest,
+    BatchResponse,
+    Flight,
+    Prediction,
+)
+
+log = logging.getLogger("flight_delay.serving")
+FEATURE_SERVICE = "flight_delay_v1"
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    tracking_uri: str
+    feast_repo: Path
+    feast_config_template: Path
+    feast_state_dir: Path
+    features_url: str
+    prediction_log_dir: Path
+    model_name: str = tracking.MODEL_NAME
+    alias: str = tracking.CHAMPION
+    api_token: str | None = None
+    reload_interval_s: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> ServingConfig:
+        """Locations from the tier's state folder; ``MLOPS_SERVING_TOKEN`` turns on bearer auth;
+        ``MLOPS_SERVING_RELOAD_S`` sets how often the registry is polled (0: never)."""
+        paths = settings.paths()
+        return cls(
+            tracking_uri=paths.mlflow_tracking_uri,
+            feast_repo=settings.FEATURE_REPO,
+            feast_config_template=settings.FEATURE_REPO / "feature_store.yaml",
+            feast_state_dir=paths.feast_dir,
+            features_url=paths.features_url,
+            prediction_log_dir=paths.prediction_log_dir,
+            api_token=os.environ.get("MLOPS_SERVING_TOKEN") or None,
+            reload_interval_s=float(os.environ.get("MLOPS_SERVING_RELOAD_S", "30")),
+        )
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Any
+    info: tracking.VersionInfo
+    known: dict[str, frozenset[str]]  # categories seen in training, per categorical input
+
+    @property
+    def kind(self) -> str:
+        return self.info.tags.get("model_kind", "unknown")
+
+
+class ModelHolder:
+    """The current champion. A reload swaps one reference, so requests never see a half-loaded
+    model and in-flight requests finish on the model they started with."""
+
+    def __init__(self, config: ServingConfig):
+        self.config = config
+        self.current: LoadedModel | None = None
+        self.error: str | None = None
+        self._lock = threading.Lock()
+
+    def reload(self) -> bool:
+        """Load the version the alias points at, if it changed. True when a new one is live."""
+        with self._lock:
+            registry = tracking.Registry(self.config.tracking_uri, self.config.model_name)
+            info = registry.by_alias(self.config.alias)
+            if info is None:
+                self.error = f"no '{self.config.alias}' version of '{self.config.model_name}' yet"
+                return False
+            if self.current and self.current.info.version == info.version:
+                return False
+            model = registry.load(info.version)
+            pre = model.unwrap_python_model().model.preprocessor
+            known = {c: frozenset(pre.categories.get(c, [])) for c in CATEGORICAL}
+            self.current, self.error = LoadedModel(model, info, known), None
+            log.info("serving %s v%s (%s)", info.name, info.version, self.current.kind)
+            return True
+
+
+class PredictionLog:
+    """Append-only JSON lines, one file per scheduled departure date (what monitoring reads)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._lock = threading.Lock()
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        by_day: dict[str, list[str]] = {}
+        for r in records:
+            by_day.setdefault(r["scheduled_date"], []).append(json.dumps(r, default=str))
+        with self._lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for day, lines in by_day.items():
+                with (self.folder / f"{day}.jsonl").open("a", encoding="utf-8") as fh:
+                    fh.write("\n".join(lines) + "\n")
+                    fh.flush()
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "flight_delay_http_requests",
+            "HTTP requests by path and status",
+            ["path", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "flight_delay_http_request_seconds",
+            "HTTP request latency",
+            ["path"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.predictions = Counter(
+            "flight_delay_predictions",
+            "Predictions by model version and decision",
+            ["model_version", "delayed"],
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "flight_delay_feature_fallbacks",
+            "Predictions that used imputed values for unknown entities",
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "flight_delay_model_reloads", "Model reloads", ["result"], registry=self.registry
+        )
+        self.version = Gauge(
+            "flight_delay_model_version", "Version of the served model", registry=self.registry
+        )
+
+
+def epoch_seconds(ts: datetime) -> int:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=ZoneInfo(settings.TIMEZONE))
+    return int(ts.timestamp())
+
+
+def entity_row(f: Flight) -> dict[str, Any]:
+    """Entity keys and request data of the `flight_delay_v1` feature service for one flight."""
+    return {
+        "origin": f.origin,
+        "carrier": f.carrier,
+        "route": f"{f.origin}-{f.dest}",
+        "tailnum": f.tailnum or "UNKNOWN",
+        "sched_dep_epoch_s": epoch_seconds(f.scheduled_departure),
+        "distance": float(f.distance),
+    }
+
+
+def _json_value(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return None
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def create_app(config: ServingConfig | None = None) -> FastAPI:
+    config = config or ServingConfig.from_env()
+    holder = ModelHolder(config)
+    plog = PredictionLog(config.prediction_log_dir)
+    metrics = Metrics()
+    store: dict[str, FeatureStoreClient] = {}
+
+    def feast() -> FeatureStoreClient:
+        if "client" not in store:
+            store["client"] = FeatureStoreClient(
+                config.feast_repo,
+                config.feast_config_template,
+                config.feast_state_dir,
+                config.features_url,
+            )
+        return store["client"]
+
+    @functools.cache
+    def view_columns() -> dict[str, tuple[str, list[str]]]:
+        """Feature view -> (entity join key, its features), for the unknown-entity fallback."""
+        objs = feast().objects()
+        keys = {e.name: e.join_key for e in objs.entities}
+        return {
+            v.name: (keys[v.entities[0]], [f.name for f in v.features])
+            for v in objs.views
+            if v.entities
+        }
+
+    def reload() -> bool:
+        try:
+            changed = holder.reload()
+        except Exception as exc:  # keep serving the old model; say why on /ready and the log
+            holder.error = f"reload failed: {exc}"
+            metrics.reloads.labels("error").inc()
+            log.exception("model reload failed")
+            return False
+        if changed and holder.current:
+            metrics.reloads.labels("loaded").inc()
+            metrics.version.set(float(holder.current.info.version))
+        return changed
+
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(config.reload_interval_s):
+            reload()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        reload()
+        poller = None
+        if config.reload_interval_s > 0:
+            poller = threading.Thread(target=poll, name="model-reload", daemon=True)
+            poller.start()
+        yield
+        stop.set()
+
+    app = FastAPI(
+        title="flight_delay prediction endpoint",
+        description="Probability that a NYC departure leaves more than 15 minutes late.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.holder, app.state.metrics, app.state.config = holder, metrics, config
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            log.exception("unhandled error on %s", request.url.path)
+            response = JSONResponse({"detail": "internal error; see the server log"}, 500)
+        route = request.scope.get("route")
+        path = route.path if route is not None else "unmatched"
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    def authorize(request: Request) -> None:
+        if not config.api_token:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token, config.api_token):
+            raise HTTPException(
+                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+            )
+
+    def predict(flights: list[Flight]) -> list[Prediction]:
+        current = holder.current
+        if current is None:
+            raise HTTPException(503, f"no model to serve: {holder.error}")
+        rows = [entity_row(f) for f in flights]
+        try:
+            online = pd.DataFrame(feast().online_features(rows, FEATURE_SERVICE))
+        except Exception as exc:
+            log.exception("online feature lookup failed")
+            raise HTTPException(503, f"feature store unavailable: {type(exc).__name__}") from exc
+        frame = pd.DataFrame(rows).drop(columns=["sched_dep_epoch_s", "distance"])
+        for c in NUMERIC:
+            frame[c] = online.get(c, np.nan)
+        inputs = input_frame(frame)
+        probs = np.asarray(current.model.predict(inputs), dtype="float64").reshape(-1)
+        threshold = current.info.threshold
+        out, records = [], []
+        logged_at = datetime.now(UTC).isoformat()
+        for i, f in enumerate(flights):
+            values = {c: _json_value(frame.at[i, c]) for c in FEATURES}
+            missing = [c for c in NUMERIC if values[c] is None]
+            fallbacks = [
+                f"{view}: no online values for {key} {rows[i].get(key)!r}"
+                for view, (key, cols) in view_columns().items()
+                if all(values.get(c) is None for c in cols)
+            ] + [
+                f"{c} {values[c]!r} was not seen in training"
+                for c in CATEGORICAL
+                if values[c] not in current.known[c]
+            ]
+            p = float(probs[i])
+            pred = Prediction(
+                flight_id=f.flight_id,
+                probability=p,
+                delayed=p >= threshold,
+                threshold=threshold,
+                model_name=current.info.name,
+                model_version=current.info.version,
+                model_kind=current.kind,
+                features=values,
+                fallback=bool(fallbacks),
+                fallbacks=fallbacks,
+                missing_features=missing,
+            )
+            out.append(pred)
+            metrics.predictions.labels(current.info.version, str(pred.delayed).lower()).inc()
+            if fallbacks:
+                metrics.fallbacks.inc()
+            local = f.scheduled_departure
+            if local.tzinfo is not None:
+                local = local.astimezone(ZoneInfo(settings.TIMEZONE))
+            records.append(
+                {
+                    "request_id": str(uuid.uuid4()),
+                    "logged_at": logged_at,
+                    "scheduled_date": local.date().isoformat(),
+                    "flight": f.model_dump(mode="json"),
+                    **pred.model_dump(exclude={"flight_id"}),
+                }
+            )
+        plog.append(records)
+        return out
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["ops"])
+    def ready() -> JSONResponse:
+        """Readiness: a model is loaded and the feature store answers an online lookup."""
+        problems = []
+        current = holder.current
+        if current is None:
+            problems.append(holder.error or "model not loaded")
+        try:
+            feast().online_features([entity_row(Flight(**EXAMPLE_FLIGHT))], FEATURE_SERVICE)
+        except Exception as exc:
+            problems.append(f"feature store: {type(exc).__name__}: {exc}"[:300])
+        body = {
+            "ready": not problems,
+            "model_version": current.info.version if current else None,
+            "problems": problems,
+        }
+        return JSONResponse(body, status_code=200 if not problems else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/model", tags=["ops"])
+    def model_info() -> dict[str, Any]:
+        """Which model is live."""
+        current = holder.current
+        if current is None:
+            raise HTTPException(503, f"no model to serve: {holder.error}")
+        return {
+            "name": current.info.name,
+            "version": current.info.version,
+            "kind": current.kind,
+            "threshold": current.info.threshold,
+            "alias": config.alias,
+            "run_id": current.info.run_id,
+        }
+
+    @app.post("/admin/reload", tags=["ops"], dependencies=[Depends(authorize)])
+    def admin_reload() -> dict[str, Any]:
+        """Load the version the alias now points at (the deployer calls this after promotion)."""
+        changed = reload()
+        current = holder.current
+        return {
+            "reloaded": changed,
+            "model_version": current.info.version if current else None,
+            "error": holder.error,
+        }
+
+    @app.post(
+        "/predict", response_model=Prediction, tags=["predict"], dependencies=[Depends(authorize)]
+    )
+    def predict_one(flight: Flight) -> Prediction:
+        """Delay probability and decision for one flight."""
+        return predict([flight])[0]
+
+    @app.post(
+        "/predict/batch",
+        response_model=BatchResponse,
+        tags=["predict"],
+        dependencies=[Depends(authorize)],
+    )
+    def predict_batch(body: BatchRequest) -> BatchResponse:
+        """The same for up to 1,000 flights in one call."""
+        return BatchResponse(predictions=predict(body.flights))
+
+    return app

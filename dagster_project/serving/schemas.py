@@ -1,0 +1,84 @@
+"""Request and response bodies of the prediction endpoint (Pydantic; a bad field is a 422)."""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dagster_project.lib import sources
+from dagster_project.lib.expectations import NYC_ORIGINS, TERRITORY_AIRPORTS
+
+EXAMPLE_FLIGHT: dict[str, Any] = {
+    "carrier": "UA",
+    "origin": "EWR",
+    "dest": "ORD",
+    "tailnum": "N24211",
+    "scheduled_departure": "2013-08-01T08:00:00",
+    "distance": 719,
+}
+
+
+class Flight(BaseModel):
+    """One scheduled departure. A naive ``scheduled_departure`` is New York local time."""
+
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra={"example": EXAMPLE_FLIGHT}
+    )
+
+    carrier: str = Field(pattern=r"^[A-Z0-9]{2}$", description="two-character airline code")
+    origin: str = Field(description="NYC departure airport: EWR, JFK or LGA")
+    dest: str = Field(pattern=r"^[A-Z]{3}$", description="FAA code of the destination airport")
+    tailnum: str | None = Field(default=None, max_length=10, description="aircraft tail number")
+    scheduled_departure: datetime
+    distance: float = Field(gt=0, le=10000, description="route distance in miles")
+    flight_id: str | None = Field(default=None, max_length=64, description="caller's reference")
+
+    @field_validator("origin")
+    @classmethod
+    def _nyc_origin(cls, value: str) -> str:
+        if value not in NYC_ORIGINS:
+            raise ValueError(f"unknown origin airport {value!r}: must be one of EWR, JFK, LGA")
+        return value
+
+    @field_validator("dest")
+    @classmethod
+    def _known_dest(cls, value: str) -> str:
+        if value not in known_airports():
+            raise ValueError(f"unknown destination airport {value!r} (not an FAA airport code)")
+        return value
+
+
+@functools.cache
+def known_airports() -> frozenset[str]:
+    """FAA codes of the airports table, plus the US territories' airports it lacks."""
+    return frozenset(sources.load_table("airports")["faa"].astype(str)) | TERRITORY_AIRPORTS
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    flights: list[Flight] = Field(min_length=1, max_length=1000)
+
+
+class Prediction(BaseModel):
+    flight_id: str | None
+    probability: float = Field(description="probability of departing more than 15 minutes late")
+    delayed: bool = Field(description="the decision: probability >= threshold")
+    threshold: float
+    model_name: str
+    model_version: str
+    model_kind: str
+    features: dict[str, Any] = Field(description="feature values the model used (null = imputed)")
+    fallback: bool = Field(
+        description="true when an entity was unknown (no online features, or a category the "
+        "model never saw): its features were imputed with training medians"
+    )
+    fallbacks: list[str] = Field(description="which lookups fell back, and why")
+    missing_features: list[str] = Field(description="features that were null and imputed")
+
+
+class BatchResponse(BaseModel):
+    predictions: list[Prediction]

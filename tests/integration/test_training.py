@@ -1,0 +1,212 @@
+"""Training -> MLflow registry -> promotion gate -> deployed endpoint, on three weeks of data.
+
+One scenario on one state folder (the session's `spine`): the first XGBoost model becomes
+champion and is served by a real uvicorn process; a torch challenger is promoted and hot-reloaded
+while requests keep flowing; a challenger held to an impossible margin is rejected.
+"""
+
+import threading
+import time
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from dagster_project.lib import models, promotion, storage, tracking, training
+from dagster_project.lib.features import LABEL
+from dagster_project.serving.schemas import EXAMPLE_FLIGHT
+
+
+def _registry(spine) -> tracking.Registry:
+    tracking.configure(spine.paths.mlflow_tracking_uri, spine.paths.mlflow_artifacts)
+    return tracking.Registry(spine.paths.mlflow_tracking_uri)
+
+
+def _url(spine) -> str:
+    return f"http://127.0.0.1:{spine.port}"
+
+
+def test_first_model_is_registered_with_lineage_and_becomes_champion(spine, first_model):
+    registry = _registry(spine)
+    champion = registry.by_alias(tracking.CHAMPION)
+    challenger = registry.by_alias(tracking.CHALLENGER)
+    assert champion is not None
+    assert champion.version == challenger.version
+    for tag in tracking.LINEAGE_TAGS:
+        assert champion.tags.get(tag), f"model version lacks lineage tag {tag}"
+    assert champion.tags[tracking.TAG_DAGSTER_RUN] == first_model.run_id
+    assert champion.tags[tracking.TAG_PARTITIONS] == "2013-01-01..2013-01-21"
+    assert champion.tags[tracking.TAG_FEATURE_SERVICE] == "flight_delay_v1"
+    training_set = storage.read_parquet(f"{spine.paths.lake_url}/training_set.parquet")
+    assert champion.tags[tracking.TAG_DATA_HASH] == tracking.frame_hash(training_set)
+    assert champion.tags["promotion_decision"] == "promoted"
+    assert champion.tags["model_kind"] == "xgboost"
+
+
+def test_training_run_logs_metrics_plots_model_and_nested_trials(spine, first_model):
+    registry = _registry(spine)
+    champion = registry.by_alias(tracking.CHAMPION)
+    run = registry.client.get_run(champion.run_id)
+    for metric in ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "f1"):
+        assert f"holdout_{metric}" in run.data.metrics
+        assert f"val_{metric}" in run.data.metrics
+    for tag in tracking.LINEAGE_TAGS:
+        assert run.data.tags.get(tag)
+    assert run.data.tags["promotion_decision"] == "promoted"
+    artifacts = {a.path for a in registry.client.list_artifacts(run.info.run_id, "evaluation")}
+    assert {"evaluation/holdout.json", "evaluation/validation.json"} <= artifacts
+    plots = [a.path for a in registry.client.list_artifacts(run.info.run_id, "plots")]
+    assert plots == ["plots/holdout_evaluation.png"]
+    holdout = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/evaluation/holdout.json")
+    assert set(holdout["confusion_matrix"]) == {"tn", "fp", "fn", "tp"}
+    assert holdout["calibration_curve"]
+    model = registry.load(champion.version)
+    assert model.metadata.signature is not None
+    assert model.metadata.get_input_schema().input_names()[:3] == ["carrier", "origin", "route"]
+    assert model.metadata.saved_input_example_info is not None
+    trials = registry.client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
+    assert len(trials) == 2
+    assert all("val_roc_auc" in t.data.metrics for t in trials)
+
+
+def test_deployed_endpoint_serves_the_champion_on_a_real_uvicorn(spine, first_model):
+    champion = _registry(spine).by_alias(tracking.CHAMPION)
+    events = first_model.get_asset_materialization_events()
+    deployed = [e for e in events if e.asset_key.to_user_string() == "deployed_endpoint"]
+    assert deployed
+    assert deployed[0].materialization.metadata["model_version"].value == champion.version
+    url = _url(spine)
+    r = httpx.post(f"{url}/predict", json=EXAMPLE_FLIGHT, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["model_version"] == champion.version
+    batch = httpx.post(
+        f"{url}/predict/batch",
+        json={"flights": [EXAMPLE_FLIGHT, EXAMPLE_FLIGHT | {"carrier": "B6", "dest": "LAX"}]},
+        timeout=30,
+    )
+    assert batch.status_code == 200
+    assert len(batch.json()["predictions"]) == 2
+    bad = httpx.post(f"{url}/predict", json=EXAMPLE_FLIGHT | {"distance": -1}, timeout=30)
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "distance"]
+    assert httpx.get(f"{url}/ready", timeout=30).json()["ready"] is True
+
+
+def test_promoted_torch_challenger_is_hot_reloaded_without_dropping_requests(spine, first_model):
+    before = _registry(spine).by_alias(tracking.CHAMPION)
+    answers: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def fire() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                r = client.post(f"{_url(spine)}/predict", json=EXAMPLE_FLIGHT)
+                answers.append((r.status_code, r.json().get("model_version", "")))
+                time.sleep(0.05)
+
+    sender = threading.Thread(target=fire)
+    sender.start()
+    try:
+        # A margin of -1 promotes any challenger that passes the floors: this tests the reload.
+        result = spine.run_training(
+            {"model_kinds": ["torch"], "n_trials": 1, "torch_max_epochs": 3},
+            {"min_auc_margin": -1.0},
+        )
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        sender.join()
+    assert result.success
+    after = _registry(spine).by_alias(tracking.CHAMPION)
+    assert after.version != before.version
+    assert after.tags["model_kind"] == "torch"
+    assert answers
+    assert all(code == 200 for code, _ in answers), set(answers)
+    assert {v for _, v in answers} <= {before.version, after.version}
+    assert answers[-1][1] == after.version
+    r = httpx.post(f"{_url(spine)}/predict", json=EXAMPLE_FLIGHT, timeout=30).json()
+    assert (r["model_version"], r["model_kind"]) == (after.version, "torch")
+
+
+def test_gate_rejection_blocks_deployment_and_is_recorded(spine, first_model):
+    before = _registry(spine).by_alias(tracking.CHAMPION)
+    result = spine.run_training(
+        {"model_kinds": ["xgboost"], "n_trials": 1}, {"min_auc_margin": 1.0}
+    )
+    assert not result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed
+    assert "not better" in check.description
+    assert check.metadata["decision"].value == "rejected"
+    ran = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "deployed_endpoint" not in ran
+    registry = _registry(spine)
+    assert registry.by_alias(tracking.CHAMPION).version == before.version
+    rejected = registry.by_alias(tracking.CHALLENGER)
+    assert rejected.tags["promotion_decision"] == "rejected"
+    assert "not better" in rejected.tags["promotion_reason"]
+    r = httpx.post(f"{_url(spine)}/predict", json=EXAMPLE_FLIGHT, timeout=30).json()
+    assert r["model_version"] == before.version
+
+
+def _register(registry, model, sample) -> tracking.VersionInfo:
+    with mlflow.start_run() as run:
+        info = training.log_model(model, sample, {})
+    version = registry.register(info.model_uri, run.info.run_id, {"threshold": "0.3"})
+    registry.set_alias(tracking.CHALLENGER, version.version)
+    return version
+
+
+def test_gate_promotes_a_better_model_and_rejects_a_worse_one(spine, first_model, tmp_path):
+    """Constructed models in a fresh registry: one trained on shuffled labels (no signal)."""
+    training_set = storage.read_parquet(f"{spine.paths.lake_url}/training_set.parquet")
+    split = training.time_split(training_set, holdout_days=5, validation_days=4)
+    params = {"max_depth": 4, "eta": 0.1, "num_boost_round": 200}
+    good = models.fit_xgboost(split.train, split.validation, params)
+    shuffled = split.train.assign(
+        **{LABEL: np.random.default_rng(0).permutation(split.train[LABEL].to_numpy())}
+    )
+    worse = models.fit_xgboost(shuffled, split.validation, params)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking.configure(uri, str(tmp_path / "artifacts"))
+    registry = tracking.Registry(uri)
+    available = set(training_set.columns)
+    lenient = promotion.PromotionPolicy(
+        min_auc=0.0, max_calibration_error=1.0, latency_budget_ms=1e4
+    )
+
+    worse_v = _register(registry, worse, split.validation)
+    first = promotion.run_gate(registry, split.holdout, "h", available, lenient)
+    assert first.promote
+    assert registry.by_alias(tracking.CHAMPION).version == worse_v.version
+
+    good_v = _register(registry, good, split.validation)
+    better = promotion.run_gate(registry, split.holdout, "h", available, lenient)
+    assert better.promote, better.reasons
+    assert better.challenger.holdout.roc_auc > better.champion.holdout.roc_auc + 0.05
+    assert registry.by_alias(tracking.CHAMPION).version == good_v.version
+
+    again_v = _register(registry, worse, split.validation)
+    rejected = promotion.run_gate(registry, split.holdout, "h", available, lenient)
+    assert not rejected.promote
+    assert "not better" in rejected.reasons[0]
+    assert registry.by_alias(tracking.CHAMPION).version == good_v.version
+    assert registry.version(again_v.version).tags["promotion_decision"] == "rejected"
+    assert pd.notna(rejected.challenger.latency_p95_ms)
+
+
+def test_floors_reject_a_model_whose_signature_the_feature_service_cannot_fill(spine, first_model):
+    registry = _registry(spine)
+    champion = registry.by_alias(tracking.CHAMPION)
+    problems = promotion.signature_problems(registry.load(champion.version), {"carrier"})
+    assert any("origin" in p for p in problems)
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_back_to_spine(spine):
+    yield
+    tracking.configure(spine.paths.mlflow_tracking_uri, spine.paths.mlflow_artifacts)
