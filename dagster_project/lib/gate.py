@@ -98,50 +98,54 @@ def _rule_column(cfg: Any, rules: TableRules, observed: Any) -> str:
 def build_suite(
     rules: TableRules, present: list[str], known_sets: Mapping[str, frozenset[str]]
 ) -> gx.ExpectationSuite:
-    """The GX suite for one table; column rules only for the columns actually present."""
-    suite = gx.ExpectationSuite(name=f"raw_{rules.table}")
+    """The GX suite for one table; column rules only for the columns actually present.
+
+    The expectations are collected first and handed to the suite at once: adding them one by one
+    to a suite whose name is already in the file store rewrites the store on every addition
+    (seconds per validation once the value sets are large)."""
+    expectations: list[Any] = []
     table = {"level": "table"}
     row = {"level": "row"}
     lineage = [SOURCE_FILE, SOURCE_LINE, PARTITION]
     if rules.partition_timestamp and rules.partition_timestamp in present:
         lineage.append(LOCAL_DATE)
-    suite.add_expectation(
+    expectations.append(
         gxe.ExpectTableColumnsToMatchSet(
             column_set=[*rules.columns, *lineage], exact_match=True, meta=table
         )
     )
-    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=rules.min_rows, meta=table))
+    expectations.append(gxe.ExpectTableRowCountToBeBetween(min_value=rules.min_rows, meta=table))
     for col, dtypes in rules.columns.items():
         if col in present:
-            suite.add_expectation(
+            expectations.append(
                 gxe.ExpectColumnValuesToBeInTypeList(column=col, type_list=list(dtypes), meta=table)
             )
     for col in rules.keys:
         if col in present:
-            suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col, meta=row))
+            expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=col, meta=row))
     for col, (lo, hi) in rules.ranges.items():
         if col in present:
-            suite.add_expectation(
+            expectations.append(
                 gxe.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi, meta=row)
             )
     for col, set_name in rules.sets.items():
         if col in present:
-            suite.add_expectation(
+            expectations.append(
                 gxe.ExpectColumnValuesToBeInSet(
                     column=col, value_set=sorted(known_sets[set_name]), meta=row
                 )
             )
     if len(rules.unique) == 1 and rules.unique[0] in present:
-        suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=rules.unique[0], meta=row))
+        expectations.append(gxe.ExpectColumnValuesToBeUnique(column=rules.unique[0], meta=row))
     elif all(c in present for c in rules.unique):
-        suite.add_expectation(
+        expectations.append(
             gxe.ExpectCompoundColumnsToBeUnique(column_list=list(rules.unique), meta=row)
         )
     if rules.partition_timestamp and rules.partition_timestamp in present:
-        suite.add_expectation(
+        expectations.append(
             gxe.ExpectColumnPairValuesToBeEqual(column_A=LOCAL_DATE, column_B=PARTITION, meta=row)
         )
-    return suite
+    return gx.ExpectationSuite(name=f"raw_{rules.table}", expectations=expectations)
 
 
 def _with_local_date(df: pd.DataFrame, ts_col: str | None) -> pd.DataFrame:
@@ -175,6 +179,14 @@ def _files_with_bad_type(df: pd.DataFrame, col: str, dtypes: tuple[str, ...]) ->
     return bad
 
 
+def _replace_suite(ctx: Any, suite: gx.ExpectationSuite) -> gx.ExpectationSuite:
+    """Store ``suite`` under its name. Deleting and adding is far cheaper than
+    ``add_or_update``, which compares every expectation with the stored one (large value sets)."""
+    if any(s.name == suite.name for s in ctx.suites.all()):
+        ctx.suites.delete(suite.name)
+    return ctx.suites.add(suite)
+
+
 class Gate:
     """Runs suites against a file-backed GX context (Data Docs land in ``gx_dir``)."""
 
@@ -202,7 +214,7 @@ class Gate:
         ctx = self._context()
         frame = _with_local_date(df.reset_index(drop=True), rules.partition_timestamp)
         present = [c for c in df.columns if c in rules.columns]
-        suite = ctx.suites.add_or_update(build_suite(rules, present, known_sets or {}))
+        suite = _replace_suite(ctx, build_suite(rules, present, known_sets or {}))
         source = ctx.data_sources.add_or_update_pandas("landing_zone")
         asset = next((a for a in source.assets if a.name == rules.table), None)
         if asset is None:
