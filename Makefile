@@ -8,12 +8,18 @@ export MLOPS_HOME ?= $(CURDIR)/.mlops
 export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster_home
 export MLOPS_PROFILE ?= local
 export GX_ANALYTICS_ENABLED ?= false
+# The endpoint's loopback port: `make serve`, `make up` and the deployer all use it.
+export MLOPS_SERVING_PORT ?= 8000
 START ?= 2013-01-01
-END ?= 2013-01-31
+END ?= 2013-07-31
+HOLDOUT_DAYS ?= 31
+TRIALS ?= 6
+FROM ?= 2013-07-01
+TO ?= 2013-09-30
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-slow lint format typecheck up clean
+.PHONY: help setup demo replay serve test test-slow lint format typecheck up clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -28,8 +34,15 @@ $(STAMP): pyproject.toml requirements.lock
 setup: $(STAMP) ## create .venv with the pinned dependencies (idempotent)
 	@mkdir -p $(DAGSTER_HOME) $(MLOPS_HOME)/feast
 
-demo: setup ## run ingestion -> validation -> features -> online store for START..END (default January 2013)
-	$(BIN)/python -m dagster_project demo --start $(START) --end $(END)
+demo: setup ## the whole spine on `local`: ingest START..END, train (holdout: last HOLDOUT_DAYS), gate, deploy, score the next day
+	$(BIN)/python -m dagster_project demo --start $(START) --end $(END) \
+		--holdout-days $(HOLDOUT_DAYS) --trials $(TRIALS)
+
+replay: setup ## replay FROM..TO day by day: ingest, score over HTTP, monitor, retrain on breaches; HTML report
+	$(BIN)/python -m dagster_project replay --start $(FROM) --end $(TO)
+
+serve: setup ## run the prediction endpoint alone (serves flight_delay@champion; port MLOPS_SERVING_PORT, default 8000)
+	$(BIN)/python -m dagster_project.serving --host 127.0.0.1 --port $(MLOPS_SERVING_PORT)
 
 test: setup ## run the test suite (fast tests; slow end-to-end ones: make test-slow)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -49,9 +62,62 @@ format: setup ## apply ruff fixes and formatting
 typecheck: setup ## mypy over the code location
 	$(BIN)/mypy dagster_project
 
-up: setup ## start the Dagster UI + daemon on http://127.0.0.1:3000 (Ctrl-C stops it)
-	@echo "Dagster UI: http://127.0.0.1:3000  (DAGSTER_HOME=$(DAGSTER_HOME))"
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+# ---- local services: `make up` starts them in the background, `make down` stops them -------------
+# State under $(MLOPS_HOME) (Airflow's metadata DB in airflow/, MLflow in mlflow/); pid files and
+# logs in $(RUN_DIR). Everything listens on 127.0.0.1 only.
+RUN_DIR := $(MLOPS_HOME)/run
+DAGSTER_PORT ?= 3000
+AIRFLOW_PORT ?= 8080
+MLFLOW_PORT ?= 5000
+DAY ?= 2013-01-05
+SERVICES := RUN_DIR=$(RUN_DIR) PY=$(CURDIR)/$(BIN)/python bash infra/local/services.sh
+# Airflow 3 standalone (api-server, scheduler, dag-processor, triggerer): DAGs from airflow_dags/,
+# no examples, no login (every local user is admin), the Dagster connection preconfigured.
+AIRFLOW_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" \
+	AIRFLOW_HOME=$(MLOPS_HOME)/airflow \
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/airflow_dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True \
+	AIRFLOW__CORE__PARALLELISM=4 \
+	AIRFLOW__API__HOST=127.0.0.1 \
+	AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
+	AIRFLOW__API__BASE_URL=http://127.0.0.1:$(AIRFLOW_PORT) \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
+	AIRFLOW_CONN_DAGSTER_DEFAULT='{"conn_type": "http", "host": "127.0.0.1", "port": $(DAGSTER_PORT)}'
+ARGS ?= dags list
+.PHONY: down airflow airflow-trigger
 
-clean: ## remove all local state (.mlops), keeping .venv
+up: setup ## start Dagster (UI + daemon), Airflow, MLflow UI and serving in the background; prints the URLs
+	@mkdir -p $(RUN_DIR) $(DAGSTER_HOME) $(MLOPS_HOME)/airflow $(MLOPS_HOME)/mlflow/artifacts
+	@echo "Starting the local services (state in $(MLOPS_HOME), logs in $(RUN_DIR)):"
+	@$(SERVICES) start mlflow http://127.0.0.1:$(MLFLOW_PORT) \
+		$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLOPS_HOME)/mlflow/mlflow.db \
+		--default-artifact-root $(MLOPS_HOME)/mlflow/artifacts -h 127.0.0.1 -p $(MLFLOW_PORT)
+	@$(SERVICES) start dagster http://127.0.0.1:$(DAGSTER_PORT) \
+		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
+	@$(SERVICES) start airflow http://127.0.0.1:$(AIRFLOW_PORT) \
+		env $(AIRFLOW_ENV) $(BIN)/airflow standalone
+	@# serving opens the MLflow database too: let MLflow create it first (two creators race)
+	@$(SERVICES) wait mlflow >/dev/null || true
+	@$(SERVICES) start serving http://127.0.0.1:$(MLOPS_SERVING_PORT) \
+		$(BIN)/python -m dagster_project.serving --host 127.0.0.1 --port $(MLOPS_SERVING_PORT)
+	@echo "Waiting for them to answer:"
+	@$(SERVICES) wait mlflow dagster airflow serving \
+		|| echo "Not everything came up (see the logs above); \`make down\` stops what did."
+	@echo "Dagster UI (runs, assets) http://127.0.0.1:$(DAGSTER_PORT) | Airflow UI (no login) http://127.0.0.1:$(AIRFLOW_PORT)"
+	@echo "MLflow UI http://127.0.0.1:$(MLFLOW_PORT) | serving http://127.0.0.1:$(MLOPS_SERVING_PORT) | stop all: make down"
+	@echo "Try: make airflow-trigger DAY=2013-01-05   (Airflow run -> Dagster run tagged airflow/dag_id)"
+
+down: ## stop what `make up` started
+	@$(SERVICES) stop serving mlflow airflow dagster
+
+airflow: setup ## run an Airflow CLI command against the local Airflow: make airflow ARGS="dags list"
+	@env $(AIRFLOW_ENV) $(BIN)/airflow $(ARGS)
+
+airflow-trigger: setup ## trigger flights__daily_ingest in the running Airflow for DAY (default 2013-01-05)
+	@env $(AIRFLOW_ENV) $(BIN)/airflow dags trigger flights__daily_ingest \
+		--logical-date $(DAY)T00:00:00+00:00 --output plain
+
+clean: down ## stop the services, then remove all local state (.mlops), keeping .venv
 	rm -rf $(MLOPS_HOME)
