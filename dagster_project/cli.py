@@ -128,7 +128,7 @@ def _score_next_day(url: str, day: date, count: int) -> list[tuple[str, str]]:
     rows = []
     for req, pred in zip(flights, scoring.score(url, flights), strict=True):
         decision = "DELAYED" if pred["delayed"] else "on time"
-        flight = req["flight_id"].split("-")[0]
+        flight = req["flight_id"].split("_")[1]
         rows.append(
             (
                 f"{req['scheduled_departure'][11:16]} {flight:<7} {req['origin']}-{req['dest']}",
@@ -212,6 +212,60 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def replay(args: argparse.Namespace) -> int:
+    from dagster_project.definitions import build_definitions
+    from dagster_project.replay import ReplayError
+    from dagster_project.replay import replay as run_replay
+
+    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    paths = settings.paths()
+    print(f"[replay] tier={settings.profile()} state={settings.mlops_home()} {start}..{end}")
+    try:
+        result = run_replay(
+            build_definitions(paths),
+            _instance(),
+            paths,
+            start,
+            end,
+            trials=args.trials,
+            land=not args.no_land,
+        )
+    except ReplayError as exc:
+        print(f"[replay] FAILED: {exc}")
+        return 1
+    rows = [("days replayed", str(result.days)), ("retrains", str(len(result.retrains)))]
+    for r in result.retrains:
+        rows.append(
+            (
+                f"  {r.day} {r.trigger}",
+                f"{r.reason[:80]} -> {'promoted/deployed' if r.success else 'rejected'} "
+                f"(breach -> run start {r.breach_to_start_s:.1f} s)",
+            )
+        )
+    for rec in loop_records(paths):
+        before = f"{rec['auc_before']:.4f}" if rec["auc_before"] is not None else "-"
+        rows.append(
+            (
+                f"  gate v{rec['challenger_version']} ({rec['trigger']})",
+                f"{rec['decision']}: holdout AUC champion {before} -> challenger "
+                f"{rec['auc_after']:.4f} on {rec['data_window']}",
+            )
+        )
+    rows += [
+        ("last day's AUC", f"{result.last_auc:.4f}" if result.last_auc else "-"),
+        ("report", result.report),
+        ("time taken", f"{result.seconds:.0f} s"),
+    ]
+    _print_table(rows)
+    return 0
+
+
+def loop_records(paths: settings.Paths) -> list[dict[str, Any]]:
+    from dagster_project.lib import loop
+
+    return loop.read_retrains(paths.monitoring_dir / "retrains.jsonl")
+
+
 def status(args: argparse.Namespace) -> int:
     instance = _instance()
     rows = [("tier", settings.profile()), ("state folder", str(settings.mlops_home()))]
@@ -223,6 +277,8 @@ def status(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # MLflow's download bars would interleave with the replay's progress bar.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = argparse.ArgumentParser(prog="python -m dagster_project", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
@@ -237,6 +293,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-training", action="store_true", help="stop after the features")
     p.add_argument("--log-level", default="INFO", help="Dagster console log level")
     p.set_defaults(func=demo)
+    p = sub.add_parser(
+        "replay", help="walk day by day through 2013: ingest, score, monitor, retrain"
+    )
+    p.add_argument("--start", default="2013-07-01", help="first simulated day (YYYY-MM-DD)")
+    p.add_argument("--end", default="2013-09-30", help="last simulated day, inclusive")
+    p.add_argument("--trials", type=int, default=4, help="Optuna trials for the first model")
+    p.add_argument(
+        "--no-land",
+        action="store_true",
+        help="use the files already in the landing zone instead of copying the data set's",
+    )
+    p.set_defaults(func=replay)
     p = sub.add_parser("status", help="which tier, where the state is, the last runs")
     p.add_argument("--runs", type=int, default=5)
     p.set_defaults(func=status)

@@ -23,4 +23,47 @@ training_job = dg.define_asset_job(
     ),
 )
 
-jobs = [ingest_features_job, training_job]
+daily_loop_job = dg.define_asset_job(
+    "daily_loop_job",
+    selection=(
+        dg.AssetSelection.groups("ingestion", "validation", "features")
+        - dg.AssetSelection.assets(
+            "landed_reference_files",
+            "raw_airlines",
+            "raw_airports",
+            "raw_planes",
+            "validated_airlines",
+            "validated_airports",
+            "validated_planes",
+            "plane_specs",
+            "feast_definitions",
+            "training_set",
+        )
+    )
+    | dg.AssetSelection.assets("prediction_quality", "scored_flights"),
+    partitions_def=daily_2013,
+    description=(
+        "One simulated day D of the closed loop: ingest D, judge the predictions for D against "
+        "their outcomes, score D+1's flights. Reference tables and Feast objects are kept."
+    ),
+)
+
+deploy_job = dg.define_asset_job(
+    "deploy_job",
+    selection=dg.AssetSelection.assets("deployed_endpoint"),
+    description="(Re)deploy the current champion to the endpoint.",
+)
+
+report_job = dg.define_asset_job(
+    "report_job",
+    selection=dg.AssetSelection.assets("monitoring_report"),
+    description="Rebuild the HTML monitoring report from every monitored day.",
+)
+
+jobs = [
+    ingest_features_job,
+    training_job,
+    daily_loop_job,
+    deploy_job,
+    report_job,
+]

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from dagster_project.lib import deploy, gate, landing, tracking
+from dagster_project.lib import deploy, gate, landing, loop, monitoring, tracking
 from dagster_project.lib.expectations import TableRules
 from dagster_project.lib.feast_store import FeatureStoreClient
 
@@ -111,3 +111,47 @@ class Deployer(dg.ConfigurableResource):
             return deploy.deploy(self.endpoint(), version, smoke_flight)
         except deploy.DeployError as exc:
             raise dg.Failure(description=f"deployment of v{version} failed: {exc}") from exc
+
+
+class MonitoringResource(dg.ConfigurableResource):
+    """Where monitoring reads the prediction log and writes plots, the report and the retrain
+    record; its thresholds (warnings and errors of the daily checks) and the retrain policy."""
+
+    prediction_log_dir: str
+    folder: str
+    psi_warn: float = monitoring.Thresholds.psi_warn
+    psi_error: float = monitoring.Thresholds.psi_error
+    ks_pvalue: float = monitoring.Thresholds.ks_pvalue
+    auc_floor: float = monitoring.Thresholds.auc_floor
+    calibration_error_max: float = monitoring.Thresholds.calibration_error_max
+    min_labeled: int = monitoring.Thresholds.min_labeled
+    breach_days: int = loop.RetrainPolicy.breach_days
+    new_label_days: int = loop.RetrainPolicy.new_label_days
+    window_days: int = loop.RetrainPolicy.window_days
+    retrain_holdout_days: int = loop.RetrainPolicy.holdout_days
+    retrain_validation_days: int = loop.RetrainPolicy.validation_days
+    retrain_trials: int = loop.RetrainPolicy.n_trials
+
+    def thresholds(self) -> monitoring.Thresholds:
+        return monitoring.Thresholds(
+            psi_warn=self.psi_warn,
+            psi_error=self.psi_error,
+            ks_pvalue=self.ks_pvalue,
+            auc_floor=self.auc_floor,
+            calibration_error_max=self.calibration_error_max,
+            min_labeled=self.min_labeled,
+        )
+
+    def policy(self) -> loop.RetrainPolicy:
+        return loop.RetrainPolicy(
+            breach_days=self.breach_days,
+            new_label_days=self.new_label_days,
+            window_days=self.window_days,
+            holdout_days=self.retrain_holdout_days,
+            validation_days=self.retrain_validation_days,
+            n_trials=self.retrain_trials,
+        )
+
+    @property
+    def retrains_path(self) -> Path:
+        return Path(self.folder) / "retrains.jsonl"

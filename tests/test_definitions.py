@@ -26,6 +26,9 @@ EXPECTED = {
     "training_set",
     "flight_delay_model",
     "deployed_endpoint",
+    "scored_flights",
+    "prediction_quality",
+    "monitoring_report",
 }
 
 
@@ -34,8 +37,16 @@ def test_definitions_load():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == EXPECTED
-    for name in ("ingest_features_job", "training_job"):
+    for name in (
+        "ingest_features_job",
+        "training_job",
+        "daily_loop_job",
+        "deploy_job",
+        "report_job",
+    ):
         assert defs.resolve_job_def(name) is not None
+    assert {s.name for s in defs.sensors} == {"quality_breach_sensor", "new_labels_sensor"}
+    assert {s.name for s in defs.schedules} == {"weekly_retrain_schedule"}
 
 
 def test_every_asset_is_described_grouped_owned_and_kinded():
@@ -50,6 +61,7 @@ def test_every_asset_is_described_grouped_owned_and_kinded():
             "features",
             "training",
             "serving",
+            "monitoring",
         }, name
         assert node.owners, f"{name} has no owner"
         assert node.kinds, f"{name} has no kinds"
@@ -72,10 +84,13 @@ def test_gates_are_blocking_checks():
         "raw_airlines",
         "raw_airports",
         "flight_delay_model",
+        "prediction_quality",
     }
     specs = [s for ad in defs.resolve_asset_graph().assets_defs for s in ad.check_specs]
-    assert len(specs) == 6
-    assert all(s.blocking for s in specs)
-    assert {s.name for s in specs} == {"gx_gate", "promotion_gate"}
+    blocking = {s.name for s in specs if s.blocking}
+    assert blocking == {"gx_gate", "promotion_gate"}
+    assert len([s for s in specs if s.name == "gx_gate"]) == 5
+    # monitoring checks warn or fail but never block the loop
+    assert {s.name for s in specs if not s.blocking} == {"quality_floor", "feature_drift"}
     job = defs.resolve_job_def("ingest_features_job")
     assert job.partitions_def is not None

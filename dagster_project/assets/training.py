@@ -1,12 +1,14 @@
 """Training: tune and register a `flight_delay` challenger; the promotion gate decides on it."""
 
+from datetime import UTC, datetime
+
 import dagster as dg
 import pandas as pd
 
 from dagster_project.assets.features import FEATURE_SERVICE
-from dagster_project.lib import promotion, tracking, training
+from dagster_project.lib import loop, promotion, tracking, training
 from dagster_project.lib.models import KINDS
-from dagster_project.resources import MlflowResource
+from dagster_project.resources import MlflowResource, MonitoringResource
 from feature_repo.definitions import build as feast_objects
 
 ML_OWNERS = ["team:ml-platform"]
@@ -96,6 +98,7 @@ def promotion_gate(
     config: PromotionConfig,
     training_set: pd.DataFrame,
     mlflow: MlflowResource,
+    monitor: MonitoringResource,
 ) -> dg.AssetCheckResult:
     """Challenger vs champion on the challenger's holdout window; moves `champion` if better."""
     registry = mlflow.registry()
@@ -108,6 +111,24 @@ def promotion_gate(
     policy = promotion.PromotionPolicy(**config.model_dump())
     decision = promotion.run_gate(registry, holdout, f"{start}..{end}", served_columns(), policy)
     context.log.info(f"promotion gate: {decision.summary()}")
+    tags = context.run.tags
+    champion_now = registry.by_alias(tracking.CHAMPION)
+    loop.append_retrain(
+        monitor.retrains_path,
+        loop.RetrainRecord(
+            recorded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            dagster_run_id=context.run.run_id,
+            trigger=tags.get(loop.TAG_TRIGGER, "manual"),
+            reason=tags.get(loop.TAG_REASON, "run launched by hand"),
+            day=tags.get(loop.TAG_DAY),
+            data_window=challenger.tags.get(tracking.TAG_PARTITIONS, ""),
+            challenger_version=challenger.version,
+            decision=decision.outcome,
+            auc_before=decision.champion.holdout.roc_auc if decision.champion else None,
+            auc_after=decision.challenger.holdout.roc_auc,
+            champion_version=champion_now.version if champion_now else "none",
+        ),
+    )
     return dg.AssetCheckResult(
         passed=decision.promote,
         severity=dg.AssetCheckSeverity.ERROR,

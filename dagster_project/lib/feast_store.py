@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,9 @@ class FeatureStoreClient:
         counts: dict[str, int] = {}
         for view in self.store.list_feature_views():
             begin = datetime(1970, 1, 2, tzinfo=start.tzinfo) if not view.ttl else start
-            self.store.materialize(begin, end, feature_views=[view.name])
+            # Feast prints a banner and a progress bar per view; callers report the counts.
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.store.materialize(begin, end, feature_views=[view.name])
             counts[view.name] = self._rows_in_window(view, begin, end)
         return counts
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from datetime import date
 from typing import Any
 
 import httpx
 
 from dagster_project.lib import sources
+
+
+def flight_id(day: date, row: Mapping[Hashable, Any]) -> str:
+    """The same id `validated_flights` gives a flight: ``2013-08-01_UA1545_EWR``."""
+    return f"{day.isoformat()}_{row['carrier']}{int(row['flight'])}_{row['origin']}"
 
 
 def scheduled_flights(day: date, limit: int | None = None) -> list[dict[str, Any]]:
@@ -22,7 +28,7 @@ def scheduled_flights(day: date, limit: int | None = None) -> list[dict[str, Any
         tailnum = f["tailnum"] if isinstance(f["tailnum"], str) else None
         requests.append(
             {
-                "flight_id": f"{f['carrier']}{int(f['flight'])}-{day.isoformat()}",
+                "flight_id": flight_id(day, f),
                 "carrier": str(f["carrier"]),
                 "origin": str(f["origin"]),
                 "dest": str(f["dest"]),
@@ -40,7 +46,7 @@ def outcomes(day: date) -> dict[str, str]:
     for f in sources.day_rows("flights", day).to_dict("records"):
         delay = f["dep_delay"]
         status = "cancelled" if delay != delay else ("delayed" if delay > 15 else "on time")
-        out[f"{f['carrier']}{int(f['flight'])}-{day.isoformat()}"] = status
+        out[flight_id(day, f)] = status
     return out
 
 

@@ -80,6 +80,10 @@ class Paths:
     def prediction_log_dir(self) -> Path:
         return self.serving_dir / "predictions"
 
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.home / "monitoring"
+
 
 def serving_port() -> int:
     """Loopback port of the local prediction endpoint (``MLOPS_SERVING_PORT``, default 8000)."""

@@ -175,6 +175,20 @@ class TrainingOutcome:
     windows: dict[str, str]
 
 
+REFERENCE_FILE = "features.parquet"  # logged under "reference/": monitoring's drift baseline
+
+
+def reference_sample(
+    model: models.DelayModel, train: pd.DataFrame, rows: int = 20000
+) -> pd.DataFrame:
+    """The model's inputs on (a sample of) its training rows, with its predictions: what drift
+    monitoring compares live traffic against."""
+    sample = train.sample(min(rows, len(train)), random_state=0)
+    out = input_frame(sample)
+    out["probability"] = model.predict_proba(sample)
+    return out
+
+
 def log_model(model: models.DelayModel, sample: pd.DataFrame, metadata: dict) -> Any:
     """Log ``model`` to the active MLflow run as a ``pyfunc`` model with signature and input
     example (from ``sample``). Returns MLflow's ``ModelInfo``."""
@@ -249,6 +263,9 @@ def train_and_register(
         mlflow.log_dict(best.validation.as_dict(), "evaluation/validation.json")
         mlflow.log_dict(candidates, "evaluation/candidates.json")
         with tempfile.TemporaryDirectory() as tmp:
+            reference = reference_sample(best.model, split.train)
+            reference.to_parquet(Path(tmp) / REFERENCE_FILE)
+            mlflow.log_artifact(str(Path(tmp) / REFERENCE_FILE), "reference")
             plot = evaluation.plot_evaluation(
                 y_hold,
                 p_hold,

@@ -65,17 +65,24 @@ class ServingConfig:
     reload_interval_s: float = 30.0
 
     @classmethod
+    def for_paths(cls, paths: settings.Paths, **overrides: Any) -> ServingConfig:
+        """Locations from a tier's state folder (any field can be overridden)."""
+        values: dict[str, Any] = {
+            "tracking_uri": paths.mlflow_tracking_uri,
+            "feast_repo": settings.FEATURE_REPO,
+            "feast_config_template": settings.FEATURE_REPO / "feature_store.yaml",
+            "feast_state_dir": paths.feast_dir,
+            "features_url": paths.features_url,
+            "prediction_log_dir": paths.prediction_log_dir,
+        }
+        return cls(**(values | overrides))
+
+    @classmethod
     def from_env(cls) -> ServingConfig:
-        """Locations from the tier's state folder; ``MLOPS_SERVING_TOKEN`` turns on bearer auth;
-        ``MLOPS_SERVING_RELOAD_S`` sets how often the registry is polled (0: never)."""
-        paths = settings.paths()
-        return cls(
-            tracking_uri=paths.mlflow_tracking_uri,
-            feast_repo=settings.FEATURE_REPO,
-            feast_config_template=settings.FEATURE_REPO / "feature_store.yaml",
-            feast_state_dir=paths.feast_dir,
-            features_url=paths.features_url,
-            prediction_log_dir=paths.prediction_log_dir,
+        """The state folder named by ``MLOPS_HOME``; ``MLOPS_SERVING_TOKEN`` turns on bearer
+        auth; ``MLOPS_SERVING_RELOAD_S`` sets how often the registry is polled (0: never)."""
+        return cls.for_paths(
+            settings.paths(),
             api_token=os.environ.get("MLOPS_SERVING_TOKEN") or None,
             reload_interval_s=float(os.environ.get("MLOPS_SERVING_RELOAD_S", "30")),
         )

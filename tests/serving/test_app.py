@@ -9,21 +9,16 @@ from dataclasses import replace
 import pytest
 from fastapi.testclient import TestClient
 
-from dagster_project.lib import settings, tracking
+from dagster_project.lib import tracking
 from dagster_project.serving.app import ServingConfig, create_app
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT
 
 
 @pytest.fixture(scope="module")
 def config(spine, first_model) -> ServingConfig:
-    p = spine.paths
-    return ServingConfig(
-        tracking_uri=p.mlflow_tracking_uri,
-        feast_repo=settings.FEATURE_REPO,
-        feast_config_template=settings.FEATURE_REPO / "feature_store.yaml",
-        feast_state_dir=p.feast_dir,
-        features_url=p.features_url,
-        prediction_log_dir=p.home / "test_app_predictions",
+    return ServingConfig.for_paths(
+        spine.paths,
+        prediction_log_dir=spine.paths.home / "test_app_predictions",
         reload_interval_s=0,
     )
 

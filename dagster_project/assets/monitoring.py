@@ -1,0 +1,182 @@
+"""Closing the loop: score the day's flights through the endpoint, judge yesterday's predictions
+against their outcomes and the champion's training data, and report."""
+
+import functools
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from dagster_project.assets.serving import deployed_endpoint
+from dagster_project.assets.training import ML_OWNERS
+from dagster_project.lib import loop, monitoring, report, scoring, training
+from dagster_project.lib.landing import PARTITION
+from dagster_project.lib.preprocess import CATEGORICAL, NUMERIC
+from dagster_project.partitions import daily_2013, partition_days
+from dagster_project.resources import Deployer, MlflowResource, MonitoringResource
+
+DRIFT_DAYS = 7  # drift compares the trailing week of traffic with the training reference
+
+
+@dg.asset(
+    group_name="serving",
+    partitions_def=daily_2013,
+    deps=[deployed_endpoint, "online_features"],
+    kinds={"fastapi"},
+    owners=ML_OWNERS,
+)
+def scored_flights(context: dg.AssetExecutionContext, deployer: Deployer) -> dg.MaterializeResult:
+    """Scored on day D: the next day's scheduled departures, over HTTP by the live endpoint."""
+    endpoint = deployer.endpoint()
+    targets = [d + timedelta(days=1) for d in partition_days(context)]
+    flights = [f for day in targets for f in scoring.scheduled_flights(day)]
+    predictions = scoring.score(endpoint.url, flights, endpoint.token)
+    versions = sorted({p["model_version"] for p in predictions})
+    return dg.MaterializeResult(
+        metadata={
+            "flights_of": ", ".join(str(d) for d in targets),
+            "flights_scored": dg.MetadataValue.int(len(predictions)),
+            "predicted_delayed": dg.MetadataValue.int(sum(p["delayed"] for p in predictions)),
+            "fallbacks": dg.MetadataValue.int(sum(p["fallback"] for p in predictions)),
+            "model_versions": ", ".join(versions),
+            "endpoint": dg.MetadataValue.url(endpoint.url),
+        }
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _reference(tracking_uri: str, run_id: str) -> pd.DataFrame:
+    """The champion's training reference sample (logged by training), cached per run."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=f"reference/{training.REFERENCE_FILE}"
+    )
+    return pd.read_parquet(local)
+
+
+@dg.asset(
+    group_name="monitoring",
+    partitions_def=daily_2013,
+    ins={"flights": dg.AssetIn("validated_flights")},
+    kinds={"pandas", "matplotlib"},
+    owners=ML_OWNERS,
+    check_specs=[
+        dg.AssetCheckSpec("quality_floor", asset="prediction_quality"),
+        dg.AssetCheckSpec("feature_drift", asset="prediction_quality"),
+    ],
+)
+def prediction_quality(
+    context: dg.AssetExecutionContext,
+    flights: pd.DataFrame,
+    mlflow: MlflowResource,
+    monitor: MonitoringResource,
+) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
+    """The day's predictions against their outcomes (quality) and against the champion's
+    training data (feature and prediction drift, over the trailing week)."""
+    day = context.partition_key
+    thresholds = monitor.thresholds()
+    log_dir = Path(monitor.prediction_log_dir)
+    predictions = monitoring.predictions_frame(loop.read_prediction_log(log_dir, day))
+    week = [str(date.fromisoformat(day) - timedelta(days=i)) for i in range(DRIFT_DAYS)]
+    recent = monitoring.predictions_frame(
+        [r for d in week for r in loop.read_prediction_log(log_dir, d)]
+    )
+    labeled = monitoring.join_labels(predictions, loop.labels(flights))
+    quality = monitoring.daily_quality(labeled, thresholds)
+    registry = mlflow.registry()
+    version = str(predictions["model_version"].mode().iat[0]) if len(predictions) else None
+    drift = pd.DataFrame(columns=["feature", "kind", "psi", "statistic", "p_value", "level"])
+    pred_drift: dict[str, float] = {}
+    if version is not None:
+        reference = _reference(registry.client.tracking_uri, registry.version(version).run_id)
+        drift = monitoring.feature_drift(reference, recent, NUMERIC, CATEGORICAL, thresholds)
+        pred_drift = monitoring.prediction_drift(
+            reference["probability"].to_numpy(), recent["probability"].to_numpy()
+        )
+    plot = report.plot_day(day, quality, drift, Path(monitor.folder) / "days" / f"{day}.png")
+    errors = drift.loc[drift["level"] == "error", "feature"].tolist()
+    warns = drift.loc[drift["level"] == "warn", "feature"].tolist()
+    row = {
+        "day": day,
+        **{k: v for k, v in quality.items() if k != "breaches"},
+        "breaches": "; ".join(quality["breaches"]),
+        "max_psi": float(drift["psi"].max()) if len(drift) else 0.0,
+        "drift_errors": ",".join(errors),
+        "prediction_psi": pred_drift.get("psi"),
+        "model_version": version,
+        PARTITION: day,
+    }
+    context.log.info(
+        f"{day}: {quality['labeled']} labeled, AUC {quality['roc_auc']}, breaches "
+        f"{quality['breaches'] or 'none'}, drift errors {errors or 'none'}"
+    )
+    yield dg.Output(
+        pd.DataFrame([row]),
+        metadata={
+            "day": day,
+            "judged": quality["judged"],
+            "labeled": dg.MetadataValue.int(int(quality["labeled"])),
+            "roc_auc": quality["roc_auc"],
+            "brier": quality["brier"],
+            "calibration_error": quality["calibration_error"],
+            "breaches": dg.MetadataValue.json(quality["breaches"]),
+            "drift_errors": dg.MetadataValue.json(errors),
+            "model_version": version or "none",
+            "plot": dg.MetadataValue.path(str(plot)),
+            "drift": dg.MetadataValue.md(drift.head(10).to_markdown(index=False)),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="quality_floor",
+        passed=not quality["breaches"],
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(quality["breaches"])
+        or "quality within floors"
+        + ("" if quality["judged"] else f" (not judged: {quality['labeled']} labeled)"),
+        metadata={"roc_auc": quality["roc_auc"], "labeled": int(quality["labeled"])},
+    )
+    yield dg.AssetCheckResult(
+        check_name="feature_drift",
+        passed=not errors and not warns,
+        severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
+        description=f"errors: {errors or 'none'}; warnings: {warns or 'none'}",
+        metadata={"max_psi": row["max_psi"], "prediction_drift": dg.MetadataValue.json(pred_drift)},
+    )
+
+
+@dg.asset(
+    group_name="monitoring",
+    ins={"days": dg.AssetIn("prediction_quality")},
+    kinds={"html"},
+    owners=ML_OWNERS,
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def monitoring_report(days: pd.DataFrame, monitor: MonitoringResource) -> dg.MaterializeResult:
+    """One HTML page: quality and drift over time, retraining events marked."""
+    history = days.sort_values("day").reset_index(drop=True)
+    retrains = [
+        {
+            "day": r["day"] or r["recorded_at"][:10],
+            "reason": r["reason"],
+            "outcome": r["decision"],
+            "auc_before": r["auc_before"],
+            "auc_after": r["auc_after"],
+            "version": r["challenger_version"],
+        }
+        for r in loop.read_retrains(monitor.retrains_path)
+    ]
+    out = report.render_report(history, retrains, Path(monitor.folder) / "report.html")
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.path(str(out)),
+            "days": dg.MetadataValue.int(len(history)),
+            "retrains": dg.MetadataValue.int(len(retrains)),
+        }
+    )
+
+
+assets = [scored_flights, prediction_quality, monitoring_report]
