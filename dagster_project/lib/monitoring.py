@@ -46,7 +46,9 @@ class Thresholds:
     psi_error: float = 0.25
     ks_pvalue: float = 0.01
     auc_floor: float = 0.65
-    calibration_error_max: float = 0.08
+    # One day's delay rate swings with the weather: a daily ECE under 0.08 is rare even for a
+    # good model (0.11 to 0.30 seen in July 2013), so the daily bar is looser than the gate's.
+    calibration_error_max: float = 0.15
     min_labeled: int = 200
 
 

@@ -227,7 +227,7 @@ def test_daily_quality_hand_built_auc_brier_and_breaches():
     assert q["mean_probability"] == pytest.approx(0.5)
     assert q["accuracy"] == pytest.approx(0.5)
     assert q["judged"] is True
-    assert q["breaches"] == ["calibration error 0.350 above max 0.08"]
+    assert q["breaches"] == ["calibration error 0.350 above max 0.15"]
     strict = monitoring.daily_quality(day, Thresholds(auc_floor=0.8, calibration_error_max=0.5))
     assert strict["breaches"] == ["ROC AUC 0.750 below floor 0.8"]
 
