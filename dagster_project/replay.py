@@ -114,7 +114,11 @@ def bootstrap(
         say(f"bootstrap: training the first champion on {first}..{last}")
         config = loop.retrain_run_config(loop.Trigger("bootstrap", str(last), ""), policy)
         config["ops"]["flight_delay_model"]["config"]["n_trials"] = trials
-        tags = {loop.TAG_TRIGGER: "replay_bootstrap", loop.TAG_REASON: "first model"}
+        tags = {
+            loop.TAG_TRIGGER: "replay_bootstrap",
+            loop.TAG_REASON: "first model",
+            loop.TAG_DAY: str(last),
+        }
         _require(_run(defs, "training_job", instance, run_config=config, tags=tags), "bootstrap")
     _require(_run(defs, "deploy_job", instance), "deploying the champion")
     # The eve of the first day: ingest it and score the first day's flights.

@@ -162,7 +162,8 @@ def monitoring_report(days: pd.DataFrame, monitor: MonitoringResource) -> dg.Mat
     history = days.sort_values("day").reset_index(drop=True)
     retrains = [
         {
-            "day": r["day"] or r["recorded_at"][:10],
+            # a retrain without a monitored day (bootstrap, by hand) sits at its data's last day
+            "day": r["day"] or r["data_window"].split("..")[-1],
             "reason": r["reason"],
             "outcome": r["decision"],
             "auc_before": r["auc_before"],
