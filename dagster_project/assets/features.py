@@ -132,6 +132,9 @@ def online_features(
 class TrainingSetConfig(dg.Config):
     start_date: str = "2013-01-01"
     end_date: str = "2013-07-31"  # with the model's default 31 holdout days: train Jan-Jun
+    # "day_start": features as known when the flight's local day starts, which is when the
+    # daily-batch loop scores tomorrow's flights; "lead": departure minus the lead.
+    prediction_time: str = "day_start"
     prediction_lead_minutes: int = 120
 
 
@@ -152,7 +155,12 @@ def training_set(
     in_range = flights[flights["flight_date"].between(config.start_date, config.end_date)]
     if in_range.empty:
         raise dg.Failure(f"no validated flights between {config.start_date} and {config.end_date}")
-    entities = features.training_entities(in_range, config.prediction_lead_minutes)
+    try:
+        entities = features.training_entities(
+            in_range, config.prediction_time, config.prediction_lead_minutes
+        )
+    except ValueError as exc:
+        raise dg.Failure(str(exc)) from exc
     df = feast.client().historical_features(entities, FEATURE_SERVICE)
     df = df.sort_values("event_timestamp").reset_index(drop=True)
     context.log.info(f"training_set: {len(df)} rows, positive rate {df[features.LABEL].mean():.3f}")
@@ -162,6 +170,7 @@ def training_set(
         | {
             "feature_service": FEATURE_SERVICE,
             "date_range": f"{config.start_date}..{config.end_date}",
+            "prediction_time": config.prediction_time,
             "positive_rate": dg.MetadataValue.float(float(df[features.LABEL].mean())),
         },
     )

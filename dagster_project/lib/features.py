@@ -111,9 +111,30 @@ def request_time_features(request: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def training_entities(flights: pd.DataFrame, prediction_lead_minutes: int = 120) -> pd.DataFrame:
+PREDICTION_TIMES = ("day_start", "lead")
+
+
+def prediction_times(
+    sched_dep_ts: pd.Series, prediction_time: str = "day_start", lead_minutes: int = 120
+) -> pd.Series:
+    """When each flight is scored, hence the as-of time of its features.
+
+    ``day_start``: local midnight starting the flight's day, i.e. what a daily-batch platform
+    knows when it scores tomorrow's schedule after ingesting today (the replay, the demo): the
+    day-level delay stats stamped at that midnight and the weather up to it. ``lead``: the
+    scheduled departure minus ``lead_minutes`` (intraday scoring on fresh features)."""
+    if prediction_time == "lead":
+        return sched_dep_ts - pd.Timedelta(minutes=lead_minutes)
+    if prediction_time == "day_start":
+        return sched_dep_ts.dt.tz_convert(TIMEZONE).dt.normalize().dt.tz_convert("UTC")
+    raise ValueError(f"prediction_time must be one of {PREDICTION_TIMES}, got {prediction_time!r}")
+
+
+def training_entities(
+    flights: pd.DataFrame, prediction_time: str = "day_start", prediction_lead_minutes: int = 120
+) -> pd.DataFrame:
     """One row per (non-cancelled) flight: entity keys, the prediction time as
-    ``event_timestamp`` (scheduled departure minus the lead), request data and the label."""
+    ``event_timestamp`` (see :func:`prediction_times`), request data and the label."""
     df = flights.loc[~flights["cancelled"]]
     return pd.DataFrame(
         {
@@ -122,7 +143,7 @@ def training_entities(flights: pd.DataFrame, prediction_lead_minutes: int = 120)
             "carrier": df["carrier"],
             "route": df["route"],
             "tailnum": df["tailnum"].fillna("UNKNOWN").astype(str),
-            TS: df["sched_dep_ts"] - pd.Timedelta(minutes=prediction_lead_minutes),
+            TS: prediction_times(df["sched_dep_ts"], prediction_time, prediction_lead_minutes),
             "sched_dep_epoch_s": (df["sched_dep_ts"].astype("int64") // 10**9).astype("int64"),
             "distance": df["distance"].astype("float64"),
             LABEL: (df["dep_delay"] > DELAY_THRESHOLD_MIN).astype("int64"),

@@ -20,8 +20,10 @@ class PromotionPolicy:
     min_auc_margin: float = 0.002  # challenger AUC must beat champion AUC by this much
     min_auc: float = 0.62
     max_calibration_error: float = 0.08
-    latency_budget_ms: float = 50.0  # p95 of single-flight predictions through the pyfunc model
-    latency_samples: int = 30
+    # p95 of single-flight predictions through the pyfunc model (typically 1 to 5 ms here; the
+    # budget leaves room for a loaded laptop, not for a model 20 times slower)
+    latency_budget_ms: float = 100.0
+    latency_samples: int = 50
 
 
 @dataclass
@@ -82,7 +84,8 @@ def signature_problems(model: Any, available: set[str]) -> list[str]:
 def latency_p95_ms(model: Any, rows: pd.DataFrame, samples: int) -> float:
     """p95 wall time of one-flight predictions (what the endpoint does per request)."""
     frame = input_frame(rows.head(samples))
-    model.predict(frame.iloc[[0]])  # warm-up
+    for _ in range(3):  # warm-up
+        model.predict(frame.iloc[[0]])
     timings = []
     for i in range(len(frame)):
         started = time.perf_counter()

@@ -65,12 +65,18 @@ class Paths:
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        """``MLFLOW_TRACKING_URI`` if set (a server tier), else an embedded SQLite database."""
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+        """``MLOPS_MLFLOW_TRACKING_URI`` if set (a server tier), else an embedded SQLite database.
+
+        Not ``MLFLOW_TRACKING_URI``: MLflow writes that variable itself whenever a process sets
+        a tracking URI, so it would leak one state folder's store into the next."""
+        return (
+            os.environ.get("MLOPS_MLFLOW_TRACKING_URI")
+            or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+        )
 
     @property
     def mlflow_artifacts(self) -> str:
-        return os.environ.get("MLFLOW_ARTIFACTS_URI") or str(self.mlflow_dir / "artifacts")
+        return os.environ.get("MLOPS_MLFLOW_ARTIFACTS_URI") or str(self.mlflow_dir / "artifacts")
 
     @property
     def serving_dir(self) -> Path:

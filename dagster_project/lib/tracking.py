@@ -1,7 +1,7 @@
 """MLflow access for the platform: the experiment, lineage tags, and the `flight_delay` registry.
 
 On the ``local`` tier MLflow is embedded: a SQLite database and an artifact folder under the
-state folder, no server. Other tiers set ``MLFLOW_TRACKING_URI`` to their tracking server.
+state folder, no server. Other tiers set ``MLOPS_MLFLOW_TRACKING_URI`` to their tracking server.
 """
 
 from __future__ import annotations

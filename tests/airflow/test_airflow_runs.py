@@ -85,16 +85,18 @@ def test_unknown_job_fails_the_task_with_a_clear_error(airflow_env: AirflowEnv, 
     assert _dagster_runs_of(airflow_env.dagster, "tests__dagster_trigger", run.run_id) == []
 
 
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
-
-
 @pytest.mark.parametrize(
     ("day", "run_config"),
     [
-        # One process for the whole run: ~20 s on two cores.
-        pytest.param("2013-01-05", IN_PROCESS, id="in-process"),
-        # The job's own executor (a process per step, each importing Feast and GX): minutes.
-        pytest.param("2013-01-06", {}, id="job-executor", marks=pytest.mark.slow),
+        # The local tier's executor: one process for the whole run (~20 s on two cores).
+        pytest.param("2013-01-05", {}, id="default-executor"),
+        # With a run config passed through the DAG param (here: no step retries).
+        pytest.param(
+            "2013-01-06",
+            {"execution": {"config": {"retries": {"disabled": {}}}}},
+            id="with-run-config",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_daily_ingest_materializes_the_logical_dates_partition(

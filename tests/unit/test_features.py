@@ -103,7 +103,19 @@ def test_request_time_features_are_local_time():
 
 
 def test_training_entities_prediction_time_and_label(flights):
-    ent = features.training_entities(flights, prediction_lead_minutes=120)
+    ent = features.training_entities(flights, "lead", prediction_lead_minutes=120)
     assert len(ent) == 4  # cancelled flight dropped
     assert (ent[features.TS] == flights["sched_dep_ts"].iloc[:4] - pd.Timedelta(hours=2)).all()
     assert ent[features.LABEL].tolist() == [1, 0, 1, 1]
+
+
+def test_day_start_prediction_time_is_the_local_midnight_of_the_flight_day(flights):
+    ent = features.training_entities(flights)  # default: day_start
+    local = ent[features.TS].dt.tz_convert("America/New_York")
+    sched = (
+        flights["sched_dep_ts"].iloc[:4].dt.tz_convert("America/New_York").reset_index(drop=True)
+    )
+    assert (local.dt.date == sched.dt.date).all()
+    assert (local.dt.strftime("%H:%M:%S") == "00:00:00").all()
+    with pytest.raises(ValueError, match="prediction_time"):
+        features.training_entities(flights, "noon")

@@ -50,34 +50,33 @@ def _write_tables(client, flights, weather, planes):
     client.apply()
 
 
-def test_row_observed_after_prediction_time_does_not_leak(store):
+@pytest.mark.parametrize("prediction_time", ["lead", "day_start"])
+def test_row_observed_after_prediction_time_does_not_leak(store, prediction_time):
     client, flights, weather, planes = store
     flight = flights[
         (flights["flight_date"] == "2013-01-02")
         & (flights["origin"] == "JFK")
         & ~flights["cancelled"]
     ].iloc[100:101]
-    entity = features.training_entities(flight, prediction_lead_minutes=120)
-    prediction_time = entity["event_timestamp"].iloc[0]
+    entity = features.training_entities(flight, prediction_time, prediction_lead_minutes=120)
+    as_of = entity["event_timestamp"].iloc[0]
     planted = (
         weather[weather["origin"] == "JFK"]
         .iloc[[0]]
-        .assign(time_hour=prediction_time + pd.Timedelta(minutes=1), temp=PLANTED_TEMP)
+        .assign(time_hour=as_of + pd.Timedelta(minutes=1), temp=PLANTED_TEMP)
     )
     _write_tables(client, flights, pd.concat([weather, planted]), planes)
 
     # The same flight, asked for one minute after the planted row, does see it: the join works,
     # so the check below can fail.
-    later = entity.assign(
-        event_timestamp=prediction_time + pd.Timedelta(minutes=2), flight_id="later"
-    )
+    later = entity.assign(event_timestamp=as_of + pd.Timedelta(minutes=2), flight_id="later")
     rows = client.historical_features(pd.concat([entity, later]), "flight_delay_v1")
     rows = rows.set_index("flight_id")
     assert rows.loc["later", "temp"] == PLANTED_TEMP
 
     honest = rows.loc[entity["flight_id"].iloc[0], "temp"]
     assert honest != PLANTED_TEMP
-    jfk = weather[(weather["origin"] == "JFK") & (weather["time_hour"] <= prediction_time)]
+    jfk = weather[(weather["origin"] == "JFK") & (weather["time_hour"] <= as_of)]
     assert honest == jfk.sort_values("time_hour")["temp"].iloc[-1]
 
 
