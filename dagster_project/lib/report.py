@@ -221,19 +221,7 @@ def _quality_chart(
         t.calibration_error_max, ls="--", c="#c44e52", label=f"ECE max {t.calibration_error_max:g}"
     )
     bottom.set(ylabel="lower is better")
-    for ax in (top, bottom):
-        _mark_events(ax, retrains, changes)
-        handles, _ = ax.get_legend_handles_labels()
-        ax.legend(
-            handles=handles + _legend_handles(retrains, changes),
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            fontsize=8,
-        )
-        ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    return _png(fig)
+    return _finish(fig, (top, bottom), retrains, changes)
 
 
 def _traffic_chart(
@@ -251,7 +239,14 @@ def _traffic_chart(
     bottom.axhline(t.psi_warn, ls="--", c=LEVEL_COLOURS["warn"], label=f"warn {t.psi_warn:g}")
     bottom.axhline(t.psi_error, ls="--", c=LEVEL_COLOURS["error"], label=f"error {t.psi_error:g}")
     bottom.set(ylabel="PSI")
-    for ax in (top, middle, bottom):
+    return _finish(fig, (top, middle, bottom), retrains, changes)
+
+
+def _finish(
+    fig: Any, axes: tuple[Any, ...], retrains: list[dict[str, Any]], changes: list[tuple[str, str]]
+) -> bytes:
+    """Retrain and version-change markers, legends outside the plot, grid; the PNG bytes."""
+    for ax in axes:
         _mark_events(ax, retrains, changes)
         handles, _ = ax.get_legend_handles_labels()
         ax.legend(
