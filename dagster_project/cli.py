@@ -81,15 +81,11 @@ def _failures(result: Any) -> list[str]:
     return out
 
 
-def _run(job: Any, instance: Any, log_level: str, **kwargs: Any) -> tuple[Any, float]:
+def _run(defs: Any, job: str, instance: Any, log_level: str, **kwargs: Any) -> tuple[Any, float]:
+    from dagster_project.replay import run_job
+
     started = time.perf_counter()
-    result = job.execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}
-        | kwargs.pop("run_config", {}),
-        **kwargs,
-    )
+    result = run_job(defs, job, instance, log_level=log_level, **kwargs)
     return result, time.perf_counter() - started
 
 
@@ -142,7 +138,6 @@ def _score_next_day(url: str, day: date, count: int) -> list[tuple[str, str]]:
 
 def demo(args: argparse.Namespace) -> int:
     from dagster_project.definitions import build_definitions
-    from dagster_project.lib.deploy import LocalEndpoint
     from dagster_project.partitions import range_tags
 
     start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
@@ -153,7 +148,8 @@ def demo(args: argparse.Namespace) -> int:
     defs = build_definitions(paths)
     print(f"[demo] 1/3 ingest -> validate -> features -> online store for {start}..{end}")
     result, seconds = _run(
-        defs.get_job_def("ingest_features_job"),
+        defs,
+        "ingest_features_job",
         instance,
         args.log_level,
         tags=range_tags(args.start, args.end),
@@ -166,12 +162,13 @@ def demo(args: argparse.Namespace) -> int:
     if args.skip_training:
         return 0
 
-    endpoint = LocalEndpoint("127.0.0.1", settings.serving_port(), paths.home / "run")
+    endpoint = (defs.resources or {})["deployer"].endpoint()
     already_up = endpoint.is_up()
     print(f"[demo] 2/3 train (Optuna, {args.trials} trials per family) -> gate -> deploy")
     try:
         result, seconds = _run(
-            defs.get_job_def("training_job"),
+            defs,
+            "training_job",
             instance,
             args.log_level,
             run_config={

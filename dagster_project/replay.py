@@ -19,7 +19,6 @@ from typing import Any
 import dagster as dg
 
 from dagster_project.lib import loop, tracking
-from dagster_project.lib.deploy import LocalEndpoint
 from dagster_project.lib.settings import Paths
 from dagster_project.partitions import range_tags
 from dagster_project.sensors import sensors as retrain_sensors
@@ -48,7 +47,7 @@ class ReplayResult:
     last_auc: float | None = None
 
 
-def _run(
+def run_job(
     defs: dg.Definitions,
     job: str,
     instance: dg.DagsterInstance,
@@ -59,12 +58,14 @@ def _run(
     log_level: str = "WARNING",
     skip: Sequence[str] = (),
 ) -> dg.ExecuteInProcessResult:
+    """One in-process run of ``job`` that reports failure in its result instead of raising;
+    ``skip`` leaves assets out of the job's selection."""
     job_def = defs.get_job_def(job)
     selection = None
     if skip:
         keys = job_def.asset_layer.executable_asset_keys
         selection = [k for k in keys if k.to_user_string() not in skip]
-    result = job_def.execute_in_process(
+    return job_def.execute_in_process(
         instance=instance,
         partition_key=partition,
         asset_selection=selection,
@@ -73,7 +74,6 @@ def _run(
         | (run_config or {}),
         raise_on_error=False,
     )
-    return result
 
 
 def _require(result: dg.ExecuteInProcessResult, what: str) -> None:
@@ -100,7 +100,7 @@ def bootstrap(
         raise ReplayError(f"the replay must start after 2013-01-02 (history needed), not {start}")
     say(f"bootstrap: ingesting {first}..{eve - timedelta(days=1)}")
     _require(
-        _run(
+        run_job(
             defs,
             "ingest_features_job",
             instance,
@@ -119,10 +119,10 @@ def bootstrap(
             loop.TAG_REASON: "first model",
             loop.TAG_DAY: str(last),
         }
-        _require(_run(defs, "training_job", instance, run_config=config, tags=tags), "bootstrap")
-    _require(_run(defs, "deploy_job", instance), "deploying the champion")
+        _require(run_job(defs, "training_job", instance, run_config=config, tags=tags), "bootstrap")
+    _require(run_job(defs, "deploy_job", instance), "deploying the champion")
     # The eve of the first day: ingest it and score the first day's flights.
-    _require(_run(defs, "daily_loop_job", instance, partition=str(eve)), f"day {eve}")
+    _require(run_job(defs, "daily_loop_job", instance, partition=str(eve)), f"day {eve}")
 
 
 def evaluate_sensors(
@@ -155,7 +155,7 @@ def evaluate_sensors(
             started = time.time()
             config = dict(request.run_config)
             # A rejection fails the run by design; the replay reports the outcome itself.
-            run = _run(
+            run = run_job(
                 defs, "training_job", instance, run_config=config, tags=tags, log_level="CRITICAL"
             )
             record = instance.get_run_record_by_id(run.run_id)
@@ -194,8 +194,7 @@ def replay(
         raise ReplayError(f"nothing to replay: {start} is after {end}")
     monitor = _resource(defs, "monitor")
     policy = monitor.policy()
-    deployer = _resource(defs, "deployer")
-    endpoint = LocalEndpoint(deployer.host, deployer.port, paths.home / "run")
+    endpoint = _resource(defs, "deployer").endpoint()
     already_up = endpoint.is_up()
     result = ReplayResult()
     began = time.perf_counter()
@@ -207,7 +206,7 @@ def replay(
         for day in bar:
             today = str(day)
             skip = () if land else ("landed_daily_files",)
-            run = _run(defs, "daily_loop_job", instance, partition=today, skip=skip)
+            run = run_job(defs, "daily_loop_job", instance, partition=today, skip=skip)
             _require(run, f"day {today}")
             for retrain in evaluate_sensors(defs, instance, cursors):
                 result.retrains.append(retrain)
@@ -223,7 +222,7 @@ def replay(
                 retrains=len(result.retrains),
             )
             result.days += 1
-        report = _run(defs, "report_job", instance)
+        report = run_job(defs, "report_job", instance)
         _require(report, "monitoring report")
         result.report = str(paths.monitoring_dir / "report.html")
     finally:

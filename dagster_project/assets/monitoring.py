@@ -91,7 +91,7 @@ def prediction_quality(
     quality = monitoring.daily_quality(labeled, thresholds)
     registry = mlflow.registry()
     version = str(predictions["model_version"].mode().iat[0]) if len(predictions) else None
-    drift = pd.DataFrame(columns=["feature", "kind", "psi", "statistic", "p_value", "level"])
+    drift = pd.DataFrame(columns=list(monitoring.DRIFT_COLUMNS))
     pred_drift: dict[str, float] = {}
     if version is not None:
         reference = _reference(registry.client.tracking_uri, registry.version(version).run_id)

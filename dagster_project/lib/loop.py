@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from dagster_project.lib.features import DELAY_THRESHOLD_MIN
+
 # Run tags a triggered retrain carries (the promotion gate copies them into the retrain record).
 TAG_TRIGGER = "retrain/trigger"
 TAG_REASON = "retrain/reason"
@@ -39,10 +41,14 @@ def read_prediction_log(folder: Path, day: str) -> list[dict[str, Any]]:
 
 
 def labels(validated_flights: pd.DataFrame) -> pd.DataFrame:
-    """Outcomes as labels: delayed > 15 min (1) or not (0); cancelled flights have none."""
+    """Outcomes as labels: delayed beyond the threshold (1) or not (0); cancelled flights have
+    none."""
     done = validated_flights[~validated_flights["cancelled"]]
     return pd.DataFrame(
-        {"flight_id": done["flight_id"], "label": (done["dep_delay"] > 15).astype("int64")}
+        {
+            "flight_id": done["flight_id"],
+            "label": (done["dep_delay"] > DELAY_THRESHOLD_MIN).astype("int64"),
+        }
     )
 
 

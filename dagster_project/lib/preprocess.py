@@ -93,10 +93,6 @@ class Preprocessor:
         """Codes then raw numbers, for gradient-boosted trees."""
         return np.hstack([self.codes(df).astype("float32"), self.numbers(df, scale=False)])
 
-    def missing(self, row: pd.Series) -> list[str]:
-        """Feature names absent from one row (they are imputed): the serving fallbacks."""
-        return [c for c in FEATURES if c not in row.index or pd.isna(row[c])]
-
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
 

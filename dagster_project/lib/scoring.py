@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from dagster_project.lib import sources
+from dagster_project.lib.features import DELAY_THRESHOLD_MIN
 
 
 def flight_id(day: date, row: Mapping[Hashable, Any]) -> str:
@@ -45,7 +46,11 @@ def outcomes(day: date) -> dict[str, str]:
     out = {}
     for f in sources.day_rows("flights", day).to_dict("records"):
         delay = f["dep_delay"]
-        status = "cancelled" if delay != delay else ("delayed" if delay > 15 else "on time")
+        status = (
+            "cancelled"
+            if delay != delay
+            else ("delayed" if delay > DELAY_THRESHOLD_MIN else "on time")
+        )
         out[flight_id(day, f)] = status
     return out
 

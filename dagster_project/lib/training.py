@@ -85,12 +85,6 @@ def time_split(df: pd.DataFrame, holdout_days: int, validation_days: int) -> Spl
     return Split(**{k: v.reset_index(drop=True) for k, v in parts.items()}, windows=windows)
 
 
-def holdout_window(df: pd.DataFrame, holdout_days: int) -> pd.DataFrame:
-    """The last ``holdout_days`` days of ``df`` (what the promotion gate scores both models on)."""
-    days = flight_dates(df)
-    return df[days >= days.max() - timedelta(days=holdout_days - 1)].reset_index(drop=True)
-
-
 def suggest(kind: str, trial: Any, options: TrainingOptions) -> dict[str, Any]:
     """The search space of each model family."""
     if kind == "xgboost":

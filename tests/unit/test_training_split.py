@@ -19,11 +19,6 @@ def test_split_is_ordered_in_time_and_covers_every_row():
     assert split.windows["holdout"] == f"{hold.min()}..{hold.max()}"
 
 
-def test_holdout_window_matches_the_split():
-    df = frame(3000, days=30)
-    assert training.holdout_window(df, 7).equals(training.time_split(df, 7, 5).holdout)
-
-
 def test_too_short_a_range_names_the_empty_window():
     with pytest.raises(ValueError, match="train window has 0 rows"):
         training.time_split(frame(500, days=10), holdout_days=7, validation_days=5)
