@@ -135,7 +135,8 @@ def test_promoted_torch_challenger_is_hot_reloaded_without_dropping_requests(spi
 def test_gate_rejection_blocks_deployment_and_is_recorded(spine, first_model):
     before = _registry(spine).by_alias(tracking.CHAMPION)
     result = spine.run_training(
-        {"model_kinds": ["xgboost"], "n_trials": 1}, {"min_auc_margin": 1.0}
+        {"model_kinds": ["xgboost"], "n_trials": 1},
+        {"min_auc_margin": 1.0, "min_auc": 0.5},  # only the margin decides here
     )
     assert not result.success
     (check,) = result.get_asset_check_evaluations()
