@@ -10,13 +10,19 @@ from datetime import date, timedelta
 from typing import Any
 
 from dagster_project.lib import settings
+from feature_repo.definitions import TABLES
 
 
 def _instance() -> Any:
     import dagster as dg
 
-    home = settings.paths().dagster_home
+    paths = settings.paths()
+    home = paths.dagster_home
     home.mkdir(parents=True, exist_ok=True)
+    if paths.server:  # PostgreSQL storage: the databases and dagster.yaml first
+        from dagster_project.lib import server
+
+        server.prepare(paths.server, home)
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 
@@ -32,7 +38,7 @@ def _summary(result: Any, seconds: float) -> list[tuple[str, str]]:
     def total(keys: Any, field: str) -> float:
         return sum(float(meta.get(k, {}).get(field) or 0) for k in keys)
 
-    feature_tables = ("origin_weather", "carrier_delay_stats", "route_delay_stats", "plane_specs")
+    feature_tables = TABLES
     feature_secs = total(feature_tables, "build_seconds")
     checks = result.get_asset_check_evaluations()
     return [
@@ -273,6 +279,70 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+def init(args: argparse.Namespace) -> int:
+    """Prepare the tier: on `server`, the PostgreSQL databases, the S3 bucket, dagster.yaml."""
+    from dagster_project.lib import server
+
+    paths = settings.paths()
+    paths.dagster_home.mkdir(parents=True, exist_ok=True)
+    rows = [("tier", settings.profile()), ("state folder", str(paths.home))]
+    if paths.server:
+        try:
+            done = server.prepare(paths.server, paths.dagster_home)
+        except server.ServiceUnavailableError as exc:
+            print(f"[init] FAILED: {exc}")
+            return 1
+        rows += list(done.items())
+        rows += [
+            ("MLflow store", paths.mlflow_tracking_uri),
+            ("landing zone", paths.landing_url),
+            ("Feast project", paths.server.feast_project),
+            ("Redis keys", f"{paths.server.redis_prefix}* on {paths.server.redis_url()}"),
+        ]
+    _print_table(rows)
+    return 0
+
+
+def consume(args: argparse.Namespace) -> int:
+    """The long-running stream consumer (what `make up` starts): departure events in, live
+    origin-traffic features out, until interrupted (or idle for --idle-exit seconds)."""
+    import signal
+
+    from dagster_project.definitions import build_resources
+
+    resources = build_resources(settings.paths())
+    events: Any = resources["events"]
+    if args.batch_size:
+        events = events.model_copy(update={"batch_size": args.batch_size})
+    client = resources["feast"].client()  # type: ignore[attr-defined]
+    stop = {"now": False}
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        print(f"[consume] signal {signum}: stopping after this batch", flush=True)
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    consumer = events.consumer(client.push)
+    print(
+        f"[consume] tier={settings.profile()} group={consumer.group} name={consumer.name} "
+        f"backlog={consumer.log.backlog(consumer.group)}",
+        flush=True,
+    )
+
+    def progress(stats: Any) -> None:
+        print(
+            f"[consume] events={stats.events} pushes={stats.pushes} boundary={stats.last_boundary}",
+            flush=True,
+        )
+
+    stats = consumer.run(
+        idle_exit_s=args.idle_exit, on_batch=progress, should_stop=lambda: stop["now"]
+    )
+    _print_table([(k, str(v)) for k, v in stats.summary().items()])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # MLflow's download bars would interleave with the replay's progress bar.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -302,6 +372,16 @@ def main(argv: list[str] | None = None) -> int:
         help="use the files already in the landing zone instead of copying the data set's",
     )
     p.set_defaults(func=replay)
+    p = sub.add_parser("init", help="prepare the tier (server: databases, bucket, dagster.yaml)")
+    p.set_defaults(func=init)
+    p = sub.add_parser(
+        "consume", help="run the stream consumer: departure events -> live online features"
+    )
+    p.add_argument(
+        "--idle-exit", type=float, default=None, help="stop after this many idle seconds"
+    )
+    p.add_argument("--batch-size", type=int, default=0, help="events per read (default 500)")
+    p.set_defaults(func=consume)
     p = sub.add_parser("status", help="which tier, where the state is, the last runs")
     p.add_argument("--runs", type=int, default=5)
     p.set_defaults(func=status)

@@ -11,6 +11,7 @@ from dagster_project.assets import (
     ingestion,
     monitoring,
     serving,
+    streaming,
     training,
     validation,
 )
@@ -23,22 +24,27 @@ from dagster_project.resources import (
     LandingZone,
     MlflowResource,
     MonitoringResource,
+    StreamResource,
     ValidationGate,
 )
 from dagster_project.sensors import schedules, sensors
 
 
 def build_resources(paths: settings.Paths, serving_port: int | None = None) -> dict[str, object]:
-    """Resources for the local tier; every location derives from ``paths`` (tests pass a temp dir
-    and a free port)."""
+    """Resources of the tier that ``paths`` describes (local, or server settings for the server
+    tiers); every location derives from ``paths`` (tests pass a temp dir and a free port)."""
+    feast = paths.feast_overrides()
     return {
         "landing": LandingZone(url=paths.landing_url),
         "gate": ValidationGate(gx_dir=str(paths.gx_dir), quarantine_url=paths.quarantine_url),
         "feast": FeastResource(
             repo_path=str(settings.FEATURE_REPO),
-            config_template=str(settings.FEATURE_REPO / "feature_store.yaml"),
+            config_template=str(paths.feast_template),
             state_dir=str(paths.feast_dir),
             features_url=paths.features_url,
+            project=feast.get("project"),
+            registry_url=feast.get("registry"),
+            redis_connection=feast.get("online_store"),
         ),
         "io_manager": LakeIOManager(base_url=paths.lake_url),
         "mlflow": MlflowResource(
@@ -46,6 +52,11 @@ def build_resources(paths: settings.Paths, serving_port: int | None = None) -> d
         ),
         "monitor": MonitoringResource(
             prediction_log_dir=str(paths.prediction_log_dir), folder=str(paths.monitoring_dir)
+        ),
+        "events": StreamResource(
+            folder=str(paths.stream_dir),
+            redis_url=paths.server.redis_url() if paths.server else None,
+            prefix=paths.server.redis_prefix if paths.server else "mlops:",
         ),
         "deployer": Deployer(
             port=serving_port or settings.serving_port(),
@@ -64,6 +75,7 @@ all_assets = [
     *training.assets,
     *serving.assets,
     *monitoring.assets,
+    *streaming.assets,
 ]
 
 

@@ -40,12 +40,22 @@ daily_loop_job = dg.define_asset_job(
             "training_set",
         )
     )
-    | dg.AssetSelection.assets("prediction_quality", "scored_flights"),
+    | dg.AssetSelection.assets("prediction_quality", "scored_flights")
+    | dg.AssetSelection.groups("streaming"),
     partitions_def=daily_2013,
     description=(
         "One simulated day D of the closed loop: ingest D, judge the predictions for D against "
-        "their outcomes, score D+1's flights. Reference tables and Feast objects are kept."
+        "their outcomes, score D+1's flights, publish D's departures to the event stream and "
+        "drain it into the online store. Reference tables and Feast objects are kept."
     ),
+)
+
+stream_job = dg.define_asset_job(
+    "stream_job",
+    selection=dg.AssetSelection.groups("streaming"),
+    partitions_def=daily_2013,
+    description="Publish the partition's departures to the event stream and drain it into the "
+    "online store (the bounded form of the stream consumer).",
 )
 
 deploy_job = dg.define_asset_job(
@@ -64,6 +74,7 @@ jobs = [
     ingest_features_job,
     training_job,
     daily_loop_job,
+    stream_job,
     deploy_job,
     report_job,
 ]

@@ -3,11 +3,12 @@
 from collections.abc import Callable, Iterable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from dagster_project.lib import deploy, gate, landing, loop, monitoring, tracking
+from dagster_project.lib import deploy, gate, landing, loop, monitoring, stream, tracking
 from dagster_project.lib.expectations import TableRules
 from dagster_project.lib.feast_store import FeatureStoreClient
 
@@ -57,19 +58,31 @@ class ValidationGate(dg.ConfigurableResource):
 
 
 class FeastResource(dg.ConfigurableResource):
-    """The Feast feature store of the tier (``config_template`` is its feature_store.yaml)."""
+    """The Feast feature store of the tier (``config_template`` is its feature_store.yaml).
+
+    On a server tier ``project``, ``registry_url`` (SQLAlchemy URL of the SQL registry) and
+    ``redis_connection`` (Feast's Redis connection string) override the template's values."""
 
     repo_path: str
     config_template: str
     state_dir: str
     features_url: str
+    project: str | None = None
+    registry_url: str | None = None
+    redis_connection: str | None = None
 
     def client(self) -> FeatureStoreClient:
+        overrides = {
+            "project": self.project,
+            "registry": self.registry_url,
+            "online_store": self.redis_connection,
+        }
         return FeatureStoreClient(
             Path(self.repo_path),
             Path(self.config_template),
             Path(self.state_dir),
             self.features_url,
+            {k: v for k, v in overrides.items() if v},
         )
 
 
@@ -155,3 +168,40 @@ class MonitoringResource(dg.ConfigurableResource):
     @property
     def retrains_path(self) -> Path:
         return Path(self.folder) / "retrains.jsonl"
+
+
+class StreamResource(dg.ConfigurableResource):
+    """The departure-event stream and the traffic consumer's window state: a Redis Stream and
+    Redis sorted sets when ``redis_url`` is set (server tiers), else an append-only log and a
+    SQLite file in ``folder`` (local tier). Same interface either way."""
+
+    folder: str
+    redis_url: str | None = None
+    prefix: str = "mlops:"
+    batch_size: int = 500
+    consumer_name: str = "consumer-1"
+
+    def _redis(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(str(self.redis_url), socket_timeout=30)
+
+    def log(self) -> stream.EventLog:
+        if self.redis_url:
+            return stream.RedisEventLog(self._redis(), self.prefix)
+        return stream.LocalEventLog(Path(self.folder))
+
+    def state(self) -> stream.WindowState:
+        if self.redis_url:
+            return stream.RedisWindowState(self._redis(), self.prefix)
+        return stream.SqliteWindowState(Path(self.folder) / "traffic.db")
+
+    def consumer(self, push: stream.Push, keep_pushed: bool = False) -> stream.Consumer:
+        return stream.Consumer(
+            self.log(),
+            self.state(),
+            push,
+            name=self.consumer_name,
+            batch_size=self.batch_size,
+            keep_pushed=keep_pushed,
+        )

@@ -19,23 +19,32 @@ from feast import (
     FeatureView,
     Field,
     FileSource,
+    PushSource,
     RequestSource,
     ValueType,
 )
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
 
+from dagster_project.lib import stream
 from dagster_project.lib.features import WEATHER_COLUMNS
 
 PROJECT = "flight_mlops"
 FEATURE_SERVICE = "flight_delay_v1"
-TABLES = ("origin_weather", "carrier_delay_stats", "route_delay_stats", "plane_specs")
+TRAFFIC_SERVICE = "origin_traffic_v1"
+TABLES = (
+    "origin_weather",
+    "carrier_delay_stats",
+    "route_delay_stats",
+    "plane_specs",
+    stream.VIEW,
+)
 
 
 @dataclass(frozen=True)
 class FeatureObjects:
     entities: list[Entity]
-    sources: list[FileSource]
+    sources: list[FileSource | PushSource]
     views: list[FeatureView]
     on_demand_views: list
     services: list[FeatureService]
@@ -82,7 +91,9 @@ def build(features_url: str) -> FeatureObjects:
             timestamp_field="event_timestamp",
         )
 
-    srcs = {t: source(t) for t in TABLES}
+    srcs: dict[str, FileSource | PushSource] = {t: source(t) for t in TABLES}
+    # The streaming view: the consumer pushes live aggregates; the batch table backs it offline.
+    srcs[stream.VIEW] = PushSource(name=stream.PUSH_SOURCE, batch_source=srcs[stream.VIEW])
     origin_weather = FeatureView(
         name="origin_weather",
         entities=[origin],
@@ -131,6 +142,21 @@ def build(features_url: str) -> FeatureObjects:
         description="Static aircraft facts: age in 2013, seats, engines.",
         owner="data-platform@flight-mlops",
     )
+    origin_traffic = FeatureView(
+        name=stream.VIEW,
+        entities=[origin],
+        ttl=timedelta(hours=2),
+        source=srcs[stream.VIEW],
+        schema=[
+            Field(name=stream.COUNT, dtype=Int64),
+            Field(name=stream.MEAN_DELAY, dtype=Float64),
+        ],
+        description=(
+            "Departures from the origin in the last 60 minutes and their mean delay, every 5 "
+            "minutes: pushed live by the stream consumer, computed in batch for training."
+        ),
+        owner="data-platform@flight-mlops",
+    )
     flight_request = RequestSource(
         name="flight_request",
         schema=[
@@ -161,12 +187,18 @@ def build(features_url: str) -> FeatureObjects:
         description="Features of the flight_delay model, version 1.",
         owner="ml-platform@flight-mlops",
     )
+    traffic_service = FeatureService(
+        name=TRAFFIC_SERVICE,
+        features=[origin_traffic],
+        description="Live origin-airport traffic (stream features), version 1.",
+        owner="ml-platform@flight-mlops",
+    )
     return FeatureObjects(
         entities=[origin, carrier, route, plane],
         sources=list(srcs.values()),
-        views=[origin_weather, carrier_stats, route_stats, plane_specs],
+        views=[origin_weather, carrier_stats, route_stats, plane_specs, origin_traffic],
         on_demand_views=[flight_request_time],
-        services=[service],
+        services=[service, traffic_service],
     )
 
 
@@ -183,7 +215,8 @@ origin_entity, carrier_entity, route_entity, plane_entity = _objects.entities
     carrier_delay_stats_source,
     route_delay_stats_source,
     plane_specs_source,
+    origin_traffic_push,
 ) = _objects.sources
-origin_weather, carrier_delay_stats, route_delay_stats, plane_specs = _objects.views
+origin_weather, carrier_delay_stats, route_delay_stats, plane_specs, origin_traffic = _objects.views
 (flight_request_time,) = _objects.on_demand_views
-(flight_delay_v1,) = _objects.services
+flight_delay_v1, origin_traffic_v1 = _objects.services

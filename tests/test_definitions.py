@@ -21,6 +21,7 @@ EXPECTED = {
     "carrier_delay_stats",
     "route_delay_stats",
     "plane_specs",
+    "origin_traffic",
     "feast_definitions",
     "online_features",
     "training_set",
@@ -29,6 +30,8 @@ EXPECTED = {
     "scored_flights",
     "prediction_quality",
     "monitoring_report",
+    "departure_events",
+    "origin_traffic_live",
 }
 
 
@@ -41,6 +44,7 @@ def test_definitions_load():
         "ingest_features_job",
         "training_job",
         "daily_loop_job",
+        "stream_job",
         "deploy_job",
         "report_job",
     ):
@@ -62,6 +66,7 @@ def test_every_asset_is_described_grouped_owned_and_kinded():
             "training",
             "serving",
             "monitoring",
+            "streaming",
         }, name
         assert node.owners, f"{name} has no owner"
         assert node.kinds, f"{name} has no kinds"

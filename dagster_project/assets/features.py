@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_project.assets.metadata import OWNERS, frame_metadata, schema_metadata
-from dagster_project.lib import features
+from dagster_project.lib import features, stream
 from dagster_project.partitions import daily_2013, single_run, utc_window
 from dagster_project.resources import FeastResource
 from feature_repo.definitions import build as feast_objects
@@ -80,6 +80,13 @@ feature_tables = [
         "validated_flights",
         features.route_delay_stats,
         "Per route and day: delays of the 28 previous days' departed flights.",
+    ),
+    _feature_table(
+        stream.VIEW,
+        "validated_flights",
+        stream.origin_traffic,
+        "Per origin, every 5 minutes: departures in the last 60 minutes and their mean delay "
+        "(the batch form of the stream feature).",
     ),
     _feature_table(
         "plane_specs",

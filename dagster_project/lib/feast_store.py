@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,22 +15,33 @@ import yaml
 from dagster_project.lib import storage
 
 
-def resolve_config(template: Path, state_dir: Path) -> Path:
+def resolve_config(
+    template: Path, state_dir: Path, overrides: Mapping[str, str] | None = None
+) -> Path:
     """Write the tier's ``feature_store.yaml`` with file/SQLite paths moved under ``state_dir``.
 
-    Remote stores (SQL registry, Redis) are left as configured; ``${VARS}`` are expanded by Feast.
+    ``overrides`` (from :meth:`settings.Paths.feast_overrides`) set the ``project``, the SQL
+    ``registry`` URL and the Redis ``online_store`` connection string of a server tier. Secrets
+    stay ``${VARS}``, which Feast expands when it loads the file.
     """
     cfg = yaml.safe_load(template.read_text())
+    over = dict(overrides or {})
     state_dir.mkdir(parents=True, exist_ok=True)
+    if "project" in over:
+        cfg["project"] = over["project"]
     registry = cfg.get("registry")
     if isinstance(registry, dict) and registry.get("registry_type", "file") == "file":
         registry["path"] = str(state_dir / "registry.db")
     elif isinstance(registry, str):
         cfg["registry"] = str(state_dir / "registry.db")
+    elif isinstance(registry, dict) and "registry" in over:
+        registry["path"] = over["registry"]
     online = cfg.get("online_store") or {}
     if online.get("type", "sqlite") == "sqlite":
         online["path"] = str(state_dir / "online_store.db")
         cfg["online_store"] = online
+    elif online.get("type") == "redis" and "online_store" in over:
+        online["connection_string"] = over["online_store"]
     out = state_dir / "feature_store.yaml"
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return out
@@ -38,12 +50,19 @@ def resolve_config(template: Path, state_dir: Path) -> Path:
 class FeatureStoreClient:
     """A Feast ``FeatureStore`` on the tier's config, plus the offline tables it reads."""
 
-    def __init__(self, repo_path: Path, template: Path, state_dir: Path, features_url: str):
+    def __init__(
+        self,
+        repo_path: Path,
+        template: Path,
+        state_dir: Path,
+        features_url: str,
+        overrides: Mapping[str, str] | None = None,
+    ):
         from feast import FeatureStore
 
         self.features_url = features_url
         self.store = FeatureStore(
-            repo_path=str(repo_path), fs_yaml_file=resolve_config(template, state_dir)
+            repo_path=str(repo_path), fs_yaml_file=resolve_config(template, state_dir, overrides)
         )
 
     def objects(self) -> Any:
@@ -76,9 +95,19 @@ class FeatureStoreClient:
         return counts
 
     def _rows_in_window(self, view: Any, start: datetime, end: datetime) -> int:
-        df = storage.read_parquet(view.batch_source.path)
+        source = view.batch_source
+        source = getattr(source, "batch_source", None) or source  # a PushSource's offline table
+        df = storage.read_parquet(source.path)
         ts = df["event_timestamp"]
         return int(((ts >= start) & (ts < end)).sum())
+
+    def push(self, frame: pd.DataFrame, source: str | None = None) -> None:
+        """Write stream aggregates to the online store through the view's PushSource."""
+        from feast.data_source import PushMode
+
+        from dagster_project.lib import stream
+
+        self.store.push(source or stream.PUSH_SOURCE, frame, to=PushMode.ONLINE)
 
     def historical_features(self, entity_df: pd.DataFrame, service: str) -> pd.DataFrame:
         fs = self.store.get_feature_service(service)

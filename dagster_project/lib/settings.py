@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FEATURE_REPO = REPO_ROOT / "feature_repo"
@@ -25,15 +26,116 @@ def mlops_home() -> Path:
     return Path(os.environ.get("MLOPS_HOME", REPO_ROOT / ".mlops")).resolve()
 
 
+SERVER_STORES = ("dagster", "mlflow", "feast")
+"""PostgreSQL databases of the server tier, one per store: ``<namespace>_<store>``."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Connection settings of the ``server`` (and ``k8s``) tier, from environment variables.
+
+    ``namespace`` keeps one installation (or one test) apart from another on shared services:
+    it prefixes the PostgreSQL databases, the Redis keys, the S3 keys and the Feast project.
+    Passwords are read from the environment when a connection is made and never written to a
+    file (generated files reference the variable instead).
+    """
+
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 5432
+    pg_user: str = "postgres"
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_db: int = 0
+    s3_endpoint_url: str | None = None
+    bucket: str = "mlops"
+    namespace: str = "mlops"
+
+    ENV = {
+        "pg_host": "MLOPS_PG_HOST",
+        "pg_port": "MLOPS_PG_PORT",
+        "pg_user": "MLOPS_PG_USER",
+        "redis_host": "MLOPS_REDIS_HOST",
+        "redis_port": "MLOPS_REDIS_PORT",
+        "redis_db": "MLOPS_REDIS_DB",
+        "s3_endpoint_url": "MLOPS_S3_ENDPOINT_URL",
+        "bucket": "MLOPS_S3_BUCKET",
+        "namespace": "MLOPS_NAMESPACE",
+    }
+    PG_PASSWORD = "MLOPS_PG_PASSWORD"
+    REDIS_PASSWORD = "MLOPS_REDIS_PASSWORD"
+
+    @classmethod
+    def from_env(cls) -> ServerSettings:
+        values: dict[str, object] = {}
+        for name, var in cls.ENV.items():
+            raw = os.environ.get(var, "").strip()
+            if raw:
+                kind = type(getattr(cls, name)) if getattr(cls, name) is not None else str
+                values[name] = int(raw) if kind is int else raw
+        settings = cls(**values)  # type: ignore[arg-type]
+        if not settings.namespace.replace("_", "").isalnum():
+            raise ValueError(
+                f"MLOPS_NAMESPACE={settings.namespace!r}: use letters, digits and underscores"
+            )
+        return settings
+
+    def database(self, store: str) -> str:
+        return f"{self.namespace}_{store}"
+
+    def pg_url(
+        self, store: str | None, driver: str = "postgresql", password_ref: bool = False
+    ) -> str:
+        """SQLAlchemy URL of ``store``'s database (``None``: the maintenance database).
+
+        With ``password_ref`` the password is written as ``${MLOPS_PG_PASSWORD}`` for a config
+        file that expands variables (Feast); otherwise it is read from the environment now."""
+        password = os.environ.get(self.PG_PASSWORD, "")
+        secret = f"${{{self.PG_PASSWORD}}}" if password_ref else quote(password, safe="")
+        auth = f"{self.pg_user}:{secret}" if password else self.pg_user
+        db = self.database(store) if store else "postgres"
+        return f"{driver}://{auth}@{self.pg_host}:{self.pg_port}/{db}"
+
+    def redis_connection(self) -> str:
+        """Feast's Redis ``connection_string``; the password as a ``${VAR}`` reference."""
+        conn = f"{self.redis_host}:{self.redis_port},db={self.redis_db}"
+        if os.environ.get(self.REDIS_PASSWORD):
+            conn += f",password=${{{self.REDIS_PASSWORD}}}"
+        return conn
+
+    def redis_url(self) -> str:
+        password = os.environ.get(self.REDIS_PASSWORD, "")
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @property
+    def redis_prefix(self) -> str:
+        return f"{self.namespace}:"
+
+    @property
+    def s3_root(self) -> str:
+        return f"s3://{self.bucket}/{self.namespace}"
+
+    @property
+    def feast_project(self) -> str:
+        return "flight_mlops" if self.namespace == "mlops" else f"flight_mlops_{self.namespace}"
+
+
 @dataclass(frozen=True)
 class Paths:
-    """Every location the platform writes to, derived from one root so tests can use a temp dir."""
+    """Every location the platform writes to, derived from one root so tests can use a temp dir.
+
+    With ``server`` settings (the ``server``/``k8s`` tiers) the landing zone and the MLflow
+    artifacts live in S3, MLflow's and Feast's metadata in PostgreSQL and the online store in
+    Redis; the lake (Dagster's IO manager, Feast's offline parquet) stays under ``home`` unless
+    ``MLOPS_LAKE_URL`` points elsewhere."""
 
     home: Path
+    server: ServerSettings | None = field(default=None)
 
     @property
     def landing_url(self) -> str:
-        return os.environ.get("MLOPS_LANDING_URL", str(self.home / "landing"))
+        default = f"{self.server.s3_root}/landing" if self.server else str(self.home / "landing")
+        return os.environ.get("MLOPS_LANDING_URL", default)
 
     @property
     def lake_url(self) -> str:
@@ -69,14 +171,39 @@ class Paths:
 
         Not ``MLFLOW_TRACKING_URI``: MLflow writes that variable itself whenever a process sets
         a tracking URI, so it would leak one state folder's store into the next."""
-        return (
-            os.environ.get("MLOPS_MLFLOW_TRACKING_URI")
-            or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
-        )
+        if uri := os.environ.get("MLOPS_MLFLOW_TRACKING_URI"):
+            return uri
+        if self.server:
+            return self.server.pg_url("mlflow", "postgresql+psycopg2")
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
     def mlflow_artifacts(self) -> str:
-        return os.environ.get("MLOPS_MLFLOW_ARTIFACTS_URI") or str(self.mlflow_dir / "artifacts")
+        default = (
+            f"{self.server.s3_root}/mlflow" if self.server else str(self.mlflow_dir / "artifacts")
+        )
+        return os.environ.get("MLOPS_MLFLOW_ARTIFACTS_URI") or default
+
+    @property
+    def feast_template(self) -> Path:
+        """The tier's ``feature_store.yaml`` (``feature_store.server.yaml`` on server tiers)."""
+        name = "feature_store.server.yaml" if self.server else "feature_store.yaml"
+        return FEATURE_REPO / name
+
+    def feast_overrides(self) -> dict[str, str]:
+        """What the tier sets in Feast's config: project, SQL registry, Redis online store."""
+        if not self.server:
+            return {}
+        return {
+            "project": self.server.feast_project,
+            "registry": self.server.pg_url("feast", "postgresql+psycopg2", password_ref=True),
+            "online_store": self.server.redis_connection(),
+        }
+
+    @property
+    def stream_dir(self) -> Path:
+        """The local tier's departure-event log and consumer state."""
+        return self.home / "stream"
 
     @property
     def serving_dir(self) -> Path:
@@ -97,4 +224,6 @@ def serving_port() -> int:
 
 
 def paths() -> Paths:
-    return Paths(mlops_home())
+    """The current tier's locations: ``MLOPS_HOME``, plus the server settings off `local`."""
+    server = ServerSettings.from_env() if profile() != "local" else None
+    return Paths(mlops_home(), server)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import uuid
 
 import fsspec
@@ -13,8 +14,17 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
+def storage_options(url: str) -> dict[str, object]:
+    """fsspec options for ``url``: an ``s3://`` URL goes to ``MLOPS_S3_ENDPOINT_URL`` when set
+    (any S3-compatible server); credentials come from the usual ``AWS_*`` variables."""
+    endpoint = os.environ.get("MLOPS_S3_ENDPOINT_URL")
+    if url.startswith(("s3://", "s3a://")) and endpoint:
+        return {"client_kwargs": {"endpoint_url": endpoint}}
+    return {}
+
+
 def _fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
     return fs, path
 
 

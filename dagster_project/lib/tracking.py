@@ -7,6 +7,7 @@ state folder, no server. Other tiers set ``MLOPS_MLFLOW_TRACKING_URI`` to their 
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,14 @@ class Lineage:
         }
 
 
+def use_s3_endpoint() -> None:
+    """MLflow's S3 artifact store reads its endpoint from ``MLFLOW_S3_ENDPOINT_URL``; on a
+    server tier it is the platform's ``MLOPS_S3_ENDPOINT_URL`` unless set on its own."""
+    endpoint = os.environ.get("MLOPS_S3_ENDPOINT_URL")
+    if endpoint and not os.environ.get("MLFLOW_S3_ENDPOINT_URL"):
+        os.environ["MLFLOW_S3_ENDPOINT_URL"] = endpoint
+
+
 def configure(tracking_uri: str, artifact_location: str, experiment: str = EXPERIMENT) -> str:
     """Point the MLflow client at the tier's store and make sure the experiment exists.
 
@@ -85,6 +94,7 @@ def configure(tracking_uri: str, artifact_location: str, experiment: str = EXPER
     working directory's ``mlruns/``. Returns the experiment id."""
     import mlflow
 
+    use_s3_endpoint()
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
@@ -125,6 +135,7 @@ class Registry:
         from mlflow import MlflowClient
 
         # `models:/` URIs resolve through the process-wide registry URI, so it is set here too.
+        use_s3_endpoint()
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
         self.name = name

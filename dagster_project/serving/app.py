@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ class ServingConfig:
     feast_state_dir: Path
     features_url: str
     prediction_log_dir: Path
+    feast_overrides: dict[str, str] = field(default_factory=dict)
     model_name: str = tracking.MODEL_NAME
     alias: str = tracking.CHAMPION
     api_token: str | None = None
@@ -70,8 +71,9 @@ class ServingConfig:
         values: dict[str, Any] = {
             "tracking_uri": paths.mlflow_tracking_uri,
             "feast_repo": settings.FEATURE_REPO,
-            "feast_config_template": settings.FEATURE_REPO / "feature_store.yaml",
+            "feast_config_template": paths.feast_template,
             "feast_state_dir": paths.feast_dir,
+            "feast_overrides": paths.feast_overrides(),
             "features_url": paths.features_url,
             "prediction_log_dir": paths.prediction_log_dir,
         }
@@ -219,18 +221,22 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
                 config.feast_config_template,
                 config.feast_state_dir,
                 config.features_url,
+                config.feast_overrides,
             )
         return store["client"]
 
     @functools.cache
     def view_columns() -> dict[str, tuple[str, list[str]]]:
-        """Feature view -> (entity join key, its features), for the unknown-entity fallback."""
+        """Feature view of the model's FeatureService -> (entity join key, its features), for
+        the unknown-entity fallback."""
         objs = feast().objects()
         keys = {e.name: e.join_key for e in objs.entities}
+        service = next(s for s in objs.services if s.name == FEATURE_SERVICE)
+        used = {p.name for p in service.feature_view_projections}
         return {
             v.name: (keys[v.entities[0]], [f.name for f in v.features])
             for v in objs.views
-            if v.entities
+            if v.entities and v.name in used
         }
 
     def reload() -> bool:
