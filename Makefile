@@ -6,7 +6,21 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MLOPS_HOME ?= $(CURDIR)/.mlops
 export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster_home
-export MLOPS_PROFILE ?= local
+# The tier: `make up PROFILE=server` (or MLOPS_PROFILE=server in the environment).
+PROFILE ?= $(or $(MLOPS_PROFILE),local)
+export MLOPS_PROFILE := $(PROFILE)
+# Server tier without an S3 endpoint of your own: `make up` starts an in-memory S3-compatible
+# server (moto) on S3_PORT; its throwaway credentials are moto's, not secrets.
+S3_PORT ?= 9000
+ifeq ($(PROFILE),server)
+ifeq ($(origin MLOPS_S3_ENDPOINT_URL),undefined)
+LOCAL_S3 := 1
+export MLOPS_S3_ENDPOINT_URL := http://127.0.0.1:$(S3_PORT)
+export AWS_ACCESS_KEY_ID ?= testing
+export AWS_SECRET_ACCESS_KEY ?= testing
+export AWS_DEFAULT_REGION ?= us-east-1
+endif
+endif
 export GX_ANALYTICS_ENABLED ?= false
 # The endpoint's loopback port: `make serve`, `make up` and the deployer all use it.
 export MLOPS_SERVING_PORT ?= 8000
@@ -88,12 +102,19 @@ AIRFLOW_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" \
 ARGS ?= dags list
 .PHONY: down airflow airflow-trigger
 
-up: setup ## start Dagster (UI + daemon), Airflow, MLflow UI and serving in the background; prints the URLs
+# The tier's MLflow store and artifact root (PostgreSQL and S3 on `server`), read from settings.
+MLFLOW_STORE = $(shell $(BIN)/python -c 'from dagster_project.lib import settings; \
+	p = settings.paths(); print("--backend-store-uri", p.mlflow_tracking_uri, "--default-artifact-root", p.mlflow_artifacts)')
+
+up: setup ## start Dagster (UI + daemon), Airflow, MLflow UI, serving and the stream consumer in the background (PROFILE=server: on PostgreSQL, Redis, S3)
 	@mkdir -p $(RUN_DIR) $(DAGSTER_HOME) $(MLOPS_HOME)/airflow $(MLOPS_HOME)/mlflow/artifacts
-	@echo "Starting the local services (state in $(MLOPS_HOME), logs in $(RUN_DIR)):"
+	@echo "Starting the $(PROFILE) tier's services (state in $(MLOPS_HOME), logs in $(RUN_DIR)):"
+	@if [ -n "$(LOCAL_S3)" ]; then \
+		$(SERVICES) start s3 $(MLOPS_S3_ENDPOINT_URL) $(BIN)/moto_server -H 127.0.0.1 -p $(S3_PORT) \
+		&& $(SERVICES) wait s3; fi
+	@$(BIN)/python -m dagster_project init
 	@$(SERVICES) start mlflow http://127.0.0.1:$(MLFLOW_PORT) \
-		$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLOPS_HOME)/mlflow/mlflow.db \
-		--default-artifact-root $(MLOPS_HOME)/mlflow/artifacts -h 127.0.0.1 -p $(MLFLOW_PORT)
+		$(BIN)/mlflow ui $(MLFLOW_STORE) -h 127.0.0.1 -p $(MLFLOW_PORT)
 	@$(SERVICES) start dagster http://127.0.0.1:$(DAGSTER_PORT) \
 		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 	@$(SERVICES) start airflow http://127.0.0.1:$(AIRFLOW_PORT) \
@@ -102,15 +123,17 @@ up: setup ## start Dagster (UI + daemon), Airflow, MLflow UI and serving in the 
 	@$(SERVICES) wait mlflow >/dev/null || true
 	@$(SERVICES) start serving http://127.0.0.1:$(MLOPS_SERVING_PORT) \
 		$(BIN)/python -m dagster_project.serving --host 127.0.0.1 --port $(MLOPS_SERVING_PORT)
+	@$(SERVICES) start consumer - $(BIN)/python -m dagster_project consume
 	@echo "Waiting for them to answer:"
 	@$(SERVICES) wait mlflow dagster airflow serving \
 		|| echo "Not everything came up (see the logs above); \`make down\` stops what did."
 	@echo "Dagster UI (runs, assets) http://127.0.0.1:$(DAGSTER_PORT) | Airflow UI (no login) http://127.0.0.1:$(AIRFLOW_PORT)"
 	@echo "MLflow UI http://127.0.0.1:$(MLFLOW_PORT) | serving http://127.0.0.1:$(MLOPS_SERVING_PORT) | stop all: make down"
+	@echo "Stream consumer (departure events -> live origin traffic): log $(RUN_DIR)/consumer.log"
 	@echo "Try: make airflow-trigger DAY=2013-01-05   (Airflow run -> Dagster run tagged airflow/dag_id)"
 
 down: ## stop what `make up` started
-	@$(SERVICES) stop serving mlflow airflow dagster
+	@$(SERVICES) stop consumer serving mlflow airflow dagster s3
 
 airflow: setup ## run an Airflow CLI command against the local Airflow: make airflow ARGS="dags list"
 	@env $(AIRFLOW_ENV) $(BIN)/airflow $(ARGS)

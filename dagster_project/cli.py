@@ -336,9 +336,17 @@ def consume(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    stats = consumer.run(
-        idle_exit_s=args.idle_exit, on_batch=progress, should_stop=lambda: stop["now"]
-    )
+    while True:
+        try:
+            stats = consumer.run(
+                idle_exit_s=args.idle_exit, on_batch=progress, should_stop=lambda: stop["now"]
+            )
+            break
+        except Exception as exc:  # a service blip: nothing was acknowledged, so retry
+            if args.idle_exit is not None:
+                raise
+            print(f"[consume] {type(exc).__name__}: {exc}; retrying in 5 s", flush=True)
+            time.sleep(5)
     _print_table([(k, str(v)) for k, v in stats.summary().items()])
     return 0
 

@@ -97,8 +97,8 @@ def departures(validated_flights: pd.DataFrame) -> list[Departure]:
     ]
 
 
-def day_departures(day: date) -> list[Departure]:
-    """The real departures of one day of the data set (the replay producer's events)."""
+def day_flights(day: date) -> pd.DataFrame:
+    """One day of the data set's flights in their validated form (what the batch reads)."""
     from dagster_project.lib import cleaning, sources
     from dagster_project.lib.gate import REJECTED_BY
     from dagster_project.lib.landing import PARTITION
@@ -106,7 +106,12 @@ def day_departures(day: date) -> list[Departure]:
     raw = sources.day_rows("flights", day)
     raw[REJECTED_BY] = pd.Series(pd.NA, index=raw.index, dtype="string")
     raw[PARTITION] = day.isoformat()
-    return departures(cleaning.validated_flights(raw))
+    return cleaning.validated_flights(raw)
+
+
+def day_departures(day: date) -> list[Departure]:
+    """The real departures of one day of the data set (a producer's events)."""
+    return departures(day_flights(day))
 
 
 def events_frame(events: Iterable[Departure]) -> pd.DataFrame:
@@ -377,7 +382,7 @@ class WindowState(Protocol):
 
     def prune(self, before: float) -> None: ...
 
-    def lock(self) -> contextlib.AbstractContextManager[Any]: ...
+    def lock(self, owner: str) -> contextlib.AbstractContextManager[Any]: ...
 
 
 def _mean(delays: list[float]) -> tuple[int, float]:
@@ -431,9 +436,26 @@ class RedisWindowState:
     def events(self) -> int:
         return sum(int(self.client.zcard(self._key(o))) for o in self.origins())
 
-    def lock(self) -> contextlib.AbstractContextManager[Any]:
-        """One consumer step at a time across processes (so windows close in event order)."""
-        return self.client.lock(f"{self.prefix}lock", timeout=300, blocking_timeout=600)
+    @contextlib.contextmanager
+    def lock(self, owner: str, ttl_ms: int = 60_000, wait_s: float = 600) -> Iterator[None]:
+        """One consumer step at a time across processes (so windows close in event order).
+
+        The lock expires after ``ttl_ms``; a consumer restarted under the same name takes over
+        the lock its killed predecessor left instead of waiting for it to expire."""
+        key = f"{self.prefix}lock"
+        deadline = time.monotonic() + wait_s
+        while not self.client.set(key, owner, nx=True, px=ttl_ms):
+            if _text(self.client.get(key) or b"") == owner:
+                self.client.pexpire(key, ttl_ms)
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"consumer lock {key} held by another consumer for {wait_s}s")
+            time.sleep(0.02)
+        try:
+            yield
+        finally:
+            if _text(self.client.get(key) or b"") == owner:
+                self.client.delete(key)
 
 
 class SqliteWindowState:
@@ -513,8 +535,9 @@ class SqliteWindowState:
         return int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """One consumer step at a time across processes (so windows close in event order)."""
+    def lock(self, owner: str) -> Iterator[None]:
+        """One consumer step at a time across processes (so windows close in event order);
+        the operating system releases it when its holder dies."""
         with self.lock_path.open("a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
@@ -612,7 +635,7 @@ class Consumer:
         ``block_ms`` for events; steps of several consumers never interleave."""
         if block_ms and not self._wait(block_ms):
             return 0
-        with self.state.lock():
+        with self.state.lock(self.name):
             batch = self.read()
             self.emit()
             self.log.ack(self.group, [i for i, _ in batch])
