@@ -5,6 +5,10 @@ Each asset's op gets its group's class (``infra/compute/profiles.yaml``) as a
 requests, limits, node selector and tolerations; and each asset's compute is metered, so every
 materialization records wall time, CPU time, peak memory, GPU time (where a GPU is used) and the
 estimated cost at the class's price as ``compute/*`` metadata. Asset code stays unaware of both.
+
+Dagster 1.13 has no public call that adds op tags to, or wraps the compute of, a built asset;
+this module rebuilds the op from two internals (``DecoratedOpFunction``, ``AssetExecutionType``)
+of the pinned version. tests/test_compute_classes.py fails if they move.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def _class(name: str, raw: dict[str, Any], source: Path) -> ComputeClass:
     gpu_raw = raw.get("gpu")
     gpu = Gpu(str(gpu_raw["model"]), float(gpu_raw["memory_gib"])) if gpu_raw else None
     if (gpu is None) != (GPU_RESOURCE not in limits):
-        raise ValueError(f"{where}: a GPU class declares both `gpu` and a {GPU_RESOURCE} limit")
+        raise ValueError(f"{where}: declare both `gpu` and a {GPU_RESOURCE} limit, or neither")
     if gpu and requests.get(GPU_RESOURCE) != limits[GPU_RESOURCE]:
         raise ValueError(f"{where}: {GPU_RESOURCE} request and limit must be equal")
     if price < 0:
@@ -248,10 +248,11 @@ def _cpu_seconds() -> float:
 
 
 def _cuda() -> Any:
-    """torch.cuda if torch is already imported and sees a GPU (torch is never imported here)."""
+    """torch.cuda if torch is imported and this process has used a GPU (a CUDA context exists);
+    torch is never imported here, and a GPU merely visible does not count."""
     torch = sys.modules.get("torch")
     try:
-        return torch.cuda if torch is not None and torch.cuda.is_available() else None
+        return torch.cuda if torch is not None and torch.cuda.is_initialized() else None
     except Exception:  # a broken driver is "no GPU", not a failed step
         return None
 
@@ -262,8 +263,8 @@ class Meter:
 
     Peak memory is the highest resident set size sampled every ``interval`` seconds, raised to
     the process's lifetime peak when that peak was set during the measurement (so short spikes
-    between samples are not missed). GPU time is the wall time when a GPU was visible to torch
-    (the pod holds the card for its whole life); GPU peak memory is torch's allocator peak."""
+    between samples are not missed). GPU time is the wall time of work in which torch used a GPU
+    (the pod holds the card for the whole step); GPU peak memory is torch's allocator peak."""
 
     interval: float = 0.02
     _started: float = 0.0

@@ -81,7 +81,7 @@ def _write(tmp_path: Path, edit) -> Path:
             lambda r: r["serving_rule"].update(order=["training", "serving", "data-processing"]),
             "cheapest first",
         ),
-        (lambda r: r["classes"]["serving"].pop("gpu"), "declares both"),
+        (lambda r: r["classes"]["serving"].pop("gpu"), "both `gpu` and a nvidia.com/gpu limit"),
         (
             lambda r: r["classes"]["data-processing"]["resources"]["requests"].update(cpu="16"),
             "cpu request is above its limit",
@@ -106,7 +106,7 @@ def test_meter_measures_cpu_memory_and_prices_the_wall_time(profiles):
     assert usage.wall_seconds >= usage.cpu_seconds * 0.5
     assert usage.peak_memory_bytes >= 300 * MIB
     assert usage.cost_usd == pytest.approx(cls.price_per_hour * usage.wall_seconds / 3600)
-    assert usage.gpu_seconds is None  # no GPU visible on a CPU machine
+    assert usage.gpu_seconds is None  # no GPU used
     figures = usage.figures()
     assert figures["compute_class"] == "training"
     assert "gpu_seconds" not in figures
@@ -176,3 +176,34 @@ def test_measure_footprint_counts_the_load_and_the_batch(tmp_path):
     assert footprint.model_bytes == footprint.load_bytes
     assert footprint.batch_bytes >= 120 * MIB
     assert footprint.batch_rows == 100_000
+
+
+class _FakeCuda:
+    """torch.cuda of a process that has used a GPU (no GPU on this machine)."""
+
+    def __init__(self) -> None:
+        self.resets = 0
+
+    def is_initialized(self) -> bool:
+        return True
+
+    def reset_peak_memory_stats(self) -> None:
+        self.resets += 1
+
+    def max_memory_allocated(self) -> int:
+        return 3 * GIB
+
+
+def test_meter_records_gpu_time_and_memory_when_torch_used_a_gpu(monkeypatch, profiles):
+    import types
+
+    cuda = _FakeCuda()
+    monkeypatch.setitem(__import__("sys").modules, "torch", types.SimpleNamespace(cuda=cuda))
+    with compute.Meter() as meter:
+        time.sleep(0.05)
+        usage = meter.stop(profiles.classes["training"])
+    assert cuda.resets == 1  # the peak is the step's, not the process's
+    assert usage.gpu_seconds == usage.wall_seconds
+    assert usage.gpu_peak_memory_bytes == 3 * GIB
+    assert usage.figures()["gpu_peak_memory_mib"] == 3072.0
+    assert "compute_gpu_seconds" in usage.mlflow_metrics()
