@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dagster_project.lib.settings import REPO_ROOT
-from tests.infra.conftest import INFRA
+from tests.infra.manifests import INFRA
 
 DOCKERFILE = INFRA / "docker" / "Dockerfile"
 DOCKERIGNORE = INFRA / "docker" / "Dockerfile.dockerignore"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.infra.conftest import INFRA
+from tests.infra.manifests import INFRA
 
 DATA = Path(__file__).parent / "data"
 CHARTS = {

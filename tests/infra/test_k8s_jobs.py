@@ -17,7 +17,7 @@ from dagster_k8s.job import (
 
 from dagster_project.definitions import defs
 from dagster_project.lib import compute
-from tests.infra.conftest import KUBERNETES_VERSION
+from tests.infra.manifests import KUBERNETES_VERSION
 
 PROFILES = compute.load_profiles()
 GROUPS = ("ingestion", "validation", "features", "training", "serving", "monitoring")

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 
 from dagster_project.lib import compute
-from tests.infra.conftest import INFRA, KUBERNETES_VERSION, OVERLAYS, render
+from tests.infra.manifests import INFRA, KUBERNETES_VERSION, OVERLAYS, render
 
 WORKLOADS = {"Deployment", "StatefulSet"}
 # Entry points whose module arrives with another issue (the stream consumer: the streaming
@@ -105,6 +105,18 @@ def test_every_container_is_sized_and_runs_as_non_root(overlay):
             assert {"cpu", "memory"} <= resources["requests"].keys(), name
             assert {"cpu", "memory"} <= resources["limits"].keys(), name
             assert container["securityContext"]["allowPrivilegeEscalation"] is False, name
+            volumes = {v["name"] for v in spec.get("volumes", [])}
+            volumes |= {
+                t["metadata"]["name"]
+                for d in docs
+                if d["metadata"]["name"] == name
+                for t in d["spec"].get("volumeClaimTemplates", [])
+            }
+            mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+            assert mounts.keys() <= volumes, f"{name}: mounts without a volume"
+            if container["securityContext"].get("readOnlyRootFilesystem"):
+                writable = set(mounts.values())
+                assert writable & {"/tmp", "/data"}, f"{name}: read-only root, nowhere to write"
             image = container["image"]
             assert ":" in image, f"{name}: image {image} has no tag"
             assert not image.endswith(":latest"), name

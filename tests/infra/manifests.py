@@ -1,4 +1,4 @@
-"""Shared helpers of the infrastructure tests: the repository's infra/ folder and renderers."""
+"""Helpers of the infrastructure tests: where infra/ is, the Kubernetes version, the renderer."""
 
 from __future__ import annotations
 
