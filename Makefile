@@ -128,12 +128,13 @@ k8s-render: ## print the rendered Kubernetes manifests of each overlay (OVERLAYS
 	@command -v kubectl >/dev/null 2>&1 || { echo "kubectl is missing: make kubectl"; exit 1; }
 	@for o in $(OVERLAYS); do echo "# ---- infra/k8s/overlays/$$o"; kubectl kustomize infra/k8s/overlays/$$o || exit 1; done
 
-kubectl: ## install kubectl (`kubectl kustomize` renders the overlays offline) from Debian's package
+kubectl: ## install kubectl when missing (Debian: package kubectl, else kubernetes-client); renders the overlays offline
 	@if command -v kubectl >/dev/null 2>&1; then exit 0; fi; \
 	if [ -f /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; \
 	  else echo "kubectl is missing: sudo apt-get install -y kubectl (the infra tests need it)"; exit 0; fi; \
-	  $$SUDO apt-get install -y kubectl || { $$SUDO apt-get update && $$SUDO apt-get install -y kubectl; }; \
+	  install() { $$SUDO apt-get install -y kubectl || $$SUDO apt-get install -y kubernetes-client; }; \
+	  install || { $$SUDO apt-get update && install; }; \
 	else echo "kubectl is missing: install it from your package manager (the infra tests need it)"; fi
 
 clean: down ## stop the services, then remove all local state (.mlops), keeping .venv
