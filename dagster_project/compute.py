@@ -139,6 +139,16 @@ def with_compute_class(
     return dg.AssetsDefinition(**attributes)
 
 
+def k8s_executor(profiles: compute.Profiles | None = None) -> dg.ExecutorDefinition:
+    """``k8s_job_executor``: one pod per step. Its ``step_k8s_config`` is the default class, so
+    a step outside any group (the promotion gate) is sized too; a step's own
+    ``dagster-k8s/config`` tag is merged over it and wins."""
+    from dagster_k8s import k8s_job_executor
+
+    default = (profiles or compute.load_profiles()).default_class
+    return k8s_job_executor.configured({"step_k8s_config": default.k8s_config()})
+
+
 def with_compute_classes(
     assets: Iterable[dg.AssetsDefinition], profiles: compute.Profiles | None = None
 ) -> list[dg.AssetsDefinition]:

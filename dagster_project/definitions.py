@@ -15,7 +15,7 @@ from dagster_project.assets import (
     training,
     validation,
 )
-from dagster_project.compute import with_compute_classes
+from dagster_project.compute import k8s_executor, with_compute_classes
 from dagster_project.io_managers import LakeIOManager
 from dagster_project.jobs import jobs
 from dagster_project.lib import settings
@@ -95,9 +95,7 @@ def executor(tier: str) -> dg.ExecutorDefinition:
     every step (minutes per launched run on 2 cores instead of seconds). On `k8s` one pod per
     step, shaped by the step's compute class (its `dagster-k8s/config` tag)."""
     if tier == "k8s":
-        from dagster_k8s import k8s_job_executor
-
-        return k8s_job_executor
+        return k8s_executor()
     return dg.in_process_executor if tier == "local" else dg.multiprocess_executor
 
 

@@ -39,7 +39,15 @@ def test_the_k8s_tier_runs_each_step_in_its_own_pod(monkeypatch, tmp_path):
 
     monkeypatch.setenv("MLOPS_PROFILE", "k8s")
     k8s = build_definitions(Paths(tmp_path))
-    assert k8s.resolve_job_def("training_job").executor_def is k8s_job_executor
+    executor = k8s.resolve_job_def("training_job").executor_def
+    assert executor.name == k8s_job_executor.name
+    assert executor.executor_creation_fn is k8s_job_executor.executor_creation_fn
+    config = executor.config_schema.resolve_config({}).value["config"]
+    # steps without a group's tag (the promotion gate) get the default class
+    assert (
+        config["step_k8s_config"]["container_config"]
+        == PROFILES.default_class.k8s_config()["container_config"]
+    )
     assert defs.resolve_job_def("training_job").executor_def is dg.in_process_executor
 
 

@@ -105,6 +105,7 @@ class Profiles:
     groups: dict[str, str]
     serving_order: tuple[str, ...]
     headroom: float
+    default: str = ""
     source: str = ""
 
     def for_group(self, group: str) -> ComputeClass:
@@ -114,6 +115,11 @@ class Profiles:
                 f"(groups: {', '.join(sorted(self.groups))})"
             )
         return self.classes[self.groups[group]]
+
+    @property
+    def default_class(self) -> ComputeClass:
+        """The class of steps outside any group."""
+        return self.classes[self.default]
 
 
 def profiles_path() -> Path:
@@ -177,7 +183,10 @@ def load_profiles(path: Path | None = None) -> Profiles:
         raise ValueError(f"{source}: serving_rule.order must list GPU classes cheapest first")
     if not 0 < headroom <= 1:
         raise ValueError(f"{source}: serving_rule.headroom must be in (0, 1]")
-    return Profiles(classes, groups, order, headroom, str(source))
+    default = str(raw.get("default_class", ""))
+    if default not in classes:
+        raise ValueError(f"{source}: default_class must name a class, got {default!r}")
+    return Profiles(classes, groups, order, headroom, default, str(source))
 
 
 # ---- metering ------------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ def _write(tmp_path: Path, edit) -> Path:
     ("edit", "message"),
     [
         (lambda r: r["groups"].update(training="gpu-xl"), "unknown classes"),
+        (lambda r: r.update(default_class="gpu-xl"), "default_class must name a class"),
         (lambda r: r["serving_rule"].update(order=["training", "serving"]), "end with a CPU"),
         (
             lambda r: r["serving_rule"].update(order=["training", "serving", "data-processing"]),
