@@ -36,7 +36,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup demo replay serve test test-slow lint format typecheck up clean
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version}"'
@@ -47,6 +47,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP) ## create .venv with the pinned dependencies (idempotent)
 	@mkdir -p $(DAGSTER_HOME) $(MLOPS_HOME)/feast
+	@command -v kubectl >/dev/null 2>&1 || $(MAKE) --no-print-directory kubectl
 
 demo: setup ## the whole spine on `local`: ingest START..END, train (holdout: last HOLDOUT_DAYS), gate, deploy, score the next day
 	$(BIN)/python -m dagster_project demo --start $(START) --end $(END) \
@@ -141,6 +142,23 @@ airflow: setup ## run an Airflow CLI command against the local Airflow: make air
 airflow-trigger: setup ## trigger flights__daily_ingest in the running Airflow for DAY (default 2013-01-05)
 	@env $(AIRFLOW_ENV) $(BIN)/airflow dags trigger flights__daily_ingest \
 		--logical-date $(DAY)T00:00:00+00:00 --output plain
+
+# ---- Kubernetes tier: manifests in infra/k8s, Helm values in infra/helm, image in infra/docker ----
+OVERLAYS ?= staging prod
+.PHONY: k8s-render kubectl
+
+k8s-render: ## print the rendered Kubernetes manifests of each overlay (OVERLAYS=prod for one)
+	@command -v kubectl >/dev/null 2>&1 || { echo "kubectl is missing: make kubectl"; exit 1; }
+	@for o in $(OVERLAYS); do echo "# ---- infra/k8s/overlays/$$o"; kubectl kustomize infra/k8s/overlays/$$o || exit 1; done
+
+kubectl: ## install kubectl when missing (Debian: package kubectl, else kubernetes-client); renders the overlays offline
+	@if command -v kubectl >/dev/null 2>&1; then exit 0; fi; \
+	if [ -f /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; \
+	  else echo "kubectl is missing: sudo apt-get install -y kubectl (the infra tests need it)"; exit 0; fi; \
+	  install() { $$SUDO apt-get install -y kubectl || $$SUDO apt-get install -y kubernetes-client; }; \
+	  install || { $$SUDO apt-get update && install; }; \
+	else echo "kubectl is missing: install it from your package manager (the infra tests need it)"; fi
 
 clean: down ## stop the services, then remove all local state (.mlops), keeping .venv
 	rm -rf $(MLOPS_HOME)

@@ -121,6 +121,23 @@ def _training_summary(result: Any, seconds: float) -> list[tuple[str, str]]:
     return rows
 
 
+def _cost_rows(result: Any) -> list[tuple[str, str]]:
+    """Each materialized asset's resource usage and estimated cost at its compute class's price
+    (what the step would cost on the `k8s` tier; infra/compute/profiles.yaml)."""
+    from dagster_project.compute import usage_from_metadata
+    from dagster_project.lib.compute import cost_table
+
+    return cost_table(
+        [
+            (
+                e.materialization.asset_key.to_user_string(),
+                usage_from_metadata(e.materialization.metadata),
+            )
+            for e in result.get_asset_materialization_events()
+        ]
+    )
+
+
 def _score_next_day(url: str, day: date, count: int) -> list[tuple[str, str]]:
     """Send the next day's scheduled flights to the endpoint (a real HTTP batch request)."""
     from dagster_project.lib import scoring
@@ -191,6 +208,8 @@ def demo(args: argparse.Namespace) -> int:
             },
         )
         _print_table(_training_summary(result, seconds))
+        if costs := _cost_rows(result):
+            _print_table(costs)
         for line in _failures(result):
             print(f"[demo] {line}")
         if not result.success:

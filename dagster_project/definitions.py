@@ -8,6 +8,7 @@ import dagster as dg
 
 from dagster_project.assets import (
     features,
+    hardware,
     ingestion,
     monitoring,
     serving,
@@ -15,6 +16,7 @@ from dagster_project.assets import (
     training,
     validation,
 )
+from dagster_project.compute import k8s_executor, with_compute_classes
 from dagster_project.io_managers import LakeIOManager
 from dagster_project.jobs import jobs
 from dagster_project.lib import settings
@@ -74,6 +76,7 @@ all_assets = [
     *features.assets,
     *training.assets,
     *serving.assets,
+    *hardware.assets,
     *monitoring.assets,
     *streaming.assets,
 ]
@@ -89,16 +92,23 @@ def build_definitions(
     tier = settings.profile()  # fail early on an unknown tier
     resources = build_resources(paths or settings.paths(), serving_port)
     return dg.Definitions(
-        assets=all_assets,
+        assets=with_compute_classes(all_assets),
         asset_checks=training.checks,
         jobs=jobs,
         sensors=sensors,
         schedules=schedules,
         resources=resources | (resource_overrides or {}),
-        # On a laptop one process per run: a process per step re-imports Feast, GX and torch for
-        # every step (minutes per launched run on 2 cores instead of seconds).
-        executor=dg.in_process_executor if tier == "local" else dg.multiprocess_executor,
+        executor=executor(tier),
     )
+
+
+def executor(tier: str) -> dg.ExecutorDefinition:
+    """On a laptop one process per run: a process per step re-imports Feast, GX and torch for
+    every step (minutes per launched run on 2 cores instead of seconds). On `k8s` one pod per
+    step, shaped by the step's compute class (its `dagster-k8s/config` tag)."""
+    if tier == "k8s":
+        return k8s_executor()
+    return dg.in_process_executor if tier == "local" else dg.multiprocess_executor
 
 
 defs = build_definitions()

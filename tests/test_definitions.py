@@ -27,6 +27,7 @@ EXPECTED = {
     "training_set",
     "flight_delay_model",
     "deployed_endpoint",
+    "serving_hardware",
     "scored_flights",
     "prediction_quality",
     "monitoring_report",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from dagster_project.lib import evaluation, models, tracking
+from dagster_project.lib import compute, evaluation, models, tracking
 from dagster_project.lib.features import LABEL
 from dagster_project.lib.preprocess import FEATURES, input_frame
 from dagster_project.lib.settings import TIMEZONE
@@ -217,9 +217,12 @@ def train_and_register(
     lineage: tracking.Lineage,
     registry: tracking.Registry,
     progress: Progress = _quiet,
+    compute_class: compute.ComputeClass | None = None,
 ) -> TrainingOutcome:
     """Search every model family, keep the best on validation AUC, evaluate it on the holdout,
-    log it to MLflow and register it as a new `flight_delay` version with alias `challenger`."""
+    log it to MLflow and register it as a new `flight_delay` version with alias `challenger`.
+    The run and the version carry the training's resource usage and estimated cost on
+    ``compute_class`` (default: the `training` group's class)."""
     import mlflow
 
     split = time_split(training_set, options.holdout_days, options.validation_days)
@@ -228,7 +231,11 @@ def train_and_register(
         + ", ".join(f"{k} {v} ({len(getattr(split, k)):,} rows)" for k, v in split.windows.items())
     )
     tags = lineage.tags()
-    with mlflow.start_run(run_name=f"train {lineage.partition_range}", tags=tags) as parent:
+    cls = compute_class or compute.load_profiles().for_group("training")
+    with (
+        mlflow.start_run(run_name=f"train {lineage.partition_range}", tags=tags) as parent,
+        compute.Meter() as meter,
+    ):
         mlflow.log_params(
             {
                 "model_kinds": ",".join(options.model_kinds),
@@ -273,17 +280,24 @@ def train_and_register(
             split.validation.sample(min(200, len(split.validation)), random_state=0),
             {"model_kind": best.kind, "threshold": threshold, **tags},
         )
-        version_tags = tags | {
-            "model_kind": best.kind,
-            "threshold": f"{threshold:.6f}",
-            "holdout_window": split.windows["holdout"],
-            "holdout_roc_auc": f"{holdout.roc_auc:.6f}",
-            "best_trial_run_id": best.trial_run_id,
-        }
+        usage = meter.stop(cls)
+        mlflow.log_metrics(usage.mlflow_metrics())
+        version_tags = (
+            tags
+            | usage.mlflow_tags()
+            | {
+                "model_kind": best.kind,
+                "threshold": f"{threshold:.6f}",
+                "holdout_window": split.windows["holdout"],
+                "holdout_roc_auc": f"{holdout.roc_auc:.6f}",
+                "best_trial_run_id": best.trial_run_id,
+            }
+        )
         version = registry.register(info.model_uri, parent.info.run_id, version_tags)
         registry.set_alias(tracking.CHALLENGER, version.version)
         mlflow.set_tags(
             {"registered_version": version.version, "model_kind": best.kind, "alias": "challenger"}
+            | usage.mlflow_tags()
         )
     progress(
         f"registered {registry.name} v{version.version} ({best.kind}) as challenger: holdout AUC "
