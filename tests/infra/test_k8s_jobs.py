@@ -24,7 +24,7 @@ from dagster_project.lib import compute
 from tests.infra.manifests import INFRA, KUBERNETES_VERSION
 
 PROFILES = compute.load_profiles()
-GROUPS = ("ingestion", "validation", "features", "training", "serving", "monitoring")
+GROUPS = ("ingestion", "validation", "features", "streaming", "training", "serving", "monitoring")
 
 
 def step_job(
@@ -83,6 +83,7 @@ def test_gpu_only_where_the_class_has_one():
         "ingestion": None,
         "validation": None,
         "features": None,
+        "streaming": None,
         "training": "1",
         "serving": "1",
         "monitoring": None,

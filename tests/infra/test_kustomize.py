@@ -14,9 +14,6 @@ from dagster_project.lib import compute
 from tests.infra.manifests import INFRA, KUBERNETES_VERSION, OVERLAYS, render
 
 WORKLOADS = {"Deployment", "StatefulSet"}
-# Entry points whose module arrives with another issue (the stream consumer: the streaming
-# issue). Listed here so the gap is visible, not hidden.
-PENDING_MODULES = {"dagster_project.stream": "stream consumer (streaming issue)"}
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
@@ -161,7 +158,7 @@ def test_workloads_use_our_image_with_entry_points_that_exist(overlay):
             else:
                 assert command[0] == "mlflow", name
     assert "dagster_project.serving" in modules
-    for module in modules - PENDING_MODULES.keys():
+    for module in modules:
         assert importlib.util.find_spec(module) is not None, module
 
 
