@@ -49,11 +49,13 @@ setup: $(STAMP) ## create .venv with the pinned dependencies (idempotent)
 	@mkdir -p $(DAGSTER_HOME) $(MLOPS_HOME)/feast
 	@command -v kubectl >/dev/null 2>&1 || $(MAKE) --no-print-directory kubectl
 
-demo: setup ## the whole spine on `local`: ingest START..END, train (holdout: last HOLDOUT_DAYS), gate, deploy, score the next day
+demo: setup ## the whole spine (PROFILE=local by default): ingest START..END, train (holdout: last HOLDOUT_DAYS), gate, deploy, score the next day
+	@$(START_LOCAL_S3)
 	$(BIN)/python -m dagster_project demo --start $(START) --end $(END) \
 		--holdout-days $(HOLDOUT_DAYS) --trials $(TRIALS)
 
 replay: setup ## replay FROM..TO day by day: ingest, score over HTTP, monitor, retrain on breaches; HTML report
+	@$(START_LOCAL_S3)
 	$(BIN)/python -m dagster_project replay --start $(FROM) --end $(TO)
 
 serve: setup ## run the prediction endpoint alone (serves flight_delay@champion; port MLOPS_SERVING_PORT, default 8000)
@@ -103,6 +105,11 @@ AIRFLOW_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" \
 ARGS ?= dags list
 .PHONY: down airflow airflow-trigger
 
+# PROFILE=server without an S3 endpoint of your own: the in-memory one (idempotent).
+START_LOCAL_S3 = if [ -n "$(LOCAL_S3)" ]; then \
+	$(SERVICES) start s3 $(MLOPS_S3_ENDPOINT_URL) $(BIN)/moto_server -H 127.0.0.1 -p $(S3_PORT) \
+	&& $(SERVICES) wait s3 >/dev/null; fi
+
 # The tier's MLflow store and artifact root (PostgreSQL and S3 on `server`), read from settings.
 MLFLOW_STORE = $(shell $(BIN)/python -c 'from dagster_project.lib import settings; \
 	p = settings.paths(); print("--backend-store-uri", p.mlflow_tracking_uri, "--default-artifact-root", p.mlflow_artifacts)')
@@ -110,9 +117,7 @@ MLFLOW_STORE = $(shell $(BIN)/python -c 'from dagster_project.lib import setting
 up: setup ## start Dagster (UI + daemon), Airflow, MLflow UI, serving and the stream consumer in the background (PROFILE=server: on PostgreSQL, Redis, S3)
 	@mkdir -p $(RUN_DIR) $(DAGSTER_HOME) $(MLOPS_HOME)/airflow $(MLOPS_HOME)/mlflow/artifacts
 	@echo "Starting the $(PROFILE) tier's services (state in $(MLOPS_HOME), logs in $(RUN_DIR)):"
-	@if [ -n "$(LOCAL_S3)" ]; then \
-		$(SERVICES) start s3 $(MLOPS_S3_ENDPOINT_URL) $(BIN)/moto_server -H 127.0.0.1 -p $(S3_PORT) \
-		&& $(SERVICES) wait s3; fi
+	@$(START_LOCAL_S3)
 	@$(BIN)/python -m dagster_project init
 	@$(SERVICES) start mlflow http://127.0.0.1:$(MLFLOW_PORT) \
 		$(BIN)/mlflow ui $(MLFLOW_STORE) -h 127.0.0.1 -p $(MLFLOW_PORT)

@@ -413,7 +413,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=5)
     p.set_defaults(func=status)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    from dagster_project.lib.server import ServiceUnavailableError
+
+    try:
+        return int(args.func(args))
+    except ServiceUnavailableError as exc:  # a server-tier service is down: say which, no trace
+        print(f"[{args.command}] FAILED: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

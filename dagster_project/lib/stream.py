@@ -349,11 +349,10 @@ class LocalEventLog:
         return self.backlog(group) - len(self._read_from(delivered, 10**9))
 
     def backlog(self, group: str) -> int:
-        if not self.path.exists():
+        committed = self.committed(group)
+        if not self.path.exists() or self.path.stat().st_size <= committed:
             return 0
-        return int(self.path.stat().st_size > self.committed(group)) and len(
-            self._read_from(self.committed(group), 10**9)
-        )
+        return len(self._read_from(committed, 10**9))
 
     def length(self) -> int:
         if not self.path.exists():
