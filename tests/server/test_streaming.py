@@ -21,6 +21,7 @@ import pytest
 from dagster_project.lib import server, settings, stream
 from dagster_project.lib.feast_store import FeatureStoreClient
 from feature_repo.definitions import TRAFFIC_SERVICE
+from tests.stream_parity import assert_live_matches_batch
 
 pytestmark = pytest.mark.integration
 
@@ -64,16 +65,7 @@ def test_stream_and_batch_agree_through_redis_and_feast(server_tier):
     assert log.backlog(stream.GROUP) == 0
 
     batch = stream.origin_traffic(flights)
-    live = pd.concat(stats.pushed, ignore_index=True)
-    both = live.merge(batch, on=["origin", "event_timestamp"], suffixes=("_live", "_batch"))
-    assert len(both) == len(live) >= 3 * 20
-    assert (both[f"{stream.COUNT}_live"] == both[f"{stream.COUNT}_batch"]).all()
-    np.testing.assert_allclose(
-        both[f"{stream.MEAN_DELAY}_live"].astype(float),
-        both[f"{stream.MEAN_DELAY}_batch"].astype(float),
-        rtol=1e-9,
-        equal_nan=True,
-    )
+    assert assert_live_matches_batch(stats.pushed, batch) >= 3 * 20
     # What the online store serves is the batch value at the last closed boundary.
     last = batch.loc[batch["event_timestamp"] == stats.last_boundary].set_index("origin")
     online = _online(feast, list(last.index))

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from dagster_project.lib import stream
+from tests.stream_parity import assert_live_matches_batch
 
 T0 = datetime(2013, 1, 2, 12, 0, tzinfo=UTC)
 
@@ -54,20 +54,6 @@ def test_a_boundary_closes_only_once_a_later_event_is_seen():
     assert stream.closed_boundary(b + 1) == b
 
 
-def _assert_matches_batch(pushed: list[pd.DataFrame], batch: pd.DataFrame) -> int:
-    live = pd.concat(pushed, ignore_index=True)
-    both = live.merge(batch, on=["origin", "event_timestamp"], suffixes=("_live", "_batch"))
-    assert len(both) == len(live), "a pushed boundary is missing from the batch table"
-    assert (both[f"{stream.COUNT}_live"] == both[f"{stream.COUNT}_batch"]).all()
-    np.testing.assert_allclose(
-        both[f"{stream.MEAN_DELAY}_live"].astype(float),
-        both[f"{stream.MEAN_DELAY}_batch"].astype(float),
-        rtol=1e-9,
-        equal_nan=True,
-    )
-    return len(both)
-
-
 def test_stream_and_batch_agree_on_a_real_day(tmp_path: Path):
     flights = stream.day_flights(date(2013, 7, 11))
     events = stream.departures(flights)
@@ -77,7 +63,7 @@ def test_stream_and_batch_agree_on_a_real_day(tmp_path: Path):
     stats = _consumer(tmp_path, pushed, batch_size=17).run(idle_exit_s=0.1, block_ms=20)
     assert stats.events == len(events)
     assert log.pending(stream.GROUP) == 0
-    compared = _assert_matches_batch(pushed, stream.origin_traffic(flights))
+    compared = assert_live_matches_batch(pushed, stream.origin_traffic(flights))
     assert compared >= 3 * 40  # a push per batch that closes a boundary, all three airports
 
 
@@ -97,7 +83,7 @@ def test_a_consumer_that_dies_before_acknowledging_counts_each_event_once(tmp_pa
     second = _consumer(tmp_path, pushed, batch_size=50)
     second.run(idle_exit_s=0.1, block_ms=20)
     assert log.backlog(stream.GROUP) == 0
-    _assert_matches_batch(pushed, stream.origin_traffic(flights))
+    assert_live_matches_batch(pushed, stream.origin_traffic(flights))
 
 
 def test_malformed_events_are_rejected_with_the_field_named():
