@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from dagster_project.assets.metadata import ML_OWNERS, code_version
 from dagster_project.assets.serving import deployed_endpoint
-from dagster_project.assets.training import ML_OWNERS
 from dagster_project.lib import loop, monitoring, report, scoring, training
 from dagster_project.lib.landing import PARTITION
 from dagster_project.lib.preprocess import CATEGORICAL, NUMERIC
@@ -28,6 +28,7 @@ DRIFT_NUMERIC = tuple(c for c in NUMERIC if c != "dep_month")
     deps=[deployed_endpoint, "online_features"],
     kinds={"fastapi"},
     owners=ML_OWNERS,
+    code_version=code_version(scoring),
 )
 def scored_flights(context: dg.AssetExecutionContext, deployer: Deployer) -> dg.MaterializeResult:
     """Scored on day D: the next day's scheduled departures, over HTTP by the live endpoint."""
@@ -66,9 +67,18 @@ def _reference(tracking_uri: str, run_id: str) -> pd.DataFrame:
     ins={"flights": dg.AssetIn("validated_flights")},
     kinds={"pandas", "matplotlib"},
     owners=ML_OWNERS,
+    code_version=code_version(monitoring, report),
     check_specs=[
-        dg.AssetCheckSpec("quality_floor", asset="prediction_quality"),
-        dg.AssetCheckSpec("feature_drift", asset="prediction_quality"),
+        dg.AssetCheckSpec(
+            "quality_floor",
+            asset="prediction_quality",
+            description="The day's labeled predictions: AUC and calibration within the floors.",
+        ),
+        dg.AssetCheckSpec(
+            "feature_drift",
+            asset="prediction_quality",
+            description="The trailing week's features against the champion's training data.",
+        ),
     ],
 )
 def prediction_quality(
@@ -155,6 +165,7 @@ def prediction_quality(
     ins={"days": dg.AssetIn("prediction_quality")},
     kinds={"html"},
     owners=ML_OWNERS,
+    code_version=code_version(report, loop),
     automation_condition=dg.AutomationCondition.eager(),
 )
 def monitoring_report(days: pd.DataFrame, monitor: MonitoringResource) -> dg.MaterializeResult:
