@@ -22,7 +22,8 @@ def test_distributions_are_small_pngs_with_one_panel_per_column():
     df.loc[::7, "a"] = np.nan
     png = plots.distributions(df, ["a", "b"], "t")
     width, height = _size(png)
-    assert width <= 600 and height <= 400
+    assert width <= 600
+    assert height <= 400
     assert len(png) < 60_000
     with pytest.raises(ValueError, match="no numeric column"):
         plots.distributions(df, [], "t")
@@ -48,9 +49,9 @@ def test_metric_bars_and_calibration_render_and_refuse_empty_input():
     curve = [(0.05, 0.04, 100), (0.3, 0.35, 50), (0.7, 0.6, 10)]
     cal = plots.calibration(curve, 0.03, "v1 calibration")
     assert _size(bars) == _size(cal) == (int(4 * plots.DPI), int(3 * plots.DPI))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no metric"):
         plots.metric_bars({}, "x")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="empty calibration curve"):
         plots.calibration([], 0.0, "x")
 
 
