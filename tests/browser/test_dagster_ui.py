@@ -29,6 +29,13 @@ def test_asset_graph_shows_every_group_and_the_catalog_every_asset(dagster_ui, p
         assert page.get_by_text(group, exact=True).count() >= 2, group
     shot("dagster-asset-graph")
 
+    # one group opened: its assets as nodes with their kinds, the neighbours at the edges
+    page.goto(f"{dagster_ui.url}/locations/flight_mlops/asset-groups/features/lineage")
+    for name in ("origin_weather", "carrier_delay_stats", "feast_definitions", "training_set"):
+        page.get_by_text(name, exact=True).first.wait_for()
+    page.get_by_text("Loading", exact=False).first.wait_for(state="hidden")
+    shot("dagster-features-group")
+
     page.set_viewport_size({"width": 1400, "height": 4000})  # the list renders visible rows only
     page.goto(f"{dagster_ui.url}/assets")
     page.get_by_text("validated_weather", exact=True).first.wait_for()
