@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -97,20 +98,20 @@ def _run(
     defs: Any, job: str, instance: Any, log_level: str, progress: bool = True, **kwargs: Any
 ) -> tuple[Any, float]:
     """One in-process run with a progress bar over its steps (one per asset or check)."""
-    from dagster._core.utils import make_new_run_id
     from tqdm import tqdm
 
     from dagster_project.replay import run_job
 
-    run_id = make_new_run_id()
+    run_id = str(uuid.uuid4())  # known before the run starts, so its events can be followed
     steps = len(defs.get_job_def(job).nodes_in_topological_order)
     bar = tqdm(total=steps, desc=job, unit="step", disable=not progress, leave=True)
 
     def on_event(record: Any) -> None:
         event = record.dagster_event
         if event is not None and event.event_type_value in STEP_DONE:
+            status = event.event_type_value.removeprefix("STEP_").lower()
+            bar.set_postfix_str(f"{event.step_key} {status}", refresh=False)
             bar.update(1)
-            bar.set_postfix_str(f"{event.step_key} {event.event_type_value[5:].lower()}")
 
     instance.add_event_listener(run_id, on_event)
     started = time.perf_counter()
@@ -237,7 +238,7 @@ def demo(args: argparse.Namespace) -> int:
     print("                 Airflow  http://127.0.0.1:8080  the schedules that launch Dagster jobs")
     print("                 Feast    http://127.0.0.1:8888  entities, feature views, services")
     print(f"               MLflow store: {paths.mlflow_tracking_uri}")
-    print("  make serve   the prediction endpoint alone, http://127.0.0.1:8000/docs")
+    print(f"  make serve   the prediction endpoint alone, {endpoint.url}/docs")
     print("  python -m dagster_project status   the champion and the last runs")
     print(
         f"  Great Expectations Data Docs: {paths.gx_dir}/gx/uncommitted/data_docs/local_site/index.html"
@@ -350,7 +351,7 @@ def _run_row(record: Any) -> tuple[str, str]:
     )
     return (
         f"run {run.run_id[:8]}",
-        f"{run.job_name}: {run.status.value:<8} {started}  {took:>6}  {partition}".rstrip(),
+        f"{run.job_name + ':':<21} {run.status.value:<8} {started}  {took:>6}  {partition}".rstrip(),
     )
 
 

@@ -48,7 +48,7 @@ def test_demo_runs_the_spine_and_prints_the_summary(tmp_path, monkeypatch, capsy
     assert cli.main(["status"]) == 0
     status = capsys.readouterr().out
     assert "ingest_features_job: SUCCESS" in status
-    assert "training_job: SUCCESS" in status
+    assert "training_job:         SUCCESS" in status
     assert "2013-01-01..2013-01-21" in status  # the range run's partitions
     assert "champion      flight_delay v1 (" in status
     assert "holdout AUC 0." in status
