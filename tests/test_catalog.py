@@ -77,6 +77,8 @@ BUILDERS = {
 def test_feature_column_lineage_matches_the_builders(table, tmp_path):
     validated = _validated(tmp_path)
     upstream = feature_assets.FEATURE_UPSTREAM[table]
+    parents = defs.resolve_asset_graph().get(dg.AssetKey(table)).parent_keys
+    assert parents == {dg.AssetKey(upstream)}
     built = BUILDERS[table](validated[upstream])
     lineage = feature_assets.feature_lineage(table)["dagster/column_lineage"]
     mapped = set(lineage.deps_by_column)

@@ -22,7 +22,7 @@ from feature_repo.definitions import build as feast_objects
 FEATURE_SERVICE = "flight_delay_v1"
 FEATURES_VERSION = code_version(features)
 FEAST_VERSION = code_version(feast_store)
-# Each feature table is built from one validated table.
+# Each feature table is built from one validated table (its only input; tests/test_catalog.py).
 FEATURE_UPSTREAM = {
     "origin_weather": "validated_weather",
     "carrier_delay_stats": "validated_flights",
@@ -31,7 +31,7 @@ FEATURE_UPSTREAM = {
 }
 
 
-def feature_lineage(name: str) -> dict:
+def feature_lineage(name: str) -> dict[str, dg.TableColumnLineage]:
     """Column lineage of a feature table: each column from its validated table's columns."""
     upstream = FEATURE_UPSTREAM[name]
     return column_lineage(
@@ -42,7 +42,7 @@ def feature_lineage(name: str) -> dict:
     )
 
 
-def training_set_lineage() -> dict:
+def training_set_lineage() -> dict[str, dg.TableColumnLineage]:
     """Entity keys, request data and the label from the flights; features from their tables."""
     sources = {
         col: [("validated_flights", src) for src in srcs]
