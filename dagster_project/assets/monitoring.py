@@ -9,9 +9,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from dagster_project.assets.metadata import ML_OWNERS, code_version
+from dagster_project.assets.metadata import ML_OWNERS, code_version, image
 from dagster_project.assets.serving import deployed_endpoint
-from dagster_project.lib import loop, monitoring, report, scoring, training
+from dagster_project.lib import loop, monitoring, plots, report, scoring, training
 from dagster_project.lib.landing import PARTITION
 from dagster_project.lib.preprocess import CATEGORICAL, NUMERIC
 from dagster_project.partitions import daily_2013, partition_days
@@ -140,6 +140,7 @@ def prediction_quality(
             "model_version": version or "none",
             "plot": dg.MetadataValue.path(str(plot)),
             "drift": dg.MetadataValue.md(drift.head(10).to_markdown(index=False)),
+            **_calibration_image(day, quality),
         },
     )
     yield dg.AssetCheckResult(
@@ -158,6 +159,19 @@ def prediction_quality(
         description=f"errors: {errors or 'none'}; warnings: {warns or 'none'}",
         metadata={"max_psi": row["max_psi"], "prediction_drift": dg.MetadataValue.json(pred_drift)},
     )
+
+
+def _calibration_image(day: str, quality: dict) -> dict[str, dg.MetadataValue]:
+    """The day's reliability diagram, inline in the catalog (none before labels arrive)."""
+    curve = quality.get("calibration_curve") or []
+    if not curve or quality.get("calibration_error") is None:
+        return {}
+    title = f"{day} calibration ({int(quality['labeled']):,} labeled)"
+    return {
+        "calibration_plot": image(
+            title, plots.calibration(curve, float(quality["calibration_error"]), title)
+        )
+    }
 
 
 @dg.asset(
