@@ -96,23 +96,42 @@ def _apt_install() -> str:
     return ""
 
 
+def locate_chromium(
+    find: Callable[[], str | None] = _find_chromium,
+    debian: Callable[[], bool] = _debian_like,
+    install: Callable[[], str] = _apt_install,
+) -> tuple[str | None, str]:
+    """The Chromium executable, installing it with apt-get on Debian/Ubuntu when missing;
+    else ``None`` and why."""
+    found = find()
+    if found is not None:
+        return found, ""
+    if not debian():
+        return None, "Chromium is not installed and this is not Debian/Ubuntu"
+    error = install()
+    found = find()
+    if found is not None:
+        return found, ""
+    return None, (
+        f"Chromium is not installed and installing it failed: {error}"
+        if error
+        else "apt-get installed chromium, but no `chromium` is on the PATH"
+    )
+
+
+def require_browser(path: str | None, why: str, ci: bool) -> str:
+    """Skip (on a developer's machine) or fail (in CI) when there is no browser."""
+    if path is not None:
+        return path
+    reason = f"{why}; install `chromium` (Debian: apt-get install chromium chromium-driver)"
+    if ci:
+        pytest.fail(f"browser tests need Chromium in CI: {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    found = _find_chromium()
-    why = ""
-    if found is None and _debian_like():
-        why = _apt_install()
-        found = _find_chromium()
-    if found is None:
-        reason = (
-            "Chromium is not installed"
-            + (f" and installing it failed: {why}" if why else " and this is not Debian/Ubuntu")
-            + "; install `chromium` (Debian: apt-get install chromium chromium-driver)"
-        )
-        if _in_ci():
-            pytest.fail(f"browser tests need Chromium in CI: {reason}")
-        pytest.skip(reason)
-    return found
+    return require_browser(*locate_chromium(), ci=_in_ci())
 
 
 @pytest.fixture(scope="session")
