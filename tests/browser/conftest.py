@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -186,15 +187,18 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float, ok: 
     raise TimeoutError(f"{url} not ready in {timeout}s:\n{log.read_text()[-3000:]}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen, grace: float = 10) -> None:
+    """TERM the service's process group, then KILL what is left of it (MLflow's job consumers
+    outlive a TERM of the server)."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
     except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    proc.wait(timeout=10)
 
 
 @dataclass(frozen=True)
