@@ -1,6 +1,6 @@
 """The Dagster UI in headless Chromium: the catalog a person browses, and a run launched by hand.
 
-Screenshots land in test-artifacts/browser/ (CI keeps them as artifacts)."""
+Screenshots land in test-artifacts/browser/ (ignored by git)."""
 
 from __future__ import annotations
 
