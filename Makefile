@@ -86,6 +86,10 @@ RUN_DIR := $(MLOPS_HOME)/run
 DAGSTER_PORT ?= 3000
 AIRFLOW_PORT ?= 8080
 MLFLOW_PORT ?= 5000
+FEAST_PORT ?= 8888
+# Feast's own UI reads the registry through the tier's resolved config (what Dagster's FeastResource writes).
+FEAST_YAML := $(MLOPS_HOME)/feast/feature_store.yaml
+FEAST := $(BIN)/feast -c feature_repo -f $(FEAST_YAML)
 DAY ?= 2013-01-05
 SERVICES := RUN_DIR=$(RUN_DIR) PY=$(CURDIR)/$(BIN)/python bash infra/local/services.sh
 # Airflow 3 standalone (api-server, scheduler, dag-processor, triggerer): DAGs from airflow_dags/,
@@ -103,7 +107,7 @@ AIRFLOW_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 	AIRFLOW_CONN_DAGSTER_DEFAULT='{"conn_type": "http", "host": "127.0.0.1", "port": $(DAGSTER_PORT)}'
 ARGS ?= dags list
-.PHONY: down airflow airflow-trigger
+.PHONY: down airflow airflow-trigger feast-registry
 
 # PROFILE=server without an S3 endpoint of your own: the in-memory one (idempotent).
 START_LOCAL_S3 = if [ -n "$(LOCAL_S3)" ]; then \
@@ -114,7 +118,7 @@ START_LOCAL_S3 = if [ -n "$(LOCAL_S3)" ]; then \
 MLFLOW_STORE = $(shell $(BIN)/python -c 'from dagster_project.lib import settings; \
 	p = settings.paths(); print("--backend-store-uri", p.mlflow_tracking_uri, "--default-artifact-root", p.mlflow_artifacts)')
 
-up: setup ## start Dagster (UI + daemon), Airflow, MLflow UI, serving and the stream consumer in the background (PROFILE=server: on PostgreSQL, Redis, S3)
+up: setup ## start Dagster (UI + daemon), Airflow, MLflow UI, Feast UI, serving and the stream consumer in the background (PROFILE=server: on PostgreSQL, Redis, S3)
 	@mkdir -p $(RUN_DIR) $(DAGSTER_HOME) $(MLOPS_HOME)/airflow $(MLOPS_HOME)/mlflow/artifacts
 	@echo "Starting the $(PROFILE) tier's services (state in $(MLOPS_HOME), logs in $(RUN_DIR)):"
 	@$(START_LOCAL_S3)
@@ -125,21 +129,32 @@ up: setup ## start Dagster (UI + daemon), Airflow, MLflow UI, serving and the st
 		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 	@$(SERVICES) start airflow http://127.0.0.1:$(AIRFLOW_PORT) \
 		env $(AIRFLOW_ENV) $(BIN)/airflow standalone
+	@$(MAKE) --no-print-directory feast-registry
+	@$(SERVICES) start feast http://127.0.0.1:$(FEAST_PORT) \
+		$(FEAST) ui -h 127.0.0.1 -p $(FEAST_PORT)
 	@# serving opens the MLflow database too: let MLflow create it first (two creators race)
 	@$(SERVICES) wait mlflow >/dev/null || true
 	@$(SERVICES) start serving http://127.0.0.1:$(MLOPS_SERVING_PORT) \
 		$(BIN)/python -m dagster_project.serving --host 127.0.0.1 --port $(MLOPS_SERVING_PORT)
 	@$(SERVICES) start consumer - $(BIN)/python -m dagster_project consume
 	@echo "Waiting for them to answer:"
-	@$(SERVICES) wait mlflow dagster airflow serving \
+	@$(SERVICES) wait mlflow dagster airflow feast serving \
 		|| echo "Not everything came up (see the logs above); \`make down\` stops what did."
 	@echo "Dagster UI (runs, assets) http://127.0.0.1:$(DAGSTER_PORT) | Airflow UI (no login) http://127.0.0.1:$(AIRFLOW_PORT)"
-	@echo "MLflow UI http://127.0.0.1:$(MLFLOW_PORT) | serving http://127.0.0.1:$(MLOPS_SERVING_PORT) | stop all: make down"
+	@echo "MLflow UI http://127.0.0.1:$(MLFLOW_PORT) | Feast UI http://127.0.0.1:$(FEAST_PORT) | serving http://127.0.0.1:$(MLOPS_SERVING_PORT) | stop all: make down"
 	@echo "Stream consumer (departure events -> live origin traffic): log $(RUN_DIR)/consumer.log"
 	@echo "Try: make airflow-trigger DAY=2013-01-05   (Airflow run -> Dagster run tagged airflow/dag_id)"
 
 down: ## stop what `make up` started
-	@$(SERVICES) stop consumer serving mlflow airflow dagster s3
+	@$(SERVICES) stop consumer serving feast mlflow airflow dagster s3
+
+feast-registry: setup ## write the tier's Feast config under MLOPS_HOME; `feast apply` (on `local` only if no registry yet)
+	@$(BIN)/python -c 'from dagster_project.lib import feast_store as f, settings as s; \
+		p = s.paths(); f.resolve_config(p.feast_template, p.feast_dir, p.feast_overrides())'
+	@mkdir -p $(RUN_DIR)
+	@{ [ "$(PROFILE)" = local ] && test -f $(MLOPS_HOME)/feast/registry.db; } \
+		|| $(FEAST) apply >$(RUN_DIR)/feast-apply.log 2>&1 \
+		|| { echo "feast apply failed; see $(RUN_DIR)/feast-apply.log"; exit 1; }
 
 airflow: setup ## run an Airflow CLI command against the local Airflow: make airflow ARGS="dags list"
 	@env $(AIRFLOW_ENV) $(BIN)/airflow $(ARGS)

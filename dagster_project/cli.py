@@ -1,4 +1,13 @@
-"""Command line: `python -m dagster_project demo|status`."""
+"""The platform's command line: `python -m dagster_project` (or `flight-mlops`).
+
+  demo     the whole spine on the local tier: ingest, validate, features, train, gate, deploy,
+           then real HTTP requests for the next day's flights
+  replay   live through 2013 day by day: ingest, score, monitor, retrain on breaches
+  serve    the prediction endpoint in the foreground (flight_delay@champion)
+  status   which tier, where the state is, the champion and challenger, the last runs
+
+Each subcommand has its own --help. State lives in MLOPS_HOME (default ./.mlops).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,8 @@ import argparse
 import os
 import sys
 import time
-from datetime import date, timedelta
+import uuid
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from dagster_project.lib import settings
@@ -87,11 +97,34 @@ def _failures(result: Any) -> list[str]:
     return out
 
 
-def _run(defs: Any, job: str, instance: Any, log_level: str, **kwargs: Any) -> tuple[Any, float]:
+STEP_DONE = ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED")
+
+
+def _run(
+    defs: Any, job: str, instance: Any, log_level: str, progress: bool = True, **kwargs: Any
+) -> tuple[Any, float]:
+    """One in-process run with a progress bar over its steps (one per asset or check)."""
+    from tqdm import tqdm
+
     from dagster_project.replay import run_job
 
+    run_id = str(uuid.uuid4())  # known before the run starts, so its events can be followed
+    steps = len(defs.get_job_def(job).nodes_in_topological_order)
+    bar = tqdm(total=steps, desc=job, unit="step", disable=not progress, leave=True)
+
+    def on_event(record: Any) -> None:
+        event = record.dagster_event
+        if event is not None and event.event_type_value in STEP_DONE:
+            status = event.event_type_value.removeprefix("STEP_").lower()
+            bar.set_postfix_str(f"{event.step_key} {status}", refresh=False)
+            bar.update(1)
+
+    instance.add_event_listener(run_id, on_event)
     started = time.perf_counter()
-    result = run_job(defs, job, instance, log_level=log_level, **kwargs)
+    try:
+        result = run_job(defs, job, instance, log_level=log_level, run_id=run_id, **kwargs)
+    finally:
+        bar.close()
     return result, time.perf_counter() - started
 
 
@@ -175,6 +208,7 @@ def demo(args: argparse.Namespace) -> int:
         "ingest_features_job",
         instance,
         args.log_level,
+        not args.no_progress,
         tags=range_tags(args.start, args.end),
     )
     _print_table(_summary(result, seconds))
@@ -194,6 +228,7 @@ def demo(args: argparse.Namespace) -> int:
             "training_job",
             instance,
             args.log_level,
+            not args.no_progress,
             run_config={
                 "ops": {
                     "training_set": {"config": {"start_date": args.start, "end_date": args.end}},
@@ -222,12 +257,14 @@ def demo(args: argparse.Namespace) -> int:
         if not already_up and endpoint.stop():
             print(f"[demo] stopped the endpoint it started ({endpoint.url})")
     print("\nNext:")
-    print(
-        "  make up      Dagster UI http://127.0.0.1:3000 (assets, checks, runs) and the MLflow UI"
-    )
-    print("               http://127.0.0.1:5000 (runs, `flight_delay` versions); MLflow store:")
-    print(f"               {paths.mlflow_tracking_uri}")
-    print("  make serve   the prediction endpoint alone, http://127.0.0.1:8000/docs")
+    print("  make up      starts the UIs in the background (make down stops them):")
+    print("                 Dagster  http://127.0.0.1:3000  assets, checks, runs, plots")
+    print("                 MLflow   http://127.0.0.1:5000  runs, `flight_delay` versions")
+    print("                 Airflow  http://127.0.0.1:8080  the schedules that launch Dagster jobs")
+    print("                 Feast    http://127.0.0.1:8888  entities, feature views, services")
+    print(f"               MLflow store: {paths.mlflow_tracking_uri}")
+    print(f"  make serve   the prediction endpoint alone, {endpoint.url}/docs")
+    print("  python -m dagster_project status   the champion and the last runs")
     print(
         f"  Great Expectations Data Docs: {paths.gx_dir}/gx/uncommitted/data_docs/local_site/index.html"
     )
@@ -288,12 +325,72 @@ def loop_records(paths: settings.Paths) -> list[dict[str, Any]]:
     return loop.read_retrains(paths.monitoring_dir / "retrains.jsonl")
 
 
+def _model_rows(tracking_uri: str) -> list[tuple[str, str]]:
+    """The champion and challenger of `flight_delay`, or why there is none."""
+    from dagster_project.lib import tracking
+
+    if tracking_uri.startswith("sqlite:///") and not os.path.exists(
+        tracking_uri.removeprefix("sqlite:///")
+    ):
+        return [("champion", "none yet (run `make demo`)")]
+    registry = tracking.Registry(tracking_uri)
+    rows = []
+    for alias in (tracking.CHAMPION, tracking.CHALLENGER):
+        version = registry.by_alias(alias)
+        if version is None:
+            rows.append((alias, "none"))
+            continue
+        tags = version.tags
+        auc = tags.get("holdout_roc_auc")
+        rows.append(
+            (
+                alias,
+                f"flight_delay v{version.version} ({tags.get('model_kind', '?')})"
+                + (f", holdout AUC {float(auc):.4f}" if auc else "")
+                + (
+                    f", trained on {tags[tracking.TAG_PARTITIONS]}"
+                    if tracking.TAG_PARTITIONS in tags
+                    else ""
+                ),
+            )
+        )
+    return rows
+
+
+def _run_row(record: Any) -> tuple[str, str]:
+    run = record.dagster_run
+    started = (
+        datetime.fromtimestamp(record.start_time).strftime("%Y-%m-%d %H:%M")
+        if record.start_time
+        else "not started"
+    )
+    took = (
+        f"{record.end_time - record.start_time:.0f} s"
+        if record.start_time and record.end_time
+        else "-"
+    )
+    partition = run.tags.get("dagster/partition") or (
+        f"{run.tags['dagster/asset_partition_range_start']}..{run.tags['dagster/asset_partition_range_end']}"
+        if "dagster/asset_partition_range_start" in run.tags
+        else ""
+    )
+    return (
+        f"run {run.run_id[:8]}",
+        f"{run.job_name + ':':<21} {run.status.value:<8} {started}  {took:>6}  {partition}".rstrip(),
+    )
+
+
 def status(args: argparse.Namespace) -> int:
+    paths = settings.paths()
     instance = _instance()
-    rows = [("tier", settings.profile()), ("state folder", str(settings.mlops_home()))]
-    for record in instance.get_run_records(limit=args.runs):
-        run = record.dagster_run
-        rows.append((f"run {run.run_id[:8]}", f"{run.job_name}: {run.status.value}"))
+    rows = [
+        ("tier", settings.profile()),
+        ("state folder", str(settings.mlops_home())),
+        ("MLflow store", paths.mlflow_tracking_uri),
+    ]
+    rows += _model_rows(paths.mlflow_tracking_uri)
+    records = instance.get_run_records(limit=args.runs)
+    rows += [_run_row(r) for r in records] or [("runs", "none yet")]
     _print_table(rows)
     return 0
 
@@ -370,13 +467,30 @@ def consume(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve(args: argparse.Namespace) -> int:
+    from dagster_project.serving.__main__ import main as serve_main
+
+    print(f"[serve] flight_delay@champion on http://{args.host}:{args.port} (docs: /docs)")
+    serve_main(["--host", args.host, "--port", str(args.port), "--log-level", args.log_level])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # MLflow's download bars would interleave with the replay's progress bar.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    parser = argparse.ArgumentParser(prog="python -m dagster_project", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m dagster_project",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
-        "demo", help="the whole spine: ingest .. features, train, gate, deploy, score"
+        "demo",
+        help="the whole spine: ingest .. features, train, gate, deploy, score",
+        description="Ingest, validate and featurize START..END in one Dagster run, train and "
+        "gate a model on it (the last --holdout-days held out), deploy the champion to a local "
+        "endpoint and send it the next day's flights over HTTP. Progress bars follow each run's "
+        "steps; a summary table follows each stage.",
     )
     p.add_argument("--start", default="2013-01-01", help="first day (YYYY-MM-DD)")
     p.add_argument("--end", default="2013-07-31", help="last day, inclusive (YYYY-MM-DD)")
@@ -385,10 +499,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=6, help="Optuna trials per model family")
     p.add_argument("--requests", type=int, default=12, help="next-day flights to score")
     p.add_argument("--skip-training", action="store_true", help="stop after the features")
-    p.add_argument("--log-level", default="INFO", help="Dagster console log level")
+    p.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="Dagster console log level (INFO shows every step's log; default WARNING)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=demo)
     p = sub.add_parser(
-        "replay", help="walk day by day through 2013: ingest, score, monitor, retrain"
+        "replay",
+        help="walk day by day through 2013: ingest, score, monitor, retrain",
+        description="A simulated clock walks START..END: each day is ingested, scored through "
+        "the endpoint and judged against its outcomes; the retraining sensors decide on "
+        "retrains. Ends with a table of the retrains and the HTML report's path.",
     )
     p.add_argument("--start", default="2013-07-01", help="first simulated day (YYYY-MM-DD)")
     p.add_argument("--end", default="2013-09-30", help="last simulated day, inclusive")
@@ -409,8 +532,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--batch-size", type=int, default=0, help="events per read (default 500)")
     p.set_defaults(func=consume)
-    p = sub.add_parser("status", help="which tier, where the state is, the last runs")
-    p.add_argument("--runs", type=int, default=5)
+    p = sub.add_parser(
+        "serve",
+        help="the prediction endpoint in the foreground (flight_delay@champion)",
+        description="Run the FastAPI endpoint with uvicorn; it loads models:/flight_delay@champion "
+        "and reads Feast's online store. Ctrl-C stops it.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=settings.serving_port(),
+        help="port (default MLOPS_SERVING_PORT or 8000)",
+    )
+    p.add_argument("--log-level", default="info", help="uvicorn log level")
+    p.set_defaults(func=serve)
+    p = sub.add_parser(
+        "status",
+        help="which tier, the champion and challenger, the last runs",
+        description="What is there: the tier, the state folder, the `flight_delay` champion and "
+        "challenger in MLflow, and the last Dagster runs (job, status, start, duration, partition).",
+    )
+    p.add_argument("--runs", type=int, default=8, help="how many recent runs to list")
     p.set_defaults(func=status)
     args = parser.parse_args(argv)
     from dagster_project.lib.server import ServiceUnavailableError

@@ -57,9 +57,11 @@ def run_job(
     run_config: dict[str, Any] | None = None,
     log_level: str = "WARNING",
     skip: Sequence[str] = (),
+    run_id: str | None = None,
 ) -> dg.ExecuteInProcessResult:
     """One in-process run of ``job`` that reports failure in its result instead of raising;
-    ``skip`` leaves assets out of the job's selection."""
+    ``skip`` leaves assets out of the job's selection; ``run_id`` lets a caller follow the
+    run's events (``instance.add_event_listener``) while it runs."""
     job_def = defs.get_job_def(job)
     selection = None
     if skip:
@@ -73,6 +75,7 @@ def run_job(
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}
         | (run_config or {}),
         raise_on_error=False,
+        run_id=run_id,
     )
 
 

@@ -6,13 +6,55 @@ from collections.abc import Callable
 import dagster as dg
 import pandas as pd
 
-from dagster_project.assets.metadata import OWNERS, frame_metadata, schema_metadata
-from dagster_project.lib import features, stream
+from dagster_project.assets.metadata import (
+    OWNERS,
+    code_version,
+    column_lineage,
+    frame_metadata,
+    schema_metadata,
+)
+from dagster_project.lib import feast_store, features, stream
 from dagster_project.partitions import daily_2013, single_run, utc_window
 from dagster_project.resources import FeastResource
+from feature_repo import definitions as feast_repo
 from feature_repo.definitions import build as feast_objects
 
 FEATURE_SERVICE = "flight_delay_v1"
+FEATURES_VERSION = code_version(features)
+FEAST_VERSION = code_version(feast_store)
+# Each feature table is built from one validated table (its only input; tests/test_catalog.py).
+FEATURE_UPSTREAM = {
+    "origin_weather": "validated_weather",
+    "carrier_delay_stats": "validated_flights",
+    "route_delay_stats": "validated_flights",
+    "plane_specs": "validated_planes",
+    stream.VIEW: "validated_flights",
+}
+TABLE_SOURCES = features.COLUMN_SOURCES | {stream.VIEW: stream.COLUMN_SOURCES}
+
+
+def feature_lineage(name: str) -> dict[str, dg.TableColumnLineage]:
+    """Column lineage of a feature table: each column from its validated table's columns."""
+    upstream = FEATURE_UPSTREAM[name]
+    return column_lineage(
+        {
+            col: [(upstream, src) for src in srcs]
+            for col, srcs in TABLE_SOURCES[name].items()
+        }
+    )
+
+
+def training_set_lineage() -> dict[str, dg.TableColumnLineage]:
+    """Entity keys, request data and the label from the flights; features from their tables."""
+    sources = {
+        col: [("validated_flights", src) for src in srcs]
+        for col, srcs in features.ENTITY_SOURCES.items()
+    }
+    for table, columns in features.COLUMN_SOURCES.items():
+        for col in columns:
+            if col not in sources and col != features.TS:
+                sources[col] = [(table, col)]
+    return column_lineage(sources)
 
 
 def _view_columns(name: str) -> dict[str, str]:
@@ -31,6 +73,7 @@ def _feature_table(
     upstream: str,
     build: Callable[[pd.DataFrame], pd.DataFrame],
     doc: str,
+    version: str = FEATURES_VERSION,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
@@ -40,6 +83,7 @@ def _feature_table(
         owners=OWNERS,
         description=doc,
         metadata=schema_metadata(_view_columns(name)),
+        code_version=version,
     )
     def _asset(
         context: dg.AssetExecutionContext, source: pd.DataFrame, feast: FeastResource
@@ -50,7 +94,8 @@ def _feature_table(
         seconds = time.perf_counter() - started
         context.log.info(f"{name}: {len(table)} rows from {len(source)} in {seconds:.2f}s")
         return dg.MaterializeResult(
-            metadata=frame_metadata(table)
+            metadata=frame_metadata(table, plot_title=f"{name}: distributions")
+            | feature_lineage(name)
             | {
                 "offline_table": dg.MetadataValue.path(url),
                 "input_rows": dg.MetadataValue.int(len(source)),
@@ -87,6 +132,7 @@ feature_tables = [
         stream.origin_traffic,
         "Per origin, every 5 minutes: departures in the last 60 minutes and their mean delay "
         "(the batch form of the stream feature).",
+        code_version(stream),
     ),
     _feature_table(
         "plane_specs",
@@ -97,7 +143,13 @@ feature_tables = [
 ]
 
 
-@dg.asset(group_name="features", deps=feature_tables, kinds={"feast"}, owners=OWNERS)
+@dg.asset(
+    group_name="features",
+    deps=feature_tables,
+    kinds={"feast"},
+    owners=OWNERS,
+    code_version=code_version(feast_store, feast_repo),
+)
 def feast_definitions(feast: FeastResource) -> dg.MaterializeResult:
     """`feast apply` of the entities, views and the `flight_delay_v1` FeatureService."""
     names = feast.client().apply()
@@ -116,6 +168,7 @@ def feast_definitions(feast: FeastResource) -> dg.MaterializeResult:
     deps=[feast_definitions],
     kinds={"feast", "sqlite"},
     owners=OWNERS,
+    code_version=FEAST_VERSION,
 )
 def online_features(
     context: dg.AssetExecutionContext, feast: FeastResource
@@ -151,6 +204,7 @@ class TrainingSetConfig(dg.Config):
     kinds={"feast", "pandas"},
     owners=OWNERS,
     ins={"flights": dg.AssetIn("validated_flights")},
+    code_version=code_version(features, feast_store),
 )
 def training_set(
     context: dg.AssetExecutionContext,
@@ -175,7 +229,8 @@ def training_set(
     context.log.info(f"training_set: {len(df)} rows, positive rate {df[features.LABEL].mean():.3f}")
     return dg.Output(
         df,
-        metadata=frame_metadata(df)
+        metadata=frame_metadata(df, plot_title="training_set: distributions")
+        | training_set_lineage()
         | {
             "feature_service": FEATURE_SERVICE,
             "date_range": f"{config.start_date}..{config.end_date}",

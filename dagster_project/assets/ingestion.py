@@ -6,13 +6,19 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from dagster_project.assets.metadata import OWNERS, frame_metadata, schema_metadata
+from dagster_project.assets.metadata import OWNERS, code_version, frame_metadata, schema_metadata
 from dagster_project.lib import expectations
+from dagster_project.lib import gate as gate_lib
+from dagster_project.lib import landing as landing_lib
+from dagster_project.lib import sources as sources_lib
 from dagster_project.lib.gate import GateResult
 from dagster_project.lib.landing import LINEAGE_COLUMNS
 from dagster_project.lib.sources import DAILY_TABLES, REFERENCE_TABLES
 from dagster_project.partitions import daily_2013, partition_days, single_run
 from dagster_project.resources import LandingZone, ValidationGate
+
+LANDING_VERSION = code_version(landing_lib, sources_lib)
+RAW_VERSION = code_version(landing_lib, expectations, gate_lib)
 
 
 @dg.asset(
@@ -21,6 +27,7 @@ from dagster_project.resources import LandingZone, ValidationGate
     backfill_policy=single_run,
     kinds={"python", "csv"},
     owners=OWNERS,
+    code_version=LANDING_VERSION,
 )
 def landed_daily_files(
     context: dg.AssetExecutionContext, landing: LandingZone
@@ -36,7 +43,9 @@ def landed_daily_files(
     )
 
 
-@dg.asset(group_name="ingestion", kinds={"python", "csv"}, owners=OWNERS)
+@dg.asset(
+    group_name="ingestion", kinds={"python", "csv"}, owners=OWNERS, code_version=LANDING_VERSION
+)
 def landed_reference_files(landing: LandingZone) -> dg.MaterializeResult:
     """Snapshots of the reference tables (airlines, airports, planes) in the landing zone."""
     rows = landing.land_reference()
@@ -125,6 +134,7 @@ def _known_sets(airports: pd.DataFrame, airlines: pd.DataFrame) -> dict[str, fro
     check_specs=[_gate_spec("raw_flights")],
     kinds={"pandas", "great_expectations"},
     owners=OWNERS,
+    code_version=RAW_VERSION,
     metadata=_raw_metadata("flights"),
 )
 def raw_flights(
@@ -148,6 +158,7 @@ def raw_flights(
     check_specs=[_gate_spec("raw_weather")],
     kinds={"pandas", "great_expectations"},
     owners=OWNERS,
+    code_version=RAW_VERSION,
     metadata=_raw_metadata("weather"),
 )
 def raw_weather(
@@ -175,6 +186,7 @@ def _raw_reference(table: str) -> dg.AssetsDefinition:
         check_specs=[_gate_spec(name)],
         kinds={"pandas", "great_expectations"},
         owners=OWNERS,
+        code_version=RAW_VERSION,
         metadata=_raw_metadata(table),
         description=f"The {table} reference snapshot as it landed.",
     )

@@ -9,9 +9,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from dagster_project.assets.metadata import ML_OWNERS, code_version, image
 from dagster_project.assets.serving import deployed_endpoint
-from dagster_project.assets.training import ML_OWNERS
-from dagster_project.lib import loop, monitoring, report, scoring, training
+from dagster_project.lib import loop, monitoring, plots, report, scoring, training
 from dagster_project.lib.landing import PARTITION
 from dagster_project.lib.preprocess import CATEGORICAL, NUMERIC
 from dagster_project.partitions import daily_2013, partition_days
@@ -28,6 +28,7 @@ DRIFT_NUMERIC = tuple(c for c in NUMERIC if c != "dep_month")
     deps=[deployed_endpoint, "online_features"],
     kinds={"fastapi"},
     owners=ML_OWNERS,
+    code_version=code_version(scoring),
 )
 def scored_flights(context: dg.AssetExecutionContext, deployer: Deployer) -> dg.MaterializeResult:
     """Scored on day D: the next day's scheduled departures, over HTTP by the live endpoint."""
@@ -66,9 +67,18 @@ def _reference(tracking_uri: str, run_id: str) -> pd.DataFrame:
     ins={"flights": dg.AssetIn("validated_flights")},
     kinds={"pandas", "matplotlib"},
     owners=ML_OWNERS,
+    code_version=code_version(monitoring, report),
     check_specs=[
-        dg.AssetCheckSpec("quality_floor", asset="prediction_quality"),
-        dg.AssetCheckSpec("feature_drift", asset="prediction_quality"),
+        dg.AssetCheckSpec(
+            "quality_floor",
+            asset="prediction_quality",
+            description="The day's labeled predictions: AUC and calibration within the floors.",
+        ),
+        dg.AssetCheckSpec(
+            "feature_drift",
+            asset="prediction_quality",
+            description="The trailing week's features against the champion's training data.",
+        ),
     ],
 )
 def prediction_quality(
@@ -130,6 +140,7 @@ def prediction_quality(
             "model_version": version or "none",
             "plot": dg.MetadataValue.path(str(plot)),
             "drift": dg.MetadataValue.md(drift.head(10).to_markdown(index=False)),
+            **_calibration_image(day, quality),
         },
     )
     yield dg.AssetCheckResult(
@@ -150,11 +161,25 @@ def prediction_quality(
     )
 
 
+def _calibration_image(day: str, quality: dict) -> dict[str, dg.MetadataValue]:
+    """The day's reliability diagram, inline in the catalog (none before labels arrive)."""
+    curve = quality.get("calibration_curve") or []
+    if not curve or quality.get("calibration_error") is None:
+        return {}
+    title = f"{day} calibration ({int(quality['labeled']):,} labeled)"
+    return {
+        "calibration_plot": image(
+            title, plots.calibration(curve, float(quality["calibration_error"]), title)
+        )
+    }
+
+
 @dg.asset(
     group_name="monitoring",
     ins={"days": dg.AssetIn("prediction_quality")},
     kinds={"html"},
     owners=ML_OWNERS,
+    code_version=code_version(report, loop),
     automation_condition=dg.AutomationCondition.eager(),
 )
 def monitoring_report(days: pd.DataFrame, monitor: MonitoringResource) -> dg.MaterializeResult:

@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from dagster_project.assets.training import ML_OWNERS, flight_delay_model
-from dagster_project.lib import tracking
+from dagster_project.assets.metadata import ML_OWNERS, code_version
+from dagster_project.assets.training import flight_delay_model
+from dagster_project.lib import deploy, tracking
 from dagster_project.resources import Deployer, MlflowResource
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT
 
@@ -13,6 +14,7 @@ from dagster_project.serving.schemas import EXAMPLE_FLIGHT
     deps=[flight_delay_model],
     kinds={"fastapi", "mlflow"},
     owners=ML_OWNERS,
+    code_version=code_version(deploy, "dagster_project.serving.app"),
 )
 def deployed_endpoint(
     context: dg.AssetExecutionContext, mlflow: MlflowResource, deployer: Deployer

@@ -6,12 +6,20 @@ import dagster as dg
 import pandas as pd
 
 from dagster_project.assets.features import FEATURE_SERVICE
-from dagster_project.lib import loop, promotion, tracking, training
+from dagster_project.assets.metadata import ML_OWNERS, code_version, image
+from dagster_project.lib import (
+    evaluation,
+    loop,
+    models,
+    plots,
+    preprocess,
+    promotion,
+    tracking,
+    training,
+)
 from dagster_project.lib.models import KINDS
 from dagster_project.resources import MlflowResource, MonitoringResource
 from feature_repo.definitions import build as feast_objects
-
-ML_OWNERS = ["team:ml-platform"]
 
 
 class TrainingConfig(dg.Config):
@@ -27,6 +35,7 @@ class TrainingConfig(dg.Config):
     kinds={"mlflow", "xgboost", "pytorch", "optuna"},
     owners=ML_OWNERS,
     ins={"training_set": dg.AssetIn("training_set")},
+    code_version=code_version(training, models, preprocess, evaluation, tracking),
 )
 def flight_delay_model(
     context: dg.AssetExecutionContext,
@@ -56,6 +65,9 @@ def flight_delay_model(
         )
     except ValueError as exc:  # bad config, a window too short for the split, one class only
         raise dg.Failure(description=str(exc)) from exc
+    holdout = outcome.holdout
+    title = f"v{outcome.version.version} ({outcome.kind}) holdout"
+    shown = ("roc_auc", "pr_auc", "precision", "recall", "f1", "brier", "calibration_error")
     return dg.MaterializeResult(
         metadata={
             "model_version": outcome.version.version,
@@ -69,6 +81,16 @@ def flight_delay_model(
                 k: dg.MetadataValue.float(v) for k, v in outcome.holdout.metrics("holdout_").items()
             },
             "lineage": dg.MetadataValue.json(lineage.tags()),
+            "holdout_metrics_plot": image(
+                f"{title} metrics",
+                plots.metric_bars({m: getattr(holdout, m) for m in shown}, f"{title} metrics"),
+            ),
+            "calibration_plot": image(
+                f"{title} calibration",
+                plots.calibration(
+                    holdout.calibration_curve, holdout.calibration_error, f"{title} calibration"
+                ),
+            ),
         }
     )
 
@@ -91,6 +113,7 @@ def served_columns() -> set[str]:
 @dg.asset_check(
     asset=flight_delay_model,
     blocking=True,
+    description="Challenger vs champion on the same holdout: floors, margin, latency, inputs.",
     additional_ins={"training_set": dg.AssetIn("training_set")},
 )
 def promotion_gate(

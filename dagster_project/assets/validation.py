@@ -3,10 +3,12 @@
 import dagster as dg
 import pandas as pd
 
-from dagster_project.assets.metadata import OWNERS, frame_metadata
+from dagster_project.assets.metadata import OWNERS, code_version, frame_metadata
 from dagster_project.lib import cleaning
 from dagster_project.lib.sources import REFERENCE_TABLES
 from dagster_project.partitions import daily_2013, single_run
+
+VERSION = code_version(cleaning)
 
 
 def _output(df: pd.DataFrame) -> dg.Output[pd.DataFrame]:
@@ -19,6 +21,7 @@ def _output(df: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     backfill_policy=single_run,
     kinds={"pandas"},
     owners=OWNERS,
+    code_version=VERSION,
 )
 def validated_flights(raw_flights: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Accepted flights with UTC scheduled/actual departure times, route and flight id."""
@@ -31,6 +34,7 @@ def validated_flights(raw_flights: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     backfill_policy=single_run,
     kinds={"pandas"},
     owners=OWNERS,
+    code_version=VERSION,
 )
 def validated_weather(raw_weather: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Accepted hourly weather observations with UTC timestamps."""
@@ -43,6 +47,7 @@ def _validated_reference(table: str) -> dg.AssetsDefinition:
         group_name="validation",
         kinds={"pandas"},
         owners=OWNERS,
+        code_version=VERSION,
         ins={"raw": dg.AssetIn(f"raw_{table}")},
         description=f"Accepted rows of the {table} reference table.",
     )

@@ -149,3 +149,46 @@ def training_entities(
             LABEL: (df["dep_delay"] > DELAY_THRESHOLD_MIN).astype("int64"),
         }
     ).reset_index(drop=True)
+
+
+def _stats_sources(key: str, window_days: int, prefix: str) -> dict[str, tuple[str, ...]]:
+    return {
+        key: (key,),
+        TS: ("departed_at",),
+        f"{prefix}_departures_{window_days}d": (key, "departed_at"),
+        f"{prefix}_mean_dep_delay_{window_days}d": (key, "departed_at", "dep_delay"),
+        f"{prefix}_delayed_share_{window_days}d": (key, "departed_at", "dep_delay"),
+    }
+
+
+# For each feature table: output column -> the columns of its upstream (validated) table it is
+# computed from. What the catalog shows as column lineage; a test checks it against the builders.
+COLUMN_SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
+    "origin_weather": {
+        "origin": ("origin",),
+        TS: ("time_hour",),
+        **{c: (c,) for c in WEATHER_COLUMNS},
+        "precip_3h": ("origin", "time_hour", "precip"),
+    },
+    "carrier_delay_stats": _stats_sources("carrier", 7, "carrier"),
+    "route_delay_stats": _stats_sources("route", 28, "route"),
+    "plane_specs": {
+        "tailnum": ("tailnum",),
+        "plane_age": ("year",),
+        "plane_seats": ("seats",),
+        "plane_engines": ("engines",),
+    },
+}
+
+# training_set columns taken from the flights themselves (the rest come from the feature tables).
+ENTITY_SOURCES: dict[str, tuple[str, ...]] = {
+    "flight_id": ("flight_id",),
+    "origin": ("origin",),
+    "carrier": ("carrier",),
+    "route": ("route",),
+    "tailnum": ("tailnum",),
+    TS: ("sched_dep_ts",),
+    "sched_dep_epoch_s": ("sched_dep_ts",),
+    "distance": ("distance",),
+    LABEL: ("dep_delay",),
+}

@@ -45,6 +45,14 @@ MEAN_DELAY = "origin_mean_dep_delay_60m"
 FEATURES = (COUNT, MEAN_DELAY)
 GROUP = "origin-traffic"
 
+# Output column -> the validated_flights columns it is computed from (the catalog's lineage).
+COLUMN_SOURCES: dict[str, tuple[str, ...]] = {
+    "origin": ("origin",),
+    "event_timestamp": ("departed_at",),
+    COUNT: ("origin", "departed_at"),
+    MEAN_DELAY: ("origin", "departed_at", "dep_delay"),
+}
+
 _HOP_S = int(HOP.total_seconds())
 _WINDOW_S = int(WINDOW.total_seconds())
 

@@ -103,6 +103,14 @@ def test_monitoring_outputs_and_report(replayed):
         [dg_check("feature_drift")]
     )
     assert checks
+    # the catalog shows the last judged day's reliability diagram inline
+    import dagster as dg
+
+    event = instance.get_latest_materialization_event(dg.AssetKey("prediction_quality"))
+    meta = event.asset_materialization.metadata
+    assert meta["day"].value == "2013-01-30"
+    assert meta["calibration_plot"].value.startswith("![2013-01-30 calibration (")
+    assert "(data:image/png;base64,iVBOR" in meta["calibration_plot"].value
 
 
 def dg_check(name: str):

@@ -211,3 +211,16 @@ def test_floors_reject_a_model_whose_signature_the_feature_service_cannot_fill(s
 def _mlflow_back_to_spine(spine):
     yield
     tracking.configure(spine.paths.mlflow_tracking_uri, spine.paths.mlflow_artifacts)
+
+
+def test_model_materialization_carries_metric_and_calibration_plots(first_model):
+    """What the Dagster catalog shows for the model: holdout metrics and a reliability diagram."""
+    (event,) = [
+        e.materialization
+        for e in first_model.get_asset_materialization_events()
+        if e.materialization.asset_key.to_user_string() == "flight_delay_model"
+    ]
+    for key in ("holdout_metrics_plot", "calibration_plot"):
+        text = event.metadata[key].value
+        assert text.startswith("![v1 (xgboost) holdout"), text[:80]
+        assert "(data:image/png;base64,iVBOR" in text  # a PNG's base64 signature
