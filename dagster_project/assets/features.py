@@ -37,10 +37,7 @@ def feature_lineage(name: str) -> dict[str, dg.TableColumnLineage]:
     """Column lineage of a feature table: each column from its validated table's columns."""
     upstream = FEATURE_UPSTREAM[name]
     return column_lineage(
-        {
-            col: [(upstream, src) for src in srcs]
-            for col, srcs in TABLE_SOURCES[name].items()
-        }
+        {col: [(upstream, src) for src in srcs] for col, srcs in TABLE_SOURCES[name].items()}
     )
 
 

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from dagster_project.assets.training import ML_OWNERS, flight_delay_model
+from dagster_project.assets.metadata import ML_OWNERS, code_version
+from dagster_project.assets.training import flight_delay_model
 from dagster_project.lib import compute, tracking
 from dagster_project.resources import MlflowResource
 
@@ -16,6 +17,7 @@ class ServingHardwareConfig(dg.Config):
     deps=[flight_delay_model],
     kinds={"mlflow", "kubernetes"},
     owners=ML_OWNERS,
+    code_version=code_version(compute),
 )
 def serving_hardware(
     context: dg.AssetExecutionContext, config: ServingHardwareConfig, mlflow: MlflowResource

@@ -5,8 +5,8 @@ import dagster as dg
 import pandas as pd
 
 from dagster_project.assets.features import feast_definitions
-from dagster_project.assets.metadata import OWNERS
-from dagster_project.lib import stream
+from dagster_project.assets.metadata import OWNERS, code_version
+from dagster_project.lib import feast_store, stream
 from dagster_project.partitions import daily_2013, single_run
 from dagster_project.resources import FeastResource, StreamResource
 
@@ -18,6 +18,7 @@ from dagster_project.resources import FeastResource, StreamResource
     ins={"validated_flights": dg.AssetIn()},
     kinds={"redis", "pandas"},
     owners=OWNERS,
+    code_version=code_version(stream),
 )
 def departure_events(
     context: dg.AssetExecutionContext, validated_flights: pd.DataFrame, events: StreamResource
@@ -34,6 +35,7 @@ def departure_events(
     deps=[departure_events, feast_definitions],
     kinds={"redis", "feast"},
     owners=OWNERS,
+    code_version=code_version(stream, feast_store),
 )
 def origin_traffic_live(
     context: dg.AssetExecutionContext, events: StreamResource, feast: FeastResource
