@@ -117,6 +117,7 @@ class VersionInfo:
     version: str
     run_id: str
     tags: dict[str, str]
+    status: str = "READY"  # MLflow's registration status: PENDING_REGISTRATION, READY, ...
 
     @property
     def uri(self) -> str:
@@ -142,7 +143,9 @@ class Registry:
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def _info(self, mv: Any) -> VersionInfo:
-        return VersionInfo(self.name, str(mv.version), str(mv.run_id), dict(mv.tags or {}))
+        return VersionInfo(
+            self.name, str(mv.version), str(mv.run_id), dict(mv.tags or {}), str(mv.status)
+        )
 
     def register(self, model_uri: str, run_id: str, tags: dict[str, str]) -> VersionInfo:
         from mlflow.exceptions import MlflowException
@@ -168,11 +171,23 @@ class Registry:
             return None
 
     def set_alias(self, alias: str, version: str) -> None:
+        """Point ``alias`` at ``version``, only once the version is fully registered (status
+        READY): an alias never names a half-registered version."""
+        status = str(self.client.get_model_version(self.name, version).status)
+        if status != "READY":
+            raise RuntimeError(
+                f"{self.name} v{version} is not fully registered (status {status}): "
+                f"alias '{alias}' not moved"
+            )
         self.client.set_registered_model_alias(self.name, alias, version)
 
     def tag(self, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_model_version_tag(self.name, version, key, value)
+
+    def download_uri(self, version: str) -> str:
+        """Where the version's artifacts are stored (what a load downloads)."""
+        return str(self.client.get_model_version_download_uri(self.name, version))
 
     def load(self, version: str) -> Any:
         """The version as an MLflow ``pyfunc`` model (raw feature frame in, probabilities out)."""
