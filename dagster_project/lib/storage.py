@@ -99,6 +99,11 @@ def read_parquet(url: str) -> pd.DataFrame:
         return pd.read_parquet(f)
 
 
+def size(url: str) -> int:
+    fs, path = _fs(url)
+    return int(fs.size(path))
+
+
 def read_bytes(url: str) -> bytes:
     fs, path = _fs(url)
     return bytes(fs.cat_file(path))
