@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -109,6 +111,44 @@ def configure(tracking_uri: str, artifact_location: str, experiment: str = EXPER
         experiment_id = str(mlflow.create_experiment(experiment, artifact_location))
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+class RegistryUnreachableError(RuntimeError):
+    """The tracking/registry store does not answer (no server on its port, no database file)."""
+
+
+_DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
+_DEFAULT_PORTS |= {"http": 80, "https": 443}
+
+
+def masked(uri: str) -> str:
+    """``uri`` with its password (if any) replaced by ***."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def probe(uri: str, timeout_s: float = 3.0) -> None:
+    """Fail fast, with the reason, when the registry cannot answer: MLflow itself retries a
+    dead database for about 100 s before it gives up."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower()
+    if scheme == "sqlite":
+        path = uri.split(":///", 1)[-1]
+        if path and path != ":memory:" and not Path(path).exists():
+            raise RegistryUnreachableError(f"registry database {path} does not exist")
+        return
+    if scheme not in _DEFAULT_PORTS:
+        return
+    parts = urlsplit(uri)
+    host, port = parts.hostname or "localhost", parts.port or _DEFAULT_PORTS[scheme]
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RegistryUnreachableError(
+            f"registry {masked(uri)} unreachable: {exc.strerror or exc}"
+        ) from exc
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,7 @@ class ModelHolder:
     def reload(self) -> bool:
         """Load the version the alias points at, if it changed. True when a new one is live."""
         with self._lock:
+            tracking.probe(self.config.tracking_uri)
             registry = tracking.Registry(self.config.tracking_uri, self.config.model_name)
             info = registry.by_alias(self.config.alias)
             if info is None:
@@ -216,6 +217,10 @@ class ModelHolder:
                         "refusing to load it"
                     )
             model = registry.load(info.version)
+            # One prediction before the swap: it configures the model (XGBoost configures a
+            # loaded booster lazily, and concurrent first predictions race on it) and the first
+            # real request does not pay for it.
+            model.predict(input_frame(pd.DataFrame([dict.fromkeys(FEATURES)])))
             pre = model.unwrap_python_model().model.preprocessor
             known = {c: frozenset(pre.categories.get(c, [])) for c in CATEGORICAL}
             self.current, self.error = LoadedModel(model, info, known), None
@@ -383,17 +388,26 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
     plog = PredictionLog(config.prediction_log_dir)
     metrics = Metrics()
     store: dict[str, FeatureStoreClient] = {}
+    store_lock = threading.Lock()
 
     def feast() -> FeatureStoreClient:
-        if "client" not in store:
-            store["client"] = FeatureStoreClient(
-                config.feast_repo,
-                config.feast_config_template,
-                config.feast_state_dir,
-                config.features_url,
-                config.feast_overrides,
-            )
-        return store["client"]
+        """The Feast client, made once (under a lock: concurrent first requests would each
+        build one and rewrite its config file while another reads it)."""
+        client = store.get("client")
+        if client is None:
+            with store_lock:
+                client = store.get("client")
+                if client is None:
+                    client = FeatureStoreClient(
+                        config.feast_repo,
+                        config.feast_config_template,
+                        config.feast_state_dir,
+                        config.features_url,
+                        config.feast_overrides,
+                    )
+                    client.fail_fast()  # Redis down: a quick 503, not a 7-second hang
+                    store["client"] = client
+        return client
 
     @functools.cache
     def view_columns() -> dict[str, tuple[str, list[str]]]:
@@ -431,6 +445,10 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         reload()
+        try:  # connect to the feature store before the first request (retried lazily)
+            feast()
+        except Exception:
+            log.exception("feature store not available at startup")
         poller = None
         if config.reload_interval_s > 0:
             poller = threading.Thread(target=poll, name="model-reload", daemon=True)
