@@ -133,8 +133,11 @@ class ServingConfig:
         Auth is required on the `server` and `k8s` tiers: without ``MLOPS_SERVING_TOKEN`` the
         endpoint refuses to start unless ``MLOPS_SERVING_AUTH=off`` says so explicitly
         (``MLOPS_SERVING_AUTH=on`` requires a token on `local` too)."""
-        token = os.environ.get("MLOPS_SERVING_TOKEN") or None
-        check_auth_setting(settings.profile(), token, os.environ.get("MLOPS_SERVING_AUTH", ""))
+        token = check_auth_setting(
+            settings.profile(),
+            os.environ.get("MLOPS_SERVING_TOKEN") or None,
+            os.environ.get("MLOPS_SERVING_AUTH", ""),
+        )
         return cls.for_paths(
             settings.paths(),
             api_token=token,
@@ -143,8 +146,9 @@ class ServingConfig:
         )
 
 
-def check_auth_setting(profile: str, token: str | None, auth: str) -> None:
-    """Refuse a configuration that would serve without auth where auth is the default."""
+def check_auth_setting(profile: str, token: str | None, auth: str) -> str | None:
+    """The token to enforce (None: no auth). Refuses a configuration that would serve without
+    auth where auth is the default; ``off`` turns auth off even with a token set."""
     mode = auth.strip().lower() or ("on" if profile in AUTH_TIERS else "optional")
     if mode not in ("on", "off", "optional"):
         raise ServingConfigError(f"MLOPS_SERVING_AUTH={auth!r}: use 'on' or 'off'")
@@ -154,8 +158,11 @@ def check_auth_setting(profile: str, token: str | None, auth: str) -> None:
             "set: set it (from a secret store), or set MLOPS_SERVING_AUTH=off to serve "
             "without auth on purpose"
         )
-    if mode == "off" and token:
-        log.warning("MLOPS_SERVING_AUTH=off: MLOPS_SERVING_TOKEN is ignored, no auth")
+    if mode == "off":
+        if token:
+            log.warning("MLOPS_SERVING_AUTH=off: MLOPS_SERVING_TOKEN is ignored, no auth")
+        return None
+    return token
 
 
 def under_roots(uri: str, roots: tuple[str, ...]) -> bool:

@@ -88,10 +88,15 @@ def test_token_comparison_is_constant_time():
 )
 def test_auth_is_required_by_default_on_server_tiers(profile, token, auth, ok):
     if ok:
-        serving.check_auth_setting(profile, token, auth)
+        assert serving.check_auth_setting(profile, token, auth) == token
     else:
         with pytest.raises(ServingConfigError, match="MLOPS_SERVING_AUTH"):
             serving.check_auth_setting(profile, token, auth)
+
+
+def test_auth_off_means_off_even_with_a_token():
+    assert serving.check_auth_setting("server", "t0ken", "off") is None
+    assert serving.check_auth_setting("local", "t0ken", "") == "t0ken"
 
 
 def test_server_tier_endpoint_refuses_to_start_without_a_token(tmp_path):
