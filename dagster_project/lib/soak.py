@@ -138,7 +138,11 @@ async def _load(
     import httpx
 
     result = LoadResult(seconds=seconds, target_rate=rate)
-    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+    # Idle connections are dropped well before the server's keep-alive timeout: reusing one
+    # the server is closing at that instant is a ReadError that says nothing about the server.
+    limits = httpx.Limits(
+        max_connections=max_in_flight, max_keepalive_connections=max_in_flight, keepalive_expiry=2
+    )
     in_flight = 0
 
     async def one(client: httpx.AsyncClient, body: dict[str, Any]) -> None:

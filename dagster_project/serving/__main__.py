@@ -25,7 +25,16 @@ def main(argv: list[str] | None = None) -> None:
     except ServingConfigError as exc:
         sys.exit(f"refusing to start the endpoint: {exc}")
     # log_config=None: uvicorn's loggers go through the root handler and its redacting filter
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=None)
+    # keep-alive longer than clients' and load balancers' idle timeouts: the server closing a
+    # connection a client is reusing at that instant is a failed request for the client
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        log_config=None,
+        timeout_keep_alive=30,
+    )
 
 
 if __name__ == "__main__":
