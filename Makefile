@@ -20,6 +20,14 @@ export AWS_ACCESS_KEY_ID ?= testing
 export AWS_SECRET_ACCESS_KEY ?= testing
 export AWS_DEFAULT_REGION ?= us-east-1
 endif
+# The endpoint requires a bearer token off `local`: without MLOPS_SERVING_TOKEN (or
+# MLOPS_SERVING_AUTH=off) a random one is kept in .mlops/run/serving.token (mode 600).
+ifeq ($(origin MLOPS_SERVING_TOKEN),undefined)
+ifneq ($(MLOPS_SERVING_AUTH),off)
+export MLOPS_SERVING_TOKEN := $(shell umask 077; mkdir -p $(MLOPS_HOME)/run; \
+	f=$(MLOPS_HOME)/run/serving.token; test -s $$f || od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > $$f; cat $$f)
+endif
+endif
 endif
 export GX_ANALYTICS_ENABLED ?= false
 # The endpoint's loopback port: `make serve`, `make up` and the deployer all use it.
@@ -33,7 +41,7 @@ TO ?= 2013-09-30
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo replay serve test test-slow lint format typecheck up clean
+.PHONY: help setup demo replay serve test test-slow lint format typecheck up clean audit soak
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -66,6 +74,14 @@ test: setup ## run the test suite (fast tests; slow end-to-end ones: make test-s
 
 test-slow: setup ## run only the slow end-to-end tests
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+audit: setup ## pip-audit of requirements.lock; exit 2 (and says so) when the vulnerability service cannot be reached
+	$(BIN)/python -m dagster_project.lib.audit requirements.lock
+
+SOAK_SECONDS ?= 600
+SOAK_RATE ?= 200
+soak: setup ## 10-minute loopback soak of /predict at SOAK_RATE req/s on the current champion (after make demo): errors, latency, RSS, fds
+	$(BIN)/python -m dagster_project.lib.soak --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE)
 
 lint: setup ## ruff lint + format check + mypy
 	$(BIN)/ruff check .
@@ -143,6 +159,7 @@ up: setup ## start Dagster (UI + daemon), Airflow, MLflow UI, Feast UI, serving 
 	@echo "Dagster UI (runs, assets) http://127.0.0.1:$(DAGSTER_PORT) | Airflow UI (no login) http://127.0.0.1:$(AIRFLOW_PORT)"
 	@echo "MLflow UI http://127.0.0.1:$(MLFLOW_PORT) | Feast UI http://127.0.0.1:$(FEAST_PORT) | serving http://127.0.0.1:$(MLOPS_SERVING_PORT) | stop all: make down"
 	@echo "Stream consumer (departure events -> live origin traffic): log $(RUN_DIR)/consumer.log"
+	@if [ -n "$$MLOPS_SERVING_TOKEN" ]; then echo "The endpoint wants 'Authorization: Bearer <token>' (the token: \$$MLOPS_SERVING_TOKEN, or $(RUN_DIR)/serving.token when make made it)"; fi
 	@echo "Try: make airflow-trigger DAY=2013-01-05   (Airflow run -> Dagster run tagged airflow/dag_id)"
 
 down: ## stop what `make up` started

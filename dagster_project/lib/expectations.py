@@ -29,6 +29,9 @@ class TableRules:
     sets: Mapping[str, str] = field(default_factory=dict)  # column -> name of a known set
     partition_timestamp: str | None = None  # its local date must be the partition's day
     min_rows: int = 1
+    # table level: at most this many rows per partition day (reference tables: in all); a
+    # file far larger than usual (duplicated, concatenated, another table) fails the gate
+    max_rows: int | None = None
 
 
 FLIGHTS = TableRules(
@@ -83,6 +86,7 @@ FLIGHTS = TableRules(
     },
     sets={"origin": "nyc_origins", "dest": "airports", "carrier": "airlines"},
     partition_timestamp="time_hour",
+    max_rows=3000,  # the busiest day of 2013 had 1,014 departures
 )
 
 WEATHER = TableRules(
@@ -120,6 +124,7 @@ WEATHER = TableRules(
     },
     sets={"origin": "nyc_origins"},
     partition_timestamp="time_hour",
+    max_rows=300,  # 3 airports x 24 hours (25 on the autumn DST day)
 )
 
 PLANES = TableRules(
@@ -138,6 +143,7 @@ PLANES = TableRules(
     keys=("tailnum",),
     unique=("tailnum",),
     ranges={"year": (1940, 2013), "engines": (1, 4), "seats": (1, 1000), "speed": (0, 1000)},
+    max_rows=100_000,
 )
 
 AIRLINES = TableRules(
@@ -145,6 +151,7 @@ AIRLINES = TableRules(
     columns={"carrier": TEXT, "name": TEXT},
     keys=("carrier", "name"),
     unique=("carrier",),
+    max_rows=10_000,
 )
 
 AIRPORTS = TableRules(
@@ -162,6 +169,7 @@ AIRPORTS = TableRules(
     keys=("faa",),
     unique=("faa",),
     ranges={"lat": (-90, 90), "lon": (-180, 180), "alt": (-1500, 30000)},
+    max_rows=100_000,
 )
 
 RULES: dict[str, TableRules] = {r.table: r for r in (FLIGHTS, WEATHER, PLANES, AIRLINES, AIRPORTS)}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import threading
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -43,7 +45,10 @@ def resolve_config(
     elif online.get("type") == "redis" and "online_store" in over:
         online["connection_string"] = over["online_store"]
     out = state_dir / "feature_store.yaml"
-    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    # atomically: another process (or thread) may be reading the file right now
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    os.replace(tmp, out)
     return out
 
 
@@ -64,6 +69,27 @@ class FeatureStoreClient:
         self.store = FeatureStore(
             repo_path=str(repo_path), fs_yaml_file=resolve_config(template, state_dir, overrides)
         )
+
+    def fail_fast(self, timeout_s: float = 1.0) -> bool:
+        """For serving: a Redis online store that is down fails a lookup within about a second
+        (redis-py's default is three retries with up to 10 s of backoff: a request would hang
+        instead of getting its 503). True when the online store is Redis and was tuned."""
+        from redis import Redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+
+        online = self.store._get_provider().online_store  # Feast has no public accessor
+        get_client = getattr(online, "_get_client", None)
+        if get_client is None:  # SQLite: local file, nothing to time out
+            return False
+        client = get_client(self.store.config.online_store)
+        if not isinstance(client, Redis):
+            return False
+        kwargs = client.connection_pool.connection_kwargs
+        kwargs["socket_connect_timeout"] = timeout_s
+        kwargs["socket_timeout"] = 2 * timeout_s
+        client.set_retry(Retry(ExponentialBackoff(cap=0.2, base=0.05), 1))
+        return True
 
     def objects(self) -> Any:
         from feature_repo.definitions import build

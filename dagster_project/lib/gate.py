@@ -84,6 +84,8 @@ def _rule_column(cfg: Any, rules: TableRules, observed: Any) -> str:
         missing, extra = sorted(expected - seen), sorted(seen - expected)
         parts = [f"missing {m}" for m in missing] + [f"unexpected {e}" for e in extra]
         return ", ".join(parts) or "*"
+    if cfg.type == "expect_table_row_count_to_be_between":
+        return "(row count)"
     if kw.get("column_A") == LOCAL_DATE:
         return f"{rules.partition_timestamp} (local date vs partition day)"
     if kw.get("column"):
@@ -96,7 +98,10 @@ def _rule_column(cfg: Any, rules: TableRules, observed: Any) -> str:
 
 
 def build_suite(
-    rules: TableRules, present: list[str], known_sets: Mapping[str, frozenset[str]]
+    rules: TableRules,
+    present: list[str],
+    known_sets: Mapping[str, frozenset[str]],
+    partitions: int = 1,
 ) -> gx.ExpectationSuite:
     """The GX suite for one table; column rules only for the columns actually present.
 
@@ -114,7 +119,10 @@ def build_suite(
             column_set=[*rules.columns, *lineage], exact_match=True, meta=table
         )
     )
-    expectations.append(gxe.ExpectTableRowCountToBeBetween(min_value=rules.min_rows, meta=table))
+    max_rows = rules.max_rows * max(1, partitions) if rules.max_rows else None
+    expectations.append(
+        gxe.ExpectTableRowCountToBeBetween(min_value=rules.min_rows, max_value=max_rows, meta=table)
+    )
     for col, dtypes in rules.columns.items():
         if col in present:
             expectations.append(
@@ -214,7 +222,8 @@ class Gate:
         ctx = self._context()
         frame = _with_local_date(df.reset_index(drop=True), rules.partition_timestamp)
         present = [c for c in df.columns if c in rules.columns]
-        suite = _replace_suite(ctx, build_suite(rules, present, known_sets or {}))
+        partitions = int(df[PARTITION].nunique()) if PARTITION in df.columns else 1
+        suite = _replace_suite(ctx, build_suite(rules, present, known_sets or {}, partitions))
         source = ctx.data_sources.add_or_update_pandas("landing_zone")
         asset = next((a for a in source.assets if a.name == rules.table), None)
         if asset is None:

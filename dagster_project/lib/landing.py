@@ -9,6 +9,7 @@ know the zone's layout, so a user can point them at their own files instead::
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Iterable
 from datetime import date
@@ -60,14 +61,50 @@ def land_reference(landing_url: str) -> dict[str, int]:
     return written
 
 
-def read_file(url: str) -> pd.DataFrame:
+MAX_FILE_BYTES = 512 * 1024 * 1024  # a landing file is read whole: refuse absurd ones
+
+
+def _check_shape(url: str, text: str, df: pd.DataFrame) -> None:
+    """File-level rules a CSV parser lets through: a cut-off last row, a foreign delimiter,
+    no data rows."""
+    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0])), [])
+    if len(header) == 1:
+        for delimiter in (";", "\t", "|"):
+            if delimiter in header[0]:
+                raise LandingFileError(
+                    f"{url}: column {header[0][:40]!r}..., rule csv_delimiter: the header is "
+                    f"one column separated by {delimiter!r}; landing files are comma-separated"
+                )
+    if df.empty:
+        raise LandingFileError(
+            f"{url}: rule at_least_one_row: header only ({len(header)} columns), no data rows"
+        )
+    if not text.endswith("\n"):
+        last = text.rsplit("\n", 1)[-1]
+        fields = next(csv.reader(io.StringIO(last)), [])
+        if len(fields) < len(header):
+            raise LandingFileError(
+                f"{url}: column {header[len(fields)]!r}, rule complete_last_row: the file is truncated "
+                f"(line {text.count(chr(10)) + 1} has {len(fields)} of {len(header)} fields "
+                "and no newline at the end)"
+            )
+
+
+def read_file(url: str, max_bytes: int = MAX_FILE_BYTES) -> pd.DataFrame:
     """Read one landing CSV as it is (dtypes inferred, nothing fixed) plus lineage columns.
 
     ``time_hour`` is parsed to a naive UTC timestamp when every value parses; otherwise it is left as text so that
     the validation gate reports a dtype failure naming the column instead of this reader guessing.
+    Files that cannot be a table (empty, not UTF-8, not CSV, truncated, another delimiter,
+    header only, over ``max_bytes``) raise :class:`LandingFileError` naming the file and rule.
     """
     if not storage.exists(url):
         raise LandingFileError(f"{url}: landing file not found")
+    size = storage.size(url)
+    if size > max_bytes:
+        raise LandingFileError(
+            f"{url}: rule max_file_bytes: {size} bytes, over the limit of {max_bytes}"
+        )
     raw = storage.read_bytes(url)
     if not raw.strip():
         raise LandingFileError(f"{url}: file is empty (0 bytes of data, not even a header)")
@@ -81,6 +118,7 @@ def read_file(url: str) -> pd.DataFrame:
         df = pd.read_csv(io.StringIO(text))
     except pd.errors.ParserError as exc:
         raise LandingFileError(f"{url}: not a well-formed CSV file: {exc}") from exc
+    _check_shape(url, text, df)
     for col in TIMESTAMP_COLUMNS:
         if col in df.columns:
             parsed = pd.to_datetime(df[col], utc=True, errors="coerce")

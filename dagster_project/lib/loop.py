@@ -4,6 +4,7 @@ which window, and the record of every retrain."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 import pandas as pd
 
 from dagster_project.lib.features import DELAY_THRESHOLD_MIN
+
+log = logging.getLogger(__name__)
 
 # Run tags a triggered retrain carries (the promotion gate copies them into the retrain record).
 TAG_TRIGGER = "retrain/trigger"
@@ -33,11 +36,30 @@ IMPORTANT_FEATURES = (
 
 
 def read_prediction_log(folder: Path, day: str) -> list[dict[str, Any]]:
-    """Every prediction the endpoint logged for flights scheduled on ``day``."""
+    """Every prediction the endpoint logged for flights scheduled on ``day``.
+
+    The log's guarantee (see ``serving.app.PredictionLog``): every complete line is one whole
+    record. A line cut short by a crash mid-append is not JSON (or not a record) and is skipped,
+    with a warning; it is never half-read."""
     path = folder / f"{day}.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records, torn = [], 0
+    for line in path.read_bytes().split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            torn += 1
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            torn += 1
+    if torn:
+        log.warning("%s: skipped %d torn line(s) (a crash mid-append)", path, torn)
+    return records
 
 
 def labels(validated_flights: pd.DataFrame) -> pd.DataFrame:

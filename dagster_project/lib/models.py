@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ def _write_common(model: DelayModel, folder: Path) -> None:
 
 
 # --------------------------------------------------------------------------- XGBoost
+_XGB_LOCK = threading.Lock()  # a Booster is not safe to reconfigure and predict concurrently
+
+
 @dataclass
 class XGBoostModel:
     preprocessor: Preprocessor
@@ -56,9 +60,13 @@ class XGBoostModel:
 
         # Threads cost more than they give on a request-sized batch (40 ms vs 0.3 ms per row).
         threads = 1 if len(df) < SMALL_BATCH else 0
-        self.booster.set_param({"nthread": threads})
         matrix = xgb.DMatrix(self.preprocessor.tree_matrix(df), nthread=threads)
-        return np.asarray(self.booster.predict(matrix), dtype="float64")
+        # set_param marks the booster for reconfiguration: concurrent predictions (the
+        # endpoint's thread pool) then race on it, which failed requests and, under load,
+        # crashed the process in libxgboost (the 10-minute soak found it). One at a time.
+        with _XGB_LOCK:
+            self.booster.set_param({"nthread": threads})
+            return np.asarray(self.booster.predict(matrix), dtype="float64")
 
     def save(self, folder: Path) -> None:
         _write_common(self, folder)

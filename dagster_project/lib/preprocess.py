@@ -78,16 +78,19 @@ class Preprocessor:
         return np.stack(cols, axis=1) if cols else np.zeros((len(df), 0), dtype="int64")
 
     def numbers(self, df: pd.DataFrame, scale: bool) -> np.ndarray:
-        """Imputed (and optionally standardised) numeric block, shape (rows, len(NUMERIC))."""
+        """Imputed (and optionally standardised) numeric block, shape (rows, len(NUMERIC)):
+        always finite (missing, unparseable and infinite values become the training median)."""
         num = df[list(NUMERIC)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float64")
         # Positional, in NUMERIC order (pandas would realign a Series by label and reorder).
         medians = np.array([self.medians[c] for c in NUMERIC])
-        num = np.where(np.isnan(num), medians, num)
+        # missing and non-finite values (NaN, +-inf) alike get the training median
+        num = np.where(np.isfinite(num), num, medians)
         if scale:
             means = np.array([self.means[c] for c in NUMERIC])
             stds = np.array([self.stds[c] for c in NUMERIC])
             num = (num - means) / stds
-        return num.astype("float32")
+        # absurd magnitudes stay finite in float32 (no real feature comes near 1e30)
+        return np.clip(num, -1e30, 1e30).astype("float32")
 
     def tree_matrix(self, df: pd.DataFrame) -> np.ndarray:
         """Codes then raw numbers, for gradient-boosted trees."""

@@ -8,6 +8,7 @@ import uuid
 
 import fsspec
 import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
 
 
 def join(base: str, *parts: str) -> str:
@@ -33,22 +34,51 @@ def exists(url: str) -> bool:
     return bool(fs.exists(path))
 
 
+TMP_PREFIX = ".tmp-"
+
+
 def list_files(url: str, suffix: str = "") -> list[str]:
-    """Full URLs of the files directly under ``url`` (sorted), empty if it does not exist."""
+    """Full URLs of the files directly under ``url`` (sorted), empty if it does not exist.
+    Temporary files of writes in progress (or killed mid-write) are never listed."""
     fs, path = _fs(url)
     if not fs.exists(path):
         return []
-    names = sorted(p for p in fs.ls(path, detail=False) if p.endswith(suffix))
+    names = sorted(
+        p
+        for p in fs.ls(path, detail=False)
+        if p.endswith(suffix) and not p.rsplit("/", 1)[-1].startswith(TMP_PREFIX)
+    )
     protocol = url.split("://", 1)[0] + "://" if "://" in url else ""
     return [f"{protocol}{n}" if protocol and not n.startswith(protocol) else n for n in names]
 
 
 def write_bytes_atomic(url: str, data: bytes) -> None:
-    """Write to a temporary name beside the target, then rename: readers never see half a file."""
+    """Write to a temporary name beside the target, then rename: readers see the old file or
+    the new one, never half of one, even if the writer is killed mid-write.
+
+    Locally the data is fsynced before the rename (and the folder after it), so a power cut
+    cannot leave a renamed but empty file either. The temporary name starts with ``.tmp-`` and
+    ends in ``.partial``: no reader that globs the target's suffix picks up a leftover."""
     fs, path = _fs(url)
     parent = path.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}"
+    tmp = f"{parent}/{TMP_PREFIX}{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}.partial"
+    if isinstance(fs, LocalFileSystem):
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        dir_fd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return
     try:
         fs.pipe_file(tmp, data)
         fs.mv(tmp, path)
@@ -67,6 +97,11 @@ def read_parquet(url: str) -> pd.DataFrame:
     fs, path = _fs(url)
     with fs.open(path, "rb") as f:
         return pd.read_parquet(f)
+
+
+def size(url: str) -> int:
+    fs, path = _fs(url)
+    return int(fs.size(path))
 
 
 def read_bytes(url: str) -> bytes:

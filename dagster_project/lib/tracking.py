@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -111,12 +113,51 @@ def configure(tracking_uri: str, artifact_location: str, experiment: str = EXPER
     return experiment_id
 
 
+class RegistryUnreachableError(RuntimeError):
+    """The tracking/registry store does not answer (no server on its port, no database file)."""
+
+
+_DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
+_DEFAULT_PORTS |= {"http": 80, "https": 443}
+
+
+def masked(uri: str) -> str:
+    """``uri`` with its password (if any) replaced by ***."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def probe(uri: str, timeout_s: float = 3.0) -> None:
+    """Fail fast, with the reason, when the registry cannot answer: MLflow itself retries a
+    dead database for about 100 s before it gives up."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower()
+    if scheme == "sqlite":
+        path = uri.split(":///", 1)[-1]
+        if path and path != ":memory:" and not Path(path).exists():
+            raise RegistryUnreachableError(f"registry database {path} does not exist")
+        return
+    if scheme not in _DEFAULT_PORTS:
+        return
+    parts = urlsplit(uri)
+    host, port = parts.hostname or "localhost", parts.port or _DEFAULT_PORTS[scheme]
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RegistryUnreachableError(
+            f"registry {masked(uri)} unreachable: {exc.strerror or exc}"
+        ) from exc
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     name: str
     version: str
     run_id: str
     tags: dict[str, str]
+    status: str = "READY"  # MLflow's registration status: PENDING_REGISTRATION, READY, ...
 
     @property
     def uri(self) -> str:
@@ -142,7 +183,9 @@ class Registry:
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def _info(self, mv: Any) -> VersionInfo:
-        return VersionInfo(self.name, str(mv.version), str(mv.run_id), dict(mv.tags or {}))
+        return VersionInfo(
+            self.name, str(mv.version), str(mv.run_id), dict(mv.tags or {}), str(mv.status)
+        )
 
     def register(self, model_uri: str, run_id: str, tags: dict[str, str]) -> VersionInfo:
         from mlflow.exceptions import MlflowException
@@ -168,11 +211,23 @@ class Registry:
             return None
 
     def set_alias(self, alias: str, version: str) -> None:
+        """Point ``alias`` at ``version``, only once the version is fully registered (status
+        READY): an alias never names a half-registered version."""
+        status = str(self.client.get_model_version(self.name, version).status)
+        if status != "READY":
+            raise RuntimeError(
+                f"{self.name} v{version} is not fully registered (status {status}): "
+                f"alias '{alias}' not moved"
+            )
         self.client.set_registered_model_alias(self.name, alias, version)
 
     def tag(self, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_model_version_tag(self.name, version, key, value)
+
+    def download_uri(self, version: str) -> str:
+        """Where the version's artifacts are stored (what a load downloads)."""
+        return str(self.client.get_model_version_download_uri(self.name, version))
 
     def load(self, version: str) -> Any:
         """The version as an MLflow ``pyfunc`` model (raw feature frame in, probabilities out)."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import uvicorn
 
-from dagster_project.serving.app import create_app
+from dagster_project.serving.app import RedactingFilter, ServingConfigError, create_app
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,7 +18,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level)
+    for handler in logging.getLogger().handlers:  # secrets never reach the log
+        handler.addFilter(RedactingFilter())
+    try:
+        app = create_app()
+    except ServingConfigError as exc:
+        sys.exit(f"refusing to start the endpoint: {exc}")
+    # log_config=None: uvicorn's loggers go through the root handler and its redacting filter
+    # keep-alive longer than clients' and load balancers' idle timeouts: the server closing a
+    # connection a client is reusing at that instant is a failed request for the client
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        log_config=None,
+        timeout_keep_alive=30,
+    )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -49,6 +50,45 @@ from dagster_project.serving.schemas import (
 
 log = logging.getLogger("flight_delay.serving")
 FEATURE_SERVICE = "flight_delay_v1"
+AUTH_TIERS = ("server", "k8s")  # tiers where the endpoint refuses to run without a token
+MAX_BODY_BYTES = 1_048_576  # 1 MiB: a full batch of 1,000 flights is about 200 KB
+# Environment variables whose values are secrets: never logged, never sent to a client.
+SECRET_ENV = (
+    "MLOPS_SERVING_TOKEN",
+    "MLOPS_PG_PASSWORD",
+    "MLOPS_REDIS_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
+
+
+class ServingConfigError(ValueError):
+    """The endpoint is configured in a way it must not run with (e.g. no token on `server`)."""
+
+
+def redact(text: str, secrets: tuple[str, ...] | None = None) -> str:
+    """``text`` with every secret value (from ``SECRET_ENV`` or ``secrets``) replaced by ***."""
+    values = secrets if secrets is not None else tuple(os.environ.get(v, "") for v in SECRET_ENV)
+    for value in values:
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that removes secret values from a record's final message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if record.exc_info and record.exc_info[1] is not None:
+            # render the traceback now, redacted, so the handler does not format it again
+            formatted = logging.Formatter().formatException(record.exc_info)
+            clean += "\n" + redact(formatted)
+            record.exc_info, record.exc_text = None, None
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
 
 
 @dataclass(frozen=True)
@@ -64,6 +104,10 @@ class ServingConfig:
     alias: str = tracking.CHAMPION
     api_token: str | None = None
     reload_interval_s: float = 30.0
+    max_body_bytes: int = MAX_BODY_BYTES
+    # Model artifacts are only loaded from under these roots (the tier's MLflow artifact
+    # store); a registry version pointing anywhere else is refused. Empty: no restriction.
+    artifact_roots: tuple[str, ...] = ()
 
     @classmethod
     def for_paths(cls, paths: settings.Paths, **overrides: Any) -> ServingConfig:
@@ -76,18 +120,63 @@ class ServingConfig:
             "feast_overrides": paths.feast_overrides(),
             "features_url": paths.features_url,
             "prediction_log_dir": paths.prediction_log_dir,
+            "artifact_roots": (paths.mlflow_artifacts,),
         }
         return cls(**(values | overrides))
 
     @classmethod
     def from_env(cls) -> ServingConfig:
         """The state folder named by ``MLOPS_HOME``; ``MLOPS_SERVING_TOKEN`` turns on bearer
-        auth; ``MLOPS_SERVING_RELOAD_S`` sets how often the registry is polled (0: never)."""
+        auth; ``MLOPS_SERVING_RELOAD_S`` sets how often the registry is polled (0: never);
+        ``MLOPS_SERVING_MAX_BODY_BYTES`` caps a request body (default 1 MiB).
+
+        Auth is required on the `server` and `k8s` tiers: without ``MLOPS_SERVING_TOKEN`` the
+        endpoint refuses to start unless ``MLOPS_SERVING_AUTH=off`` says so explicitly
+        (``MLOPS_SERVING_AUTH=on`` requires a token on `local` too)."""
+        token = check_auth_setting(
+            settings.profile(),
+            os.environ.get("MLOPS_SERVING_TOKEN") or None,
+            os.environ.get("MLOPS_SERVING_AUTH", ""),
+        )
         return cls.for_paths(
             settings.paths(),
-            api_token=os.environ.get("MLOPS_SERVING_TOKEN") or None,
+            api_token=token,
             reload_interval_s=float(os.environ.get("MLOPS_SERVING_RELOAD_S", "30")),
+            max_body_bytes=int(os.environ.get("MLOPS_SERVING_MAX_BODY_BYTES", MAX_BODY_BYTES)),
         )
+
+
+def check_auth_setting(profile: str, token: str | None, auth: str) -> str | None:
+    """The token to enforce (None: no auth). Refuses a configuration that would serve without
+    auth where auth is the default; ``off`` turns auth off even with a token set."""
+    mode = auth.strip().lower() or ("on" if profile in AUTH_TIERS else "optional")
+    if mode not in ("on", "off", "optional"):
+        raise ServingConfigError(f"MLOPS_SERVING_AUTH={auth!r}: use 'on' or 'off'")
+    if mode == "on" and not token:
+        raise ServingConfigError(
+            f"bearer auth is required on the '{profile}' tier but MLOPS_SERVING_TOKEN is not "
+            "set: set it (from a secret store), or set MLOPS_SERVING_AUTH=off to serve "
+            "without auth on purpose"
+        )
+    if mode == "off":
+        if token:
+            log.warning("MLOPS_SERVING_AUTH=off: MLOPS_SERVING_TOKEN is ignored, no auth")
+        return None
+    return token
+
+
+def under_roots(uri: str, roots: tuple[str, ...]) -> bool:
+    """Whether an artifact URI lies under one of ``roots`` (paths or URLs)."""
+
+    def norm(value: str) -> str:
+        if value.startswith("file://"):
+            value = value.removeprefix("file://")
+        if "://" not in value:
+            value = str(Path(value).resolve())
+        return value.rstrip("/") + "/"
+
+    target = norm(uri)
+    return any(target.startswith(norm(r)) for r in roots)
 
 
 @dataclass(frozen=True)
@@ -114,6 +203,7 @@ class ModelHolder:
     def reload(self) -> bool:
         """Load the version the alias points at, if it changed. True when a new one is live."""
         with self._lock:
+            tracking.probe(self.config.tracking_uri)
             registry = tracking.Registry(self.config.tracking_uri, self.config.model_name)
             info = registry.by_alias(self.config.alias)
             if info is None:
@@ -121,7 +211,23 @@ class ModelHolder:
                 return False
             if self.current and self.current.info.version == info.version:
                 return False
+            if info.status != "READY":
+                raise ServingConfigError(
+                    f"{info.name} v{info.version} is not fully registered (status {info.status})"
+                )
+            if self.config.artifact_roots:
+                where = registry.download_uri(info.version)
+                if not under_roots(where, self.config.artifact_roots):
+                    raise ServingConfigError(
+                        f"{info.name} v{info.version} is stored at {where}, outside the "
+                        f"configured artifact store ({', '.join(self.config.artifact_roots)}): "
+                        "refusing to load it"
+                    )
             model = registry.load(info.version)
+            # One prediction before the swap: it configures the model (XGBoost configures a
+            # loaded booster lazily, and concurrent first predictions race on it) and the first
+            # real request does not pay for it.
+            model.predict(input_frame(pd.DataFrame([dict.fromkeys(FEATURES)])))
             pre = model.unwrap_python_model().model.preprocessor
             known = {c: frozenset(pre.categories.get(c, [])) for c in CATEGORICAL}
             self.current, self.error = LoadedModel(model, info, known), None
@@ -130,11 +236,22 @@ class ModelHolder:
 
 
 class PredictionLog:
-    """Append-only JSON lines, one file per scheduled departure date (what monitoring reads)."""
+    """Append-only JSON lines, one file per scheduled departure date (what monitoring reads).
+
+    Crash safety: each append is one ``write`` of whole lines on an ``O_APPEND`` descriptor, so
+    a reader sees complete records only, plus at worst one torn last line if the process dies
+    mid-write. Before a process first appends to a file it ends a torn tail with a newline, so
+    the fragment stays a line of its own (readers skip it, see ``loop.read_prediction_log``)
+    and never glues onto the next record."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         self._lock = threading.Lock()
+        self._checked: set[Path] = set()
+
+    def _torn_tail(self, fd: int) -> bool:
+        size = os.fstat(fd).st_size
+        return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
 
     def append(self, records: list[dict[str, Any]]) -> None:
         by_day: dict[str, list[str]] = {}
@@ -143,9 +260,19 @@ class PredictionLog:
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
             for day, lines in by_day.items():
-                with (self.folder / f"{day}.jsonl").open("a", encoding="utf-8") as fh:
-                    fh.write("\n".join(lines) + "\n")
-                    fh.flush()
+                path = self.folder / f"{day}.jsonl"
+                data = ("\n".join(lines) + "\n").encode("utf-8")
+                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    if path not in self._checked:
+                        if self._torn_tail(fd):
+                            data = b"\n" + data
+                        self._checked.add(path)
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
 
 
 class Metrics:
@@ -183,6 +310,61 @@ class Metrics:
         )
 
 
+class BodySizeLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is a 413, whether it declares its
+    length or streams it in chunks (counted as it arrives, never buffered beyond the limit)."""
+
+    def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._reject(send)
+            return
+        state = {"seen": 0, "too_large": False, "answered": False}
+
+        async def limited() -> Any:
+            message = await receive()
+            if message["type"] == "http.request" and not state["too_large"]:
+                state["seen"] += len(message.get("body", b""))
+                if state["seen"] > self.max_bytes:
+                    state["too_large"] = True  # the app sees a disconnect and stops reading
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Any) -> None:
+            if state["too_large"]:
+                return  # whatever the app answers to the cut-off body, the client gets the 413
+            state["answered"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except Exception:
+            if not state["too_large"]:
+                raise
+        if state["too_large"] and not state["answered"]:
+            await self._reject(send)
+
+    async def _reject(self, send: Any) -> None:
+        body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
 def epoch_seconds(ts: datetime) -> int:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=ZoneInfo(settings.TIMEZONE))
@@ -213,17 +395,26 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
     plog = PredictionLog(config.prediction_log_dir)
     metrics = Metrics()
     store: dict[str, FeatureStoreClient] = {}
+    store_lock = threading.Lock()
 
     def feast() -> FeatureStoreClient:
-        if "client" not in store:
-            store["client"] = FeatureStoreClient(
-                config.feast_repo,
-                config.feast_config_template,
-                config.feast_state_dir,
-                config.features_url,
-                config.feast_overrides,
-            )
-        return store["client"]
+        """The Feast client, made once (under a lock: concurrent first requests would each
+        build one and rewrite its config file while another reads it)."""
+        client = store.get("client")
+        if client is None:
+            with store_lock:
+                client = store.get("client")
+                if client is None:
+                    client = FeatureStoreClient(
+                        config.feast_repo,
+                        config.feast_config_template,
+                        config.feast_state_dir,
+                        config.features_url,
+                        config.feast_overrides,
+                    )
+                    client.fail_fast()  # Redis down: a quick 503, not a 7-second hang
+                    store["client"] = client
+        return client
 
     @functools.cache
     def view_columns() -> dict[str, tuple[str, list[str]]]:
@@ -243,7 +434,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         try:
             changed = holder.reload()
         except Exception as exc:  # keep serving the old model; say why on /ready and the log
-            holder.error = f"reload failed: {exc}"
+            holder.error = redact(f"reload failed: {type(exc).__name__}: {exc}")[:500]
             metrics.reloads.labels("error").inc()
             log.exception("model reload failed")
             return False
@@ -261,6 +452,10 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         reload()
+        try:  # connect to the feature store before the first request (retried lazily)
+            feast()
+        except Exception:
+            log.exception("feature store not available at startup")
         poller = None
         if config.reload_interval_s > 0:
             poller = threading.Thread(target=poll, name="model-reload", daemon=True)
@@ -276,6 +471,14 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
     )
     app.state.holder, app.state.metrics, app.state.config = holder, metrics, config
 
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A 422 naming each bad field; the offending input is not echoed back in full."""
+        errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
     @app.middleware("http")
     async def observe(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -283,7 +486,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         started = time.perf_counter()
         try:
             response = await call_next(request)
-        except Exception:
+        except Exception:  # no traceback to the client; the log has it (secrets redacted)
             log.exception("unhandled error on %s", request.url.path)
             response = JSONResponse({"detail": "internal error; see the server log"}, 500)
         route = request.scope.get("route")
@@ -293,13 +496,24 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         return response
 
     def authorize(request: Request) -> None:
+        """Bearer auth: no or malformed credentials are a 401 (with ``WWW-Authenticate``), a
+        well-formed but wrong token a 403; tokens are compared in constant time."""
         if not config.api_token:
             return
         header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token, config.api_token):
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise HTTPException(
-                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+                401,
+                "missing or malformed credentials: send 'Authorization: Bearer <token>'",
+                {"WWW-Authenticate": 'Bearer realm="flight_delay"'},
+            )
+        if not hmac.compare_digest(token.encode(), config.api_token.encode()):
+            raise HTTPException(
+                403,
+                "bearer token not accepted",
+                {"WWW-Authenticate": 'Bearer realm="flight_delay", error="invalid_token"'},
             )
 
     def predict(flights: list[Flight]) -> list[Prediction]:
@@ -380,7 +594,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         try:
             feast().online_features([entity_row(Flight(**EXAMPLE_FLIGHT))], FEATURE_SERVICE)
         except Exception as exc:
-            problems.append(f"feature store: {type(exc).__name__}: {exc}"[:300])
+            problems.append(redact(f"feature store: {type(exc).__name__}: {exc}")[:300])
         body = {
             "ready": not problems,
             "model_version": current.info.version if current else None,

@@ -1,6 +1,7 @@
 """The whole chain in process on temp dirs: land -> raw + GX gates -> validated -> features ->
 feast apply -> online store -> training set; then corrupted files against the gate."""
 
+import io
 import shutil
 from datetime import date
 from pathlib import Path
@@ -209,3 +210,156 @@ def test_few_bad_rows_are_quarantined_and_the_rest_continue(good_state, tmp_path
     df.to_csv(url, index=False)
     assert _rerun_without_landing(paths, DAY).success
     assert storage.read_parquet(f"{paths.quarantine_url}/flights/{DAY}.parquet").empty
+
+
+# --- the rest of the bad-input corpus (issue 9) -------------------------------------------
+# Byte-level breakage the CSV reader must refuse, and frame-level breakage the gate must catch.
+# For each: the run fails naming the file, column and rule; nothing downstream changes (the
+# validated partition, the feature tables, the online store, the model registry); no raw
+# partition is written for an unreadable file; the fixed file re-runs to the same result.
+
+
+def _corrupt_bytes(raw: bytes, kind: str) -> bytes:
+    if kind == "truncated":
+        return raw[: int(len(raw) * 0.6)].rstrip(b"\n").rsplit(b",", 3)[0]
+    if kind == "wrong_delimiter":
+        return raw.replace(b",", b";")
+    if kind == "header_only":
+        return raw.split(b"\n", 1)[0] + b"\n"
+    if kind == "non_utf8":
+        return raw.replace(b"United", b"Unit\xe9d", 1).replace(b"EWR", b"\xff\xfeR", 1)
+    if kind == "zero_bytes":
+        return b""
+    if kind == "extra_column":
+        df = pd.read_csv(io.BytesIO(raw))
+        return df.assign(gate_code="B12").to_csv(index=False).encode()
+    if kind == "renamed_column":
+        df = pd.read_csv(io.BytesIO(raw))
+        return df.rename(columns={"tailnum": "tail_number"}).to_csv(index=False).encode()
+    if kind == "hundred_times":
+        df = pd.read_csv(io.BytesIO(raw))
+        return pd.concat([df] * 100, ignore_index=True).to_csv(index=False).encode()
+    raise ValueError(kind)
+
+
+BYTE_CASES = [
+    # kind, the words the failure must contain (column, rule), whether raw_flights was read
+    ("truncated", ["complete_last_row", "truncated"], False),
+    ("wrong_delimiter", ["csv_delimiter", "';'"], False),
+    ("header_only", ["at_least_one_row", "no data rows"], False),
+    ("non_utf8", ["not valid UTF-8", "at byte"], False),
+    ("zero_bytes", ["file is empty"], False),
+    ("extra_column", ["unexpected gate_code", "expect_table_columns_to_match_set"], True),
+    ("renamed_column", ["missing tailnum", "unexpected tail_number"], True),
+    ("hundred_times", ["(row count)", "expect_table_row_count_to_be_between"], True),
+]
+
+
+def _failure_text(result: dg.ExecuteInProcessResult) -> str:
+    """Every failure the run reports: failed gate checks and failed steps (with causes)."""
+    parts = [
+        e.description or ""
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.description
+    ]
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            while error is not None:
+                parts.append(error.message)
+                error = error.cause
+    return "\n".join(parts)
+
+
+def _champion(paths: Paths) -> tuple[str, str] | None:
+    from dagster_project.lib import tracking
+
+    found = tracking.Registry(paths.mlflow_tracking_uri).by_alias(tracking.CHAMPION)
+    return (found.version, found.run_id) if found else None
+
+
+@pytest.fixture(scope="module")
+def corpus_state(good_state, tmp_path_factory) -> Paths:
+    """The good state plus a champion model in its registry (a tiny scikit-learn model: the
+    point is that no bad-input run touches the registry, not what the model is)."""
+    import mlflow
+    import mlflow.sklearn
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from dagster_project.lib import tracking
+
+    paths = _copy_state(good_state, tmp_path_factory.mktemp("corpus"))
+    tracking.configure(paths.mlflow_tracking_uri, paths.mlflow_artifacts)
+    x = np.random.default_rng(0).random((40, 2))
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(LogisticRegression().fit(x, x[:, 0] > 0.5), name="model")
+    registry = tracking.Registry(paths.mlflow_tracking_uri)
+    version = registry.register(info.model_uri, run.info.run_id, {})
+    registry.set_alias(tracking.CHAMPION, version.version)
+    return paths
+
+
+@pytest.mark.parametrize(("kind", "words", "read"), BYTE_CASES)
+def test_bad_file_fails_the_run_names_it_and_changes_nothing(
+    corpus_state, tmp_path, kind, words, read
+):
+    paths = _copy_state(corpus_state, tmp_path)
+    url = landing.daily_file_url(paths.landing_url, "flights", date(2013, 1, 2))
+    good = Path(url).read_bytes()
+    Path(url).write_bytes(_corrupt_bytes(good, kind))
+    lake = Path(paths.lake_url)
+    protected = [
+        lake / "raw_flights" / f"{DAY}.parquet",
+        lake / "validated_flights" / f"{DAY}.parquet",
+        Path(paths.features_url) / "carrier_delay_stats.parquet",
+        Path(paths.features_url) / "route_delay_stats.parquet",
+        paths.feast_dir / "online_store.db",
+    ]
+    if read:  # the gate reads the file; raw_flights holds it, annotated, for inspection
+        protected = protected[1:]
+    before = {p: p.read_bytes() for p in protected}
+    champion = _champion(paths)
+    assert champion is not None
+
+    result = _rerun_without_landing(paths, DAY)
+
+    assert not result.success
+    text = _failure_text(result)
+    assert "2013-01-02.csv" in text, text
+    for word in words:
+        assert word in text, (word, text)
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert not materialized & {"validated_flights", "carrier_delay_stats", "online_features"}
+    for p, content in before.items():
+        assert p.read_bytes() == content, f"{p} changed although the run failed"
+    assert _champion(paths) == champion
+    leftovers = [p for p in lake.rglob("*") if p.name.startswith(".tmp-")]
+    assert not leftovers, leftovers
+
+    # Fixing the file and re-running gives back exactly the good partition (idempotent).
+    validated_before = storage.read_parquet(f"{paths.lake_url}/validated_flights/{DAY}.parquet")
+    Path(url).write_bytes(good)
+    assert _rerun_without_landing(paths, DAY).success
+    again = storage.read_parquet(f"{paths.lake_url}/validated_flights/{DAY}.parquet")
+    pd.testing.assert_frame_equal(again, validated_before)
+
+
+def test_impossible_weather_rows_are_quarantined_with_the_rule(good_state, tmp_path):
+    """Temperature 500 F on two hourly rows: quarantined, named, the rest continue."""
+    paths = _copy_state(good_state, tmp_path)
+    url = landing.daily_file_url(paths.landing_url, "weather", date(2013, 1, 2))
+    df = pd.read_csv(url)
+    df.loc[[4, 30], "temp"] = 500
+    df.to_csv(url, index=False)
+
+    result = _rerun_without_landing(paths, DAY)
+
+    assert result.success
+    quarantine = storage.read_parquet(f"{paths.quarantine_url}/weather/{DAY}.parquet")
+    assert sorted(quarantine["_source_line"]) == [6, 32]
+    assert set(quarantine["_rejected_by"]) == {"expect_column_values_to_be_between(temp)"}
+    assert set(quarantine["_source_file"]) == {url}
+    validated = storage.read_parquet(f"{paths.lake_url}/validated_weather/{DAY}.parquet")
+    assert len(validated) == len(df) - 2
+    assert validated["temp"].max() < 130

@@ -28,7 +28,7 @@ def _count(server_settings, store: str, sql: str) -> int:
         return int(cur.fetchone()[0])
 
 
-def test_spine_runs_on_postgres_redis_and_s3(server_tier):
+def test_spine_runs_on_postgres_redis_and_s3(server_tier, monkeypatch):
     paths = settings.paths()
     assert paths.server == server_tier
     assert paths.landing_url.startswith(f"s3://mlops-test/{server_tier.namespace}/")
@@ -87,10 +87,13 @@ def test_spine_runs_on_postgres_redis_and_s3(server_tier):
     project = server_tier.feast_project.encode()
     assert any(k.endswith(project) for k in redis.scan_iter(count=1000))
 
-    # The endpoint reads the champion from MLflow and the features from Redis.
+    # The endpoint reads the champion from MLflow and the features from Redis; on this tier
+    # it needs a bearer token (it refuses to start without one, see tests/reliability).
+    monkeypatch.setenv("MLOPS_SERVING_TOKEN", "spine-token")
     with TestClient(create_app(ServingConfig.from_env())) as client:
         flight = EXAMPLE_FLIGHT | {"scheduled_departure": "2013-01-15T09:30:00"}
-        r = client.post("/predict", json=flight)
+        assert client.post("/predict", json=flight).status_code == 401
+        r = client.post("/predict", json=flight, headers={"Authorization": "Bearer spine-token"})
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["model_version"] == champion.version

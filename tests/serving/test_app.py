@@ -119,7 +119,7 @@ def test_bearer_token_when_configured(config):
     with TestClient(create_app(replace(config, api_token="s3cret"))) as c:
         assert c.post("/predict", json=EXAMPLE_FLIGHT).status_code == 401
         wrong = {"Authorization": "Bearer nope"}
-        assert c.post("/predict", json=EXAMPLE_FLIGHT, headers=wrong).status_code == 401
+        assert c.post("/predict", json=EXAMPLE_FLIGHT, headers=wrong).status_code == 403
         ok = {"Authorization": "Bearer s3cret"}
         assert c.post("/predict", json=EXAMPLE_FLIGHT, headers=ok).status_code == 200
         assert c.post("/admin/reload").status_code == 401
