@@ -7,7 +7,6 @@ No Dagster or Airflow import: this runs as its own process (``python -m dagster_
 
 from __future__ import annotations
 
-import functools
 import hmac
 import json
 import logging
@@ -38,7 +37,7 @@ from prometheus_client import (
 
 from dagster_project.lib import settings, tracking
 from dagster_project.lib.feast_store import FeatureStoreClient
-from dagster_project.lib.preprocess import CATEGORICAL, FEATURES, NUMERIC, input_frame
+from dagster_project.lib.preprocess import CATEGORICAL, FEATURES, NUMERIC, UNKNOWN
 from dagster_project.serving.schemas import (
     EXAMPLE_FLIGHT,
     BatchRequest,
@@ -90,6 +89,31 @@ class ServingConfig:
         )
 
 
+class DirectModel:
+    """The champion's ``pyfunc``, called past MLflow's per-call input validation.
+
+    The endpoint builds the inputs itself, in the signature's columns and dtypes (checked once
+    here, at load), so the per-request schema enforcement (over a millisecond for one row)
+    would only re-check that. ``predict`` takes the input columns (name -> values), or a frame;
+    a signature that does not match the platform's inputs keeps MLflow's own path."""
+
+    def __init__(self, pyfunc: Any):
+        self.pyfunc = pyfunc
+        inner = getattr(pyfunc.unwrap_python_model(), "model", None)
+        schema = pyfunc.metadata.get_input_schema()
+        names = tuple(schema.input_names()) if schema is not None else ()
+        self.inner = inner if names == FEATURES and hasattr(inner, "predict_proba") else None
+
+    def unwrap_python_model(self) -> Any:
+        return self.pyfunc.unwrap_python_model()
+
+    def predict(self, inputs: Any) -> np.ndarray:
+        if self.inner is not None:
+            return np.asarray(self.inner.predict_proba(inputs))
+        frame = inputs if isinstance(inputs, pd.DataFrame) else pd.DataFrame(dict(inputs))
+        return np.asarray(self.pyfunc.predict(frame[list(FEATURES)]))
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     model: Any
@@ -121,7 +145,7 @@ class ModelHolder:
                 return False
             if self.current and self.current.info.version == info.version:
                 return False
-            model = registry.load(info.version)
+            model = DirectModel(registry.load(info.version))
             pre = model.unwrap_python_model().model.preprocessor
             known = {c: frozenset(pre.categories.get(c, [])) for c in CATEGORICAL}
             self.current, self.error = LoadedModel(model, info, known), None
@@ -207,50 +231,140 @@ def _json_value(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def create_app(config: ServingConfig | None = None) -> FastAPI:
-    config = config or ServingConfig.from_env()
-    holder = ModelHolder(config)
-    plog = PredictionLog(config.prediction_log_dir)
-    metrics = Metrics()
-    store: dict[str, FeatureStoreClient] = {}
+class Predictor:
+    """Everything a prediction needs, callable without HTTP: the champion (loaded once, swapped
+    on reload), the online feature lookup, the model inputs, the prediction log and metrics."""
 
-    def feast() -> FeatureStoreClient:
-        if "client" not in store:
-            store["client"] = FeatureStoreClient(
-                config.feast_repo,
-                config.feast_config_template,
-                config.feast_state_dir,
-                config.features_url,
-                config.feast_overrides,
-            )
-        return store["client"]
+    def __init__(self, config: ServingConfig, metrics: Metrics | None = None):
+        self.config = config
+        self.holder = ModelHolder(config)
+        self.log = PredictionLog(config.prediction_log_dir)
+        self.metrics = metrics or Metrics()
+        self._feast: FeatureStoreClient | None = None
+        self._feast_lock = threading.Lock()
+        self._view_columns: dict[str, tuple[str, list[str]]] | None = None
 
-    @functools.cache
-    def view_columns() -> dict[str, tuple[str, list[str]]]:
+    def feast(self) -> FeatureStoreClient:
+        if self._feast is None:
+            with self._feast_lock:
+                if self._feast is None:
+                    self._feast = FeatureStoreClient(
+                        self.config.feast_repo,
+                        self.config.feast_config_template,
+                        self.config.feast_state_dir,
+                        self.config.features_url,
+                        self.config.feast_overrides,
+                    )
+        return self._feast
+
+    def view_columns(self) -> dict[str, tuple[str, list[str]]]:
         """Feature view of the model's FeatureService -> (entity join key, its features), for
         the unknown-entity fallback."""
-        objs = feast().objects()
-        keys = {e.name: e.join_key for e in objs.entities}
-        service = next(s for s in objs.services if s.name == FEATURE_SERVICE)
-        used = {p.name for p in service.feature_view_projections}
-        return {
-            v.name: (keys[v.entities[0]], [f.name for f in v.features])
-            for v in objs.views
-            if v.entities and v.name in used
-        }
+        if self._view_columns is None:
+            objs = self.feast().objects()
+            keys = {e.name: e.join_key for e in objs.entities}
+            service = next(s for s in objs.services if s.name == FEATURE_SERVICE)
+            used = {p.name for p in service.feature_view_projections}
+            self._view_columns = {
+                v.name: (keys[v.entities[0]], [f.name for f in v.features])
+                for v in objs.views
+                if v.entities and v.name in used
+            }
+        return self._view_columns
 
-    def reload() -> bool:
+    def reload(self) -> bool:
         try:
-            changed = holder.reload()
+            changed = self.holder.reload()
         except Exception as exc:  # keep serving the old model; say why on /ready and the log
-            holder.error = f"reload failed: {exc}"
-            metrics.reloads.labels("error").inc()
+            self.holder.error = f"reload failed: {exc}"
+            self.metrics.reloads.labels("error").inc()
             log.exception("model reload failed")
             return False
-        if changed and holder.current:
-            metrics.reloads.labels("loaded").inc()
-            metrics.version.set(float(holder.current.info.version))
+        if changed and self.holder.current:
+            self.metrics.reloads.labels("loaded").inc()
+            self.metrics.version.set(float(self.holder.current.info.version))
         return changed
+
+    def predict(self, flights: list[Flight]) -> list[Prediction]:
+        current = self.holder.current
+        if current is None:
+            raise HTTPException(503, f"no model to serve: {self.holder.error}")
+        rows = [entity_row(f) for f in flights]
+        try:
+            online = self.feast().online_lookup(rows, FEATURE_SERVICE)
+        except Exception as exc:
+            log.exception("online feature lookup failed")
+            raise HTTPException(503, f"feature store unavailable: {type(exc).__name__}") from exc
+        n = len(rows)
+        # The model's inputs as columns (what preprocess.input_frame holds: categories as
+        # strings, numbers as float64 with NaN for missing), without a per-request DataFrame.
+        columns: dict[str, Any] = {
+            c: [r[c] if isinstance(r[c], str) else UNKNOWN for r in rows] for c in CATEGORICAL
+        }
+        for c in NUMERIC:
+            found = online.get(c)
+            columns[c] = np.array(
+                [np.nan if v is None else v for v in found] if found else [np.nan] * n,
+                dtype="float64",
+            )
+        probs = np.asarray(current.model.predict(columns), dtype="float64").reshape(-1)
+        threshold = current.info.threshold
+        out, records = [], []
+        logged_at = datetime.now(UTC).isoformat()
+        view_columns = self.view_columns()
+        for i, f in enumerate(flights):
+            values = {c: rows[i][c] for c in CATEGORICAL} | {
+                c: _json_value(online[c][i]) if c in online else None for c in NUMERIC
+            }
+            missing = [c for c in NUMERIC if values[c] is None]
+            fallbacks = [
+                f"{view}: no online values for {key} {rows[i].get(key)!r}"
+                for view, (key, cols) in view_columns.items()
+                if all(values.get(c) is None for c in cols)
+            ] + [
+                f"{c} {values[c]!r} was not seen in training"
+                for c in CATEGORICAL
+                if values[c] not in current.known[c]
+            ]
+            p = float(probs[i])
+            pred = Prediction(
+                flight_id=f.flight_id,
+                probability=p,
+                delayed=p >= threshold,
+                threshold=threshold,
+                model_name=current.info.name,
+                model_version=current.info.version,
+                model_kind=current.kind,
+                features=values,
+                fallback=bool(fallbacks),
+                fallbacks=fallbacks,
+                missing_features=missing,
+            )
+            out.append(pred)
+            self.metrics.predictions.labels(current.info.version, str(pred.delayed).lower()).inc()
+            if fallbacks:
+                self.metrics.fallbacks.inc()
+            local = f.scheduled_departure
+            if local.tzinfo is not None:
+                local = local.astimezone(ZoneInfo(settings.TIMEZONE))
+            records.append(
+                {
+                    "request_id": str(uuid.uuid4()),
+                    "logged_at": logged_at,
+                    "scheduled_date": local.date().isoformat(),
+                    "flight": f.model_dump(mode="json"),
+                    **pred.model_dump(exclude={"flight_id"}),
+                }
+            )
+        self.log.append(records)
+        return out
+
+
+def create_app(config: ServingConfig | None = None) -> FastAPI:
+    config = config or ServingConfig.from_env()
+    predictor = Predictor(config)
+    holder, metrics = predictor.holder, predictor.metrics
+    feast, reload = predictor.feast, predictor.reload
 
     stop = threading.Event()
 
@@ -275,6 +389,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.holder, app.state.metrics, app.state.config = holder, metrics, config
+    app.state.predictor = predictor
 
     @app.middleware("http")
     async def observe(
@@ -301,69 +416,6 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
             raise HTTPException(
                 401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
             )
-
-    def predict(flights: list[Flight]) -> list[Prediction]:
-        current = holder.current
-        if current is None:
-            raise HTTPException(503, f"no model to serve: {holder.error}")
-        rows = [entity_row(f) for f in flights]
-        try:
-            online = pd.DataFrame(feast().online_features(rows, FEATURE_SERVICE))
-        except Exception as exc:
-            log.exception("online feature lookup failed")
-            raise HTTPException(503, f"feature store unavailable: {type(exc).__name__}") from exc
-        frame = pd.DataFrame(rows).drop(columns=["sched_dep_epoch_s", "distance"])
-        for c in NUMERIC:
-            frame[c] = online.get(c, np.nan)
-        inputs = input_frame(frame)
-        probs = np.asarray(current.model.predict(inputs), dtype="float64").reshape(-1)
-        threshold = current.info.threshold
-        out, records = [], []
-        logged_at = datetime.now(UTC).isoformat()
-        for i, f in enumerate(flights):
-            values = {c: _json_value(frame.at[i, c]) for c in FEATURES}
-            missing = [c for c in NUMERIC if values[c] is None]
-            fallbacks = [
-                f"{view}: no online values for {key} {rows[i].get(key)!r}"
-                for view, (key, cols) in view_columns().items()
-                if all(values.get(c) is None for c in cols)
-            ] + [
-                f"{c} {values[c]!r} was not seen in training"
-                for c in CATEGORICAL
-                if values[c] not in current.known[c]
-            ]
-            p = float(probs[i])
-            pred = Prediction(
-                flight_id=f.flight_id,
-                probability=p,
-                delayed=p >= threshold,
-                threshold=threshold,
-                model_name=current.info.name,
-                model_version=current.info.version,
-                model_kind=current.kind,
-                features=values,
-                fallback=bool(fallbacks),
-                fallbacks=fallbacks,
-                missing_features=missing,
-            )
-            out.append(pred)
-            metrics.predictions.labels(current.info.version, str(pred.delayed).lower()).inc()
-            if fallbacks:
-                metrics.fallbacks.inc()
-            local = f.scheduled_departure
-            if local.tzinfo is not None:
-                local = local.astimezone(ZoneInfo(settings.TIMEZONE))
-            records.append(
-                {
-                    "request_id": str(uuid.uuid4()),
-                    "logged_at": logged_at,
-                    "scheduled_date": local.date().isoformat(),
-                    "flight": f.model_dump(mode="json"),
-                    **pred.model_dump(exclude={"flight_id"}),
-                }
-            )
-        plog.append(records)
-        return out
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:
@@ -423,7 +475,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
     )
     def predict_one(flight: Flight) -> Prediction:
         """Delay probability and decision for one flight."""
-        return predict([flight])[0]
+        return predictor.predict([flight])[0]
 
     @app.post(
         "/predict/batch",
@@ -433,6 +485,6 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
     )
     def predict_batch(body: BatchRequest) -> BatchResponse:
         """The same for up to 1,000 flights in one call."""
-        return BatchResponse(predictions=predict(body.flights))
+        return BatchResponse(predictions=predictor.predict(body.flights))
 
     return app
