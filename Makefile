@@ -33,7 +33,7 @@ TO ?= 2013-09-30
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo replay serve test test-slow lint format typecheck up clean
+.PHONY: help setup demo replay serve test test-slow lint format typecheck up clean bench
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ test: setup ## run the test suite (fast tests; slow end-to-end ones: make test-s
 
 test-slow: setup ## run only the slow end-to-end tests
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+bench: setup ## performance suite (serving, batch, features, training, scaling; ~12 min): benchmarks/report.md + report.json
+	$(BIN)/python -m benchmarks.suite --out benchmarks
 
 lint: setup ## ruff lint + format check + mypy
 	$(BIN)/ruff check .

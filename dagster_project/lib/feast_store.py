@@ -18,6 +18,16 @@ import yaml
 from dagster_project.lib import storage
 
 REQUEST_VIEW = "flight_request_time"  # the on-demand view online_lookup computes itself
+# Scalar protobuf fields whose Python value is the field itself (what Feast's conversion
+# returns for them); anything else goes through Feast's own conversion.
+_SCALAR_FIELDS = frozenset({"double_val", "float_val", "int64_val", "int32_val", "string_val"})
+
+
+def _python_value(value: Any, convert: Any) -> Any:
+    kind = value.WhichOneof("val")
+    if kind is None:
+        return None
+    return getattr(value, kind) if kind in _SCALAR_FIELDS else convert(value)
 
 
 def resolve_config(
@@ -211,7 +221,8 @@ class FeatureStoreClient:
             by_key = {}
             for key, (_, values) in zip(unique, found, strict=True):
                 by_key[key] = {
-                    name: feast_value_type_to_python_type(v) for name, v in (values or {}).items()
+                    name: _python_value(v, feast_value_type_to_python_type)
+                    for name, v in (values or {}).items()
                 }
             for name in read.features:
                 out[name] = [by_key[k].get(name) for k in keys]
