@@ -7,6 +7,8 @@ No Dagster or Airflow import: this runs as its own process (``python -m dagster_
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hmac
 import logging
 import os
@@ -208,6 +210,14 @@ class Metrics:
         )
 
 
+def settle_heap() -> None:
+    """Move everything loaded so far (Feast, MLflow, the model: millions of objects) out of the
+    garbage collector's view. Otherwise every full collection walks them all, a pause of tens
+    of milliseconds that lands on whichever request triggers it (the p99 at 200 req/s)."""
+    gc.collect()
+    gc.freeze()
+
+
 def epoch_seconds(ts: datetime) -> int:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=ZoneInfo(settings.TIMEZONE))
@@ -284,6 +294,7 @@ class Predictor:
         if changed and self.holder.current:
             self.metrics.reloads.labels("loaded").inc()
             self.metrics.version.set(float(self.holder.current.info.version))
+            settle_heap()
         return changed
 
     def predict(self, flights: list[Flight]) -> list[Prediction]:
@@ -423,6 +434,9 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         reload()
+        with contextlib.suppress(Exception):  # open the online store before the first request
+            predictor.feast().online_lookup([entity_row(Flight(**EXAMPLE_FLIGHT))], FEATURE_SERVICE)
+        settle_heap()
         poller = None
         if config.reload_interval_s > 0:
             poller = threading.Thread(target=poll, name="model-reload", daemon=True)
