@@ -71,14 +71,14 @@ bench: setup ## performance suite (serving, batch, features, training, scaling; 
 lint: setup ## ruff lint + format check + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy dagster_project
+	$(BIN)/mypy dagster_project benchmarks
 
 format: setup ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 typecheck: setup ## mypy over the code location
-	$(BIN)/mypy dagster_project
+	$(BIN)/mypy dagster_project benchmarks
 
 # ---- local services: `make up` starts them in the background, `make down` stops them -------------
 # State under $(MLOPS_HOME) (Airflow's metadata DB in airflow/, MLflow in mlflow/); pid files and

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -828,7 +829,7 @@ def scaling(report: Report, state: State, sizes: Sizes) -> None:
     for k in sizes.scales:
         f, w, p = common.replicate(flights, weather, planes, k)
         b = common.median(
-            common.repeat(lambda f=f, w=w, p=p: common.feature_tables(f, w, p), sizes.scale_repeat)
+            common.repeat(functools.partial(common.feature_tables, f, w, p), sizes.scale_repeat)
         )
         tables = common.feature_tables(f, w, p)
         entities = features.training_entities(f)
@@ -839,13 +840,13 @@ def scaling(report: Report, state: State, sizes: Sizes) -> None:
             client.apply()
             j = common.median(
                 common.repeat(
-                    lambda e=entities, c=client: c.historical_features(e, SERVICE),
+                    functools.partial(client.historical_features, entities, SERVICE),
                     sizes.scale_repeat,
                 )
             )
         m = common.median(
             common.repeat(
-                lambda e=entities, t=tables: common.merge_asof_join(e, t), sizes.scale_repeat
+                functools.partial(common.merge_asof_join, entities, tables), sizes.scale_repeat
             )
         )
         rows.append(len(f))
