@@ -41,7 +41,7 @@ TO ?= 2013-09-30
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo replay serve test test-slow lint format typecheck up clean audit soak
+.PHONY: help setup demo replay serve test test-slow lint format typecheck up clean audit soak bench
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -83,17 +83,20 @@ SOAK_RATE ?= 200
 soak: setup ## 10-minute loopback soak of /predict at SOAK_RATE req/s on the current champion (after make demo): errors, latency, RSS, fds
 	$(BIN)/python -m dagster_project.lib.soak --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE)
 
+bench: setup ## performance suite (serving, batch, features, training, scaling; ~12 min): benchmarks/report.md + report.json
+	$(BIN)/python -m benchmarks.suite --out benchmarks
+
 lint: setup ## ruff lint + format check + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy dagster_project
+	$(BIN)/mypy dagster_project benchmarks
 
 format: setup ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 typecheck: setup ## mypy over the code location
-	$(BIN)/mypy dagster_project
+	$(BIN)/mypy dagster_project benchmarks
 
 # ---- local services: `make up` starts them in the background, `make down` stops them -------------
 # State under $(MLOPS_HOME) (Airflow's metadata DB in airflow/, MLflow in mlflow/); pid files and

@@ -1,8 +1,10 @@
 """Full-year feature build and point-in-time training-set join, rows per second.
 
-    .venv/bin/python benchmarks/feature_build.py [--repeat 3]
+    .venv/bin/python -m benchmarks.feature_build [--repeat 3]
 
-Medians over repetitions after one warm-up; prints a Markdown table.
+Medians over repetitions after one warm-up; prints a Markdown table. The full suite
+(`make bench`, benchmarks/suite.py) measures the same steps through Dagster, against a
+merge_asof floor and at 1x/2x/4x the data.
 """
 
 from __future__ import annotations
@@ -14,20 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
-
-from dagster_project.lib import cleaning, features, sources
+from benchmarks.common import accepted
+from dagster_project.lib import cleaning, features
 from dagster_project.lib.feast_store import FeatureStoreClient
 from dagster_project.lib.settings import FEATURE_REPO
-
-
-def _accepted(table: str) -> pd.DataFrame:
-    df = sources.load_table(table)
-    if "time_hour" in df:
-        df["time_hour"] = pd.to_datetime(df["time_hour"], utc=True).dt.tz_localize(None)
-    df["_rejected_by"] = None
-    df["_partition"] = "2013"
-    return df
 
 
 def _median(fn: Callable[[], object], repeat: int) -> float:
@@ -44,9 +36,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    flights = cleaning.validated_flights(_accepted("flights"))
-    weather = cleaning.validated_weather(_accepted("weather"))
-    planes = cleaning.validated_reference(_accepted("planes"))
+    flights = cleaning.validated_flights(accepted("flights"))
+    weather = cleaning.validated_weather(accepted("weather"))
+    planes = cleaning.validated_reference(accepted("planes"))
 
     def build() -> None:
         features.origin_weather(weather)

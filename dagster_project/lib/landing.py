@@ -138,6 +138,9 @@ def read_days(landing_url: str, table: str, days: Iterable[date]) -> pd.DataFram
         frames.append(df)
     if not frames:
         raise ValueError(f"no days given to read for table {table!r}")
+    # A header-only file (2013-12-31 has no weather) adds no rows, but its all-object columns
+    # would turn every integer column of the concatenation into object and fail the type gate.
+    frames = [f for f in frames if len(f)] or frames[:1]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 

@@ -9,7 +9,8 @@ for the neural network (tree models read the imputed, unscaled values).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,14 @@ NUMERIC = (
 )
 FEATURES = (*CATEGORICAL, *NUMERIC)
 UNKNOWN = "__unknown__"
+# A frame, or (the endpoint's hot path) its columns: name -> one value per row.
+Inputs = pd.DataFrame | Mapping[str, Sequence[Any]]
+
+
+def n_rows(inputs: Inputs) -> int:
+    if isinstance(inputs, pd.DataFrame):
+        return len(inputs)
+    return len(inputs[CATEGORICAL[0]])
 
 
 @dataclass
@@ -68,19 +77,38 @@ class Preprocessor:
         """Number of codes per categorical column, including the "unknown" code 0."""
         return {c: len(v) + 1 for c, v in self.categories.items()}
 
-    def codes(self, df: pd.DataFrame) -> np.ndarray:
+    def _lookups(self) -> dict[str, dict[str, int]]:
+        """Category -> code per categorical column, built once per fitted preprocessor."""
+        cached = self.__dict__.get("_lookup_cache")
+        if cached is None:
+            cached = {c: {v: i + 1 for i, v in enumerate(self.categories[c])} for c in CATEGORICAL}
+            self.__dict__["_lookup_cache"] = cached
+        return cached
+
+    def codes(self, df: Inputs) -> np.ndarray:
         """Integer codes, shape (rows, len(CATEGORICAL)); unseen or missing values map to 0."""
+        lookups = self._lookups()
+        if not isinstance(df, pd.DataFrame):  # columns of a request: a dict lookup per cell
+            n = n_rows(df)
+            out = np.zeros((n, len(CATEGORICAL)), dtype="int64")
+            for j, c in enumerate(CATEGORICAL):
+                lookup = lookups[c]
+                out[:, j] = [lookup.get(v, 0) if isinstance(v, str) else 0 for v in df[c]]
+            return out
         cols = []
         for c in CATEGORICAL:
-            lookup = {v: i + 1 for i, v in enumerate(self.categories[c])}
-            values = df[c].astype(object).map(lookup)
+            values = df[c].astype(object).map(lookups[c])
             cols.append(values.fillna(0).to_numpy(dtype="int64"))
         return np.stack(cols, axis=1) if cols else np.zeros((len(df), 0), dtype="int64")
 
-    def numbers(self, df: pd.DataFrame, scale: bool) -> np.ndarray:
+    def numbers(self, df: Inputs, scale: bool) -> np.ndarray:
         """Imputed (and optionally standardised) numeric block, shape (rows, len(NUMERIC)):
         always finite (missing, unparseable and infinite values become the training median)."""
-        num = df[list(NUMERIC)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float64")
+        if isinstance(df, pd.DataFrame):
+            block = df[list(NUMERIC)]
+            num = block.apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float64")
+        else:  # columns of a request, already float arrays (NaN = missing)
+            num = np.column_stack([np.asarray(df[c], dtype="float64") for c in NUMERIC])
         # Positional, in NUMERIC order (pandas would realign a Series by label and reorder).
         medians = np.array([self.medians[c] for c in NUMERIC])
         # missing and non-finite values (NaN, +-inf) alike get the training median
@@ -92,12 +120,12 @@ class Preprocessor:
         # absurd magnitudes stay finite in float32 (no real feature comes near 1e30)
         return np.clip(num, -1e30, 1e30).astype("float32")
 
-    def tree_matrix(self, df: pd.DataFrame) -> np.ndarray:
+    def tree_matrix(self, df: Inputs) -> np.ndarray:
         """Codes then raw numbers, for gradient-boosted trees."""
         return np.hstack([self.codes(df).astype("float32"), self.numbers(df, scale=False)])
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__, sort_keys=True)
+        return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Preprocessor:

@@ -7,15 +7,14 @@ No Dagster or Airflow import: this runs as its own process (``python -m dagster_
 
 from __future__ import annotations
 
-import functools
+import gc
 import hmac
-import json
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,10 +23,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import orjson
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, ORJSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -36,10 +36,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dagster_project.lib import settings, tracking
 from dagster_project.lib.feast_store import FeatureStoreClient
-from dagster_project.lib.preprocess import CATEGORICAL, FEATURES, NUMERIC, input_frame
+from dagster_project.lib.preprocess import CATEGORICAL, FEATURES, NUMERIC, UNKNOWN, input_frame
 from dagster_project.serving.schemas import (
     EXAMPLE_FLIGHT,
     BatchRequest,
@@ -179,6 +180,31 @@ def under_roots(uri: str, roots: tuple[str, ...]) -> bool:
     return any(target.startswith(norm(r)) for r in roots)
 
 
+class DirectModel:
+    """The champion's ``pyfunc``, called past MLflow's per-call input validation.
+
+    The endpoint builds the inputs itself, in the signature's columns and dtypes (checked once
+    here, at load), so the per-request schema enforcement (over a millisecond for one row)
+    would only re-check that. ``predict`` takes the input columns (name -> values), or a frame;
+    a signature that does not match the platform's inputs keeps MLflow's own path."""
+
+    def __init__(self, pyfunc: Any):
+        self.pyfunc = pyfunc
+        inner = getattr(pyfunc.unwrap_python_model(), "model", None)
+        schema = pyfunc.metadata.get_input_schema()
+        names = tuple(schema.input_names()) if schema is not None else ()
+        self.inner = inner if names == FEATURES and hasattr(inner, "predict_proba") else None
+
+    def unwrap_python_model(self) -> Any:
+        return self.pyfunc.unwrap_python_model()
+
+    def predict(self, inputs: Any) -> np.ndarray:
+        if self.inner is not None:
+            return np.asarray(self.inner.predict_proba(inputs))
+        frame = inputs if isinstance(inputs, pd.DataFrame) else pd.DataFrame(dict(inputs))
+        return np.asarray(self.pyfunc.predict(frame[list(FEATURES)]))
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     model: Any
@@ -223,7 +249,7 @@ class ModelHolder:
                         f"configured artifact store ({', '.join(self.config.artifact_roots)}): "
                         "refusing to load it"
                     )
-            model = registry.load(info.version)
+            model = DirectModel(registry.load(info.version))
             # One prediction before the swap: it configures the model (XGBoost configures a
             # loaded booster lazily, and concurrent first predictions race on it) and the first
             # real request does not pay for it.
@@ -254,14 +280,14 @@ class PredictionLog:
         return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
 
     def append(self, records: list[dict[str, Any]]) -> None:
-        by_day: dict[str, list[str]] = {}
+        by_day: dict[str, list[bytes]] = {}
         for r in records:
-            by_day.setdefault(r["scheduled_date"], []).append(json.dumps(r, default=str))
+            by_day.setdefault(r["scheduled_date"], []).append(orjson.dumps(r, default=str))
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
             for day, lines in by_day.items():
                 path = self.folder / f"{day}.jsonl"
-                data = ("\n".join(lines) + "\n").encode("utf-8")
+                data = b"\n".join(lines) + b"\n"
                 fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
                     if path not in self._checked:
@@ -351,7 +377,7 @@ class BodySizeLimit:
             await self._reject(send)
 
     async def _reject(self, send: Any) -> None:
-        body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
+        body = orjson.dumps({"detail": f"request body larger than {self.max_bytes} bytes"})
         await send(
             {
                 "type": "http.response.start",
@@ -363,6 +389,14 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def settle_heap() -> None:
+    """Move everything loaded so far (Feast, MLflow, the model: millions of objects) out of the
+    garbage collector's view. Otherwise every full collection walks them all, a pause of tens
+    of milliseconds that lands on whichever request triggers it (the p99 at 200 req/s)."""
+    gc.collect()
+    gc.freeze()
 
 
 def epoch_seconds(ts: datetime) -> int:
@@ -384,64 +418,195 @@ def entity_row(f: Flight) -> dict[str, Any]:
 
 
 def _json_value(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
+    if v is None or v != v:  # None or NaN
         return None
     return v.item() if isinstance(v, np.generic) else v
 
 
-def create_app(config: ServingConfig | None = None) -> FastAPI:
-    config = config or ServingConfig.from_env()
-    holder = ModelHolder(config)
-    plog = PredictionLog(config.prediction_log_dir)
-    metrics = Metrics()
-    store: dict[str, FeatureStoreClient] = {}
-    store_lock = threading.Lock()
+class Predictor:
+    """Everything a prediction needs, callable without HTTP: the champion (loaded once, swapped
+    on reload), the online feature lookup, the model inputs, the prediction log and metrics."""
 
-    def feast() -> FeatureStoreClient:
-        """The Feast client, made once (under a lock: concurrent first requests would each
-        build one and rewrite its config file while another reads it)."""
-        client = store.get("client")
-        if client is None:
-            with store_lock:
-                client = store.get("client")
-                if client is None:
+    def __init__(self, config: ServingConfig, metrics: Metrics | None = None):
+        self.config = config
+        self.holder = ModelHolder(config)
+        self.log = PredictionLog(config.prediction_log_dir)
+        self.metrics = metrics or Metrics()
+        self._feast: FeatureStoreClient | None = None
+        self._feast_lock = threading.Lock()
+        self._view_columns: dict[str, tuple[str, list[str]]] | None = None
+
+    def feast(self) -> FeatureStoreClient:
+        if self._feast is None:
+            with self._feast_lock:
+                if self._feast is None:
                     client = FeatureStoreClient(
-                        config.feast_repo,
-                        config.feast_config_template,
-                        config.feast_state_dir,
-                        config.features_url,
-                        config.feast_overrides,
+                        self.config.feast_repo,
+                        self.config.feast_config_template,
+                        self.config.feast_state_dir,
+                        self.config.features_url,
+                        self.config.feast_overrides,
                     )
                     client.fail_fast()  # Redis down: a quick 503, not a 7-second hang
-                    store["client"] = client
-        return client
+                    self._feast = client
+        return self._feast
 
-    @functools.cache
-    def view_columns() -> dict[str, tuple[str, list[str]]]:
+    def view_columns(self) -> dict[str, tuple[str, list[str]]]:
         """Feature view of the model's FeatureService -> (entity join key, its features), for
         the unknown-entity fallback."""
-        objs = feast().objects()
-        keys = {e.name: e.join_key for e in objs.entities}
-        service = next(s for s in objs.services if s.name == FEATURE_SERVICE)
-        used = {p.name for p in service.feature_view_projections}
-        return {
-            v.name: (keys[v.entities[0]], [f.name for f in v.features])
-            for v in objs.views
-            if v.entities and v.name in used
-        }
+        if self._view_columns is None:
+            objs = self.feast().objects()
+            keys = {e.name: e.join_key for e in objs.entities}
+            service = next(s for s in objs.services if s.name == FEATURE_SERVICE)
+            used = {p.name for p in service.feature_view_projections}
+            self._view_columns = {
+                v.name: (keys[v.entities[0]], [f.name for f in v.features])
+                for v in objs.views
+                if v.entities and v.name in used
+            }
+        return self._view_columns
 
-    def reload() -> bool:
+    def reload(self) -> bool:
         try:
-            changed = holder.reload()
+            changed = self.holder.reload()
         except Exception as exc:  # keep serving the old model; say why on /ready and the log
-            holder.error = redact(f"reload failed: {type(exc).__name__}: {exc}")[:500]
-            metrics.reloads.labels("error").inc()
+            self.holder.error = redact(f"reload failed: {type(exc).__name__}: {exc}")[:500]
+            self.metrics.reloads.labels("error").inc()
             log.exception("model reload failed")
             return False
-        if changed and holder.current:
-            metrics.reloads.labels("loaded").inc()
-            metrics.version.set(float(holder.current.info.version))
+        if changed and self.holder.current:
+            self.metrics.reloads.labels("loaded").inc()
+            self.metrics.version.set(float(self.holder.current.info.version))
+            settle_heap()
         return changed
+
+    def predict(self, flights: list[Flight]) -> list[Prediction]:
+        """The predictions as response models (see :meth:`predict_records`)."""
+        return [Prediction.model_construct(**r) for r in self.predict_records(flights)]
+
+    def predict_records(self, flights: list[Flight]) -> list[dict[str, Any]]:
+        """One `Prediction`-shaped dict per flight, logged and counted; plain dicts, so a
+        1,000-flight batch is not validated twice on the way out."""
+        current = self.holder.current
+        if current is None:
+            raise HTTPException(503, f"no model to serve: {self.holder.error}")
+        rows = [entity_row(f) for f in flights]
+        try:
+            online = self.feast().online_lookup(rows, FEATURE_SERVICE)
+        except Exception as exc:
+            log.exception("online feature lookup failed")
+            raise HTTPException(503, f"feature store unavailable: {type(exc).__name__}") from exc
+        n = len(rows)
+        # The model's inputs as columns (what preprocess.input_frame holds: categories as
+        # strings, numbers as float64 with NaN for missing), without a per-request DataFrame.
+        columns: dict[str, Any] = {
+            c: [r[c] if isinstance(r[c], str) else UNKNOWN for r in rows] for c in CATEGORICAL
+        }
+        numeric: dict[str, list[Any]] = {}
+        for c in NUMERIC:
+            found = online.get(c) or [None] * n
+            numeric[c] = [_json_value(v) for v in found]
+            columns[c] = np.array([np.nan if v is None else v for v in numeric[c]], dtype="float64")
+        probs = np.asarray(current.model.predict(columns), dtype="float64").reshape(-1)
+        threshold = current.info.threshold
+        out, records = [], []
+        logged_at = datetime.now(UTC).isoformat()
+        view_columns = self.view_columns()
+        ids = os.urandom(16 * n)
+        decisions = {True: 0, False: 0}
+        n_fallbacks = 0
+        for i, f in enumerate(flights):
+            values = {c: rows[i][c] for c in CATEGORICAL} | {c: numeric[c][i] for c in NUMERIC}
+            missing = [c for c in NUMERIC if values[c] is None]
+            fallbacks = [
+                f"{view}: no online values for {key} {rows[i].get(key)!r}"
+                for view, (key, cols) in view_columns.items()
+                if all(values.get(c) is None for c in cols)
+            ] + [
+                f"{c} {values[c]!r} was not seen in training"
+                for c in CATEGORICAL
+                if values[c] not in current.known[c]
+            ]
+            p = float(probs[i])
+            delayed = p >= threshold
+            pred = {
+                "flight_id": f.flight_id,
+                "probability": p,
+                "delayed": delayed,
+                "threshold": threshold,
+                "model_name": current.info.name,
+                "model_version": current.info.version,
+                "model_kind": current.kind,
+                "features": values,
+                "fallback": bool(fallbacks),
+                "fallbacks": fallbacks,
+                "missing_features": missing,
+            }
+            out.append(pred)
+            decisions[delayed] += 1
+            n_fallbacks += bool(fallbacks)
+            local = f.scheduled_departure
+            if local.tzinfo is not None:
+                local = local.astimezone(ZoneInfo(settings.TIMEZONE))
+            records.append(
+                {
+                    "request_id": str(uuid.UUID(bytes=ids[16 * i : 16 * i + 16], version=4)),
+                    "logged_at": logged_at,
+                    "scheduled_date": local.date().isoformat(),
+                    "flight": f.model_dump(mode="json"),
+                    **{k: v for k, v in pred.items() if k != "flight_id"},
+                }
+            )
+        for delayed, count in decisions.items():
+            if count:
+                self.metrics.predictions.labels(current.info.version, str(delayed).lower()).inc(
+                    count
+                )
+        if n_fallbacks:
+            self.metrics.fallbacks.inc(n_fallbacks)
+        self.log.append(records)
+        return out
+
+
+class ObserveMiddleware:
+    """Request counts and latency per route; an unhandled error becomes a plain 500 (details in
+    the log). Plain ASGI: Starlette's ``BaseHTTPMiddleware`` costs a task group and a stream
+    per request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500, "sent": False}
+
+        async def observed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["sent"] = message["status"], True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        except Exception:
+            log.exception("unhandled error on %s", scope.get("path"))
+            if status["sent"]:
+                raise
+            error = JSONResponse({"detail": "internal error; see the server log"}, 500)
+            await error(scope, receive, observed_send)
+        route = scope.get("route")
+        path = route.path if route is not None else "unmatched"
+        self.metrics.requests.labels(path, str(status["code"])).inc()
+        self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+
+
+def create_app(config: ServingConfig | None = None) -> FastAPI:
+    config = config or ServingConfig.from_env()
+    predictor = Predictor(config)
+    holder, metrics = predictor.holder, predictor.metrics
+    feast, reload = predictor.feast, predictor.reload
 
     stop = threading.Event()
 
@@ -452,10 +617,11 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         reload()
-        try:  # connect to the feature store before the first request (retried lazily)
-            feast()
+        try:  # open the online store before the first request (retried lazily if down)
+            predictor.feast().online_lookup([entity_row(Flight(**EXAMPLE_FLIGHT))], FEATURE_SERVICE)
         except Exception:
             log.exception("feature store not available at startup")
+        settle_heap()
         poller = None
         if config.reload_interval_s > 0:
             poller = threading.Thread(target=poll, name="model-reload", daemon=True)
@@ -468,10 +634,13 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         description="Probability that a NYC departure leaves more than 15 minutes late.",
         version="1",
         lifespan=lifespan,
+        default_response_class=ORJSONResponse,
     )
     app.state.holder, app.state.metrics, app.state.config = holder, metrics, config
+    app.state.predictor = predictor
 
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(ObserveMiddleware, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -479,23 +648,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:  # no traceback to the client; the log has it (secrets redacted)
-            log.exception("unhandled error on %s", request.url.path)
-            response = JSONResponse({"detail": "internal error; see the server log"}, 500)
-        route = request.scope.get("route")
-        path = route.path if route is not None else "unmatched"
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - started)
-        return response
-
-    def authorize(request: Request) -> None:
+    async def authorize(request: Request) -> None:
         """Bearer auth: no or malformed credentials are a 401 (with ``WWW-Authenticate``), a
         well-formed but wrong token a 403; tokens are compared in constant time."""
         if not config.api_token:
@@ -515,69 +668,6 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
                 "bearer token not accepted",
                 {"WWW-Authenticate": 'Bearer realm="flight_delay", error="invalid_token"'},
             )
-
-    def predict(flights: list[Flight]) -> list[Prediction]:
-        current = holder.current
-        if current is None:
-            raise HTTPException(503, f"no model to serve: {holder.error}")
-        rows = [entity_row(f) for f in flights]
-        try:
-            online = pd.DataFrame(feast().online_features(rows, FEATURE_SERVICE))
-        except Exception as exc:
-            log.exception("online feature lookup failed")
-            raise HTTPException(503, f"feature store unavailable: {type(exc).__name__}") from exc
-        frame = pd.DataFrame(rows).drop(columns=["sched_dep_epoch_s", "distance"])
-        for c in NUMERIC:
-            frame[c] = online.get(c, np.nan)
-        inputs = input_frame(frame)
-        probs = np.asarray(current.model.predict(inputs), dtype="float64").reshape(-1)
-        threshold = current.info.threshold
-        out, records = [], []
-        logged_at = datetime.now(UTC).isoformat()
-        for i, f in enumerate(flights):
-            values = {c: _json_value(frame.at[i, c]) for c in FEATURES}
-            missing = [c for c in NUMERIC if values[c] is None]
-            fallbacks = [
-                f"{view}: no online values for {key} {rows[i].get(key)!r}"
-                for view, (key, cols) in view_columns().items()
-                if all(values.get(c) is None for c in cols)
-            ] + [
-                f"{c} {values[c]!r} was not seen in training"
-                for c in CATEGORICAL
-                if values[c] not in current.known[c]
-            ]
-            p = float(probs[i])
-            pred = Prediction(
-                flight_id=f.flight_id,
-                probability=p,
-                delayed=p >= threshold,
-                threshold=threshold,
-                model_name=current.info.name,
-                model_version=current.info.version,
-                model_kind=current.kind,
-                features=values,
-                fallback=bool(fallbacks),
-                fallbacks=fallbacks,
-                missing_features=missing,
-            )
-            out.append(pred)
-            metrics.predictions.labels(current.info.version, str(pred.delayed).lower()).inc()
-            if fallbacks:
-                metrics.fallbacks.inc()
-            local = f.scheduled_departure
-            if local.tzinfo is not None:
-                local = local.astimezone(ZoneInfo(settings.TIMEZONE))
-            records.append(
-                {
-                    "request_id": str(uuid.uuid4()),
-                    "logged_at": logged_at,
-                    "scheduled_date": local.date().isoformat(),
-                    "flight": f.model_dump(mode="json"),
-                    **pred.model_dump(exclude={"flight_id"}),
-                }
-            )
-        plog.append(records)
-        return out
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:
@@ -635,9 +725,10 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
     @app.post(
         "/predict", response_model=Prediction, tags=["predict"], dependencies=[Depends(authorize)]
     )
-    def predict_one(flight: Flight) -> Prediction:
+    async def predict_one(flight: Flight) -> Prediction:
         """Delay probability and decision for one flight."""
-        return predict([flight])[0]
+        # On the event loop: about a millisecond of CPU, less than a hop to the thread pool.
+        return predictor.predict([flight])[0]
 
     @app.post(
         "/predict/batch",
@@ -645,8 +736,8 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         tags=["predict"],
         dependencies=[Depends(authorize)],
     )
-    def predict_batch(body: BatchRequest) -> BatchResponse:
-        """The same for up to 1,000 flights in one call."""
-        return BatchResponse(predictions=predict(body.flights))
+    def predict_batch(body: BatchRequest) -> Response:
+        """The same for up to 10,000 flights in one call."""
+        return ORJSONResponse({"predictions": predictor.predict_records(body.flights)})
 
     return app

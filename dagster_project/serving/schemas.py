@@ -57,10 +57,13 @@ def known_airports() -> frozenset[str]:
     return frozenset(sources.load_table("airports")["faa"].astype(str)) | TERRITORY_AIRPORTS
 
 
+MAX_BATCH = 10_000  # flights per /predict/batch request
+
+
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    flights: list[Flight] = Field(min_length=1, max_length=1000)
+    flights: list[Flight] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class Prediction(BaseModel):

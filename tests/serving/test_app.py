@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from dagster_project.lib import tracking
 from dagster_project.serving.app import ServingConfig, create_app
-from dagster_project.serving.schemas import EXAMPLE_FLIGHT
+from dagster_project.serving.schemas import EXAMPLE_FLIGHT, MAX_BATCH
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_bad_payload_is_a_422_naming_the_field(client, config, change, field, me
 
 def test_batch_limits(client):
     assert client.post("/predict/batch", json={"flights": []}).status_code == 422
-    too_many = {"flights": [EXAMPLE_FLIGHT] * 1001}
+    too_many = {"flights": [EXAMPLE_FLIGHT] * (MAX_BATCH + 1)}
     assert client.post("/predict/batch", json=too_many).status_code == 422
 
 

@@ -119,3 +119,22 @@ def test_day_start_prediction_time_is_the_local_midnight_of_the_flight_day(fligh
     assert (local.dt.strftime("%H:%M:%S") == "00:00:00").all()
     with pytest.raises(ValueError, match="prediction_time"):
         features.training_entities(flights, "noon")
+
+
+def test_request_time_features_row_path_equals_the_vectorised_path():
+    """The endpoint computes request-time features row by row; training through Feast's
+    on-demand view on whole frames: every hour of 2013 (both DST changes) gives the same."""
+    from dagster_project.lib.features import request_time_features, request_time_values
+
+    epochs = pd.date_range("2013-01-01", "2014-01-01", freq="37min", tz="UTC").astype("int64")
+    request = pd.DataFrame(
+        {"sched_dep_epoch_s": epochs // 10**9, "distance": np.linspace(17, 4983, len(epochs))}
+    )
+    whole = request_time_features(request)
+    assert len(request) > 64  # the vectorised path
+    rows = pd.DataFrame(
+        request_time_values(request["sched_dep_epoch_s"].tolist(), request["distance"].tolist())
+    )
+    pd.testing.assert_frame_equal(whole.reset_index(drop=True), rows, check_dtype=False)
+    small = request_time_features(request.iloc[:50])
+    pd.testing.assert_frame_equal(small, whole.iloc[:50])

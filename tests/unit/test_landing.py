@@ -48,3 +48,15 @@ def test_missing_file_is_named(tmp_path):
         landing.LandingFileError, match=r"flights/2013-01-09.csv: landing file not found"
     ):
         landing.read_days(str(tmp_path), "flights", [date(2013, 1, 9)])
+
+
+def test_a_day_without_rows_keeps_the_columns_types(tmp_path):
+    """2013-12-31 has no weather: its header-only file must not turn the range's integer
+    columns into object (which failed the full-year weather gate)."""
+    days = [date(2013, 12, 30), date(2013, 12, 31)]
+    for day in days:
+        landing.land_day(str(tmp_path), day)
+    df = landing.read_days(str(tmp_path), "weather", days)
+    assert len(df) == len(sources.day_rows("weather", days[0])) > 0
+    assert str(df["year"].dtype) == "int64"
+    assert str(df["hour"].dtype) == "int64"

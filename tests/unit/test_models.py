@@ -48,3 +48,33 @@ def test_load_rejects_an_unknown_kind(tmp_path):
     )
     with pytest.raises(ValueError, match="svm"):
         models.load(tmp_path)
+
+
+@pytest.mark.parametrize("kind", models.KINDS)
+def test_request_columns_predict_like_the_frame(kind):
+    """The endpoint's hot path hands the model its input columns, not a frame: same numbers."""
+    from dagster_project.lib.preprocess import FEATURES, input_frame
+
+    split = training.time_split(frame(2000), holdout_days=6, validation_days=6)
+    model = models.FITTERS[kind](split.train, split.validation, PARAMS[kind])
+    rows = input_frame(split.holdout.head(40))
+    rows.loc[3, "carrier"] = "ZZ"  # unseen category
+    rows.loc[5, "temp"] = np.nan  # missing number
+    columns = {c: rows[c].tolist() for c in FEATURES}
+    np.testing.assert_allclose(model.predict_proba(columns), model.predict_proba(rows), rtol=1e-6)
+
+
+def test_xgboost_predicts_from_many_threads_at_once():
+    """Concurrent requests share one booster: small and large batches at the same time used to
+    fail with XGBoost's "need_configuration_" when each call set the thread count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    split = training.time_split(frame(6000), holdout_days=6, validation_days=6)
+    model = models.fit_xgboost(split.train, split.validation, PARAMS["xgboost"])
+    big = split.train.sample(models.SMALL_BATCH + 10, replace=True, random_state=0)
+    small = split.holdout.head(1)
+    expected_small, expected_big = model.predict_proba(small), model.predict_proba(big)
+    with ThreadPoolExecutor(8) as pool:
+        jobs = [pool.submit(model.predict_proba, big if i % 5 == 0 else small) for i in range(200)]
+        for i, job in enumerate(jobs):
+            np.testing.assert_allclose(job.result(), expected_big if i % 5 == 0 else expected_small)
