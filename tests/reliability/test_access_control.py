@@ -20,7 +20,7 @@ from dagster_project.lib import audit, settings, tracking
 from dagster_project.lib.settings import REPO_ROOT, Paths
 from dagster_project.serving import app as serving
 from dagster_project.serving.app import ServingConfig, ServingConfigError, create_app
-from dagster_project.serving.schemas import EXAMPLE_FLIGHT
+from dagster_project.serving.schemas import EXAMPLE_FLIGHT, MAX_BATCH
 
 TOKEN = "tok-9f2c5e1d7a"
 
@@ -141,9 +141,10 @@ def test_body_size_limit_is_413_declared_or_streamed(empty_config):
 
 def test_batch_size_limit_and_garbage_bodies_are_clean_4xx(client):
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    r = client.post("/predict/batch", json={"flights": [EXAMPLE_FLIGHT] * 1001}, headers=auth)
+    too_many = {"flights": [EXAMPLE_FLIGHT] * (MAX_BATCH + 1)}
+    r = client.post("/predict/batch", json=too_many, headers=auth)
     assert r.status_code == 422
-    assert "at most 1000" in r.text
+    assert f"at most {MAX_BATCH}" in r.text
     for body in (b"{not json", b"\xff\xfe\x00", b"[]", b"null", b'{"flights": "x"}'):
         r = client.post(
             "/predict/batch", content=body, headers=auth | {"content-type": "application/json"}
