@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from benchmarks.common import percentiles
+from dagster_project.lib.soak import run_sync
 
 
 @dataclass
@@ -51,10 +52,9 @@ class LoadResult:
 def _run(coro: Any) -> Any:
     try:
         import uvloop
-
-        return uvloop.run(coro)
     except ImportError:  # pragma: no cover - uvloop is pinned
-        return asyncio.run(coro)
+        return run_sync(coro)
+    return run_sync(coro, uvloop.run)
 
 
 async def _send(

@@ -64,9 +64,9 @@ def land_reference(landing_url: str) -> dict[str, int]:
 MAX_FILE_BYTES = 512 * 1024 * 1024  # a landing file is read whole: refuse absurd ones
 
 
-def _check_shape(url: str, text: str, df: pd.DataFrame) -> None:
+def _check_shape(url: str, text: str, df: pd.DataFrame, allow_empty: bool = False) -> None:
     """File-level rules a CSV parser lets through: a cut-off last row, a foreign delimiter,
-    no data rows."""
+    no data rows (unless ``allow_empty``: a table whose day may have none)."""
     header = next(csv.reader(io.StringIO(text.split("\n", 1)[0])), [])
     if len(header) == 1:
         for delimiter in (";", "\t", "|"):
@@ -75,7 +75,7 @@ def _check_shape(url: str, text: str, df: pd.DataFrame) -> None:
                     f"{url}: column {header[0][:40]!r}..., rule csv_delimiter: the header is "
                     f"one column separated by {delimiter!r}; landing files are comma-separated"
                 )
-    if df.empty:
+    if df.empty and not allow_empty:
         raise LandingFileError(
             f"{url}: rule at_least_one_row: header only ({len(header)} columns), no data rows"
         )
@@ -90,13 +90,14 @@ def _check_shape(url: str, text: str, df: pd.DataFrame) -> None:
             )
 
 
-def read_file(url: str, max_bytes: int = MAX_FILE_BYTES) -> pd.DataFrame:
+def read_file(url: str, max_bytes: int = MAX_FILE_BYTES, allow_empty: bool = False) -> pd.DataFrame:
     """Read one landing CSV as it is (dtypes inferred, nothing fixed) plus lineage columns.
 
     ``time_hour`` is parsed to a naive UTC timestamp when every value parses; otherwise it is left as text so that
     the validation gate reports a dtype failure naming the column instead of this reader guessing.
     Files that cannot be a table (empty, not UTF-8, not CSV, truncated, another delimiter,
-    header only, over ``max_bytes``) raise :class:`LandingFileError` naming the file and rule.
+    header only unless ``allow_empty``, over ``max_bytes``) raise :class:`LandingFileError`
+    naming the file and rule.
     """
     if not storage.exists(url):
         raise LandingFileError(f"{url}: landing file not found")
@@ -118,7 +119,7 @@ def read_file(url: str, max_bytes: int = MAX_FILE_BYTES) -> pd.DataFrame:
         df = pd.read_csv(io.StringIO(text))
     except pd.errors.ParserError as exc:
         raise LandingFileError(f"{url}: not a well-formed CSV file: {exc}") from exc
-    _check_shape(url, text, df)
+    _check_shape(url, text, df, allow_empty)
     for col in TIMESTAMP_COLUMNS:
         if col in df.columns:
             parsed = pd.to_datetime(df[col], utc=True, errors="coerce")
@@ -133,7 +134,9 @@ def read_days(landing_url: str, table: str, days: Iterable[date]) -> pd.DataFram
     """Read the table's files for ``days``; each row carries its file, line and partition day."""
     frames = []
     for day in days:
-        df = read_file(daily_file_url(landing_url, table, day))
+        df = read_file(
+            daily_file_url(landing_url, table, day), allow_empty=table in sources.MAY_BE_EMPTY
+        )
         df[PARTITION] = f"{day:%Y-%m-%d}"
         frames.append(df)
     if not frames:

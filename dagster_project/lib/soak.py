@@ -19,14 +19,18 @@ import asyncio
 import contextlib
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import numpy as np
+
+T = TypeVar("T")
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -217,7 +221,31 @@ def run_load(
     if host not in LOOPBACK:
         raise ValueError(f"the load generator only targets loopback addresses, not {host!r}")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return asyncio.run(_load(url, bodies, rate, seconds, headers, pid, max_in_flight, timeout_s))
+    return run_sync(_load(url, bodies, rate, seconds, headers, pid, max_in_flight, timeout_s))
+
+
+def run_sync(coro: Coroutine[Any, Any, T], runner: Callable[..., Any] = asyncio.run) -> T:
+    """Run ``coro`` to the end with ``runner`` (``asyncio.run``, ``uvloop.run``), also from a
+    thread that already runs an event loop (Playwright's sync API does, for a whole test
+    session): then on a thread of its own with a fresh loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return cast(T, runner(coro))
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = runner(coro)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="run-sync")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return cast(T, box["result"])
 
 
 @dataclass(frozen=True)

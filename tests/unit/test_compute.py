@@ -164,11 +164,15 @@ def test_measure_footprint_counts_the_load_and_the_batch(tmp_path):
     batch = compute.example_batch(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), 100_000)
     assert len(batch) == 100_000
 
+    # written, not just allocated: zeroed pages from calloc/mmap are not resident until touched,
+    # so bytearray(n) alone may not move RSS at all
     def load():
-        return bytearray(64 * MIB)
+        return bytearray(b"\x01") * (64 * MIB)
 
     def predict(model, frame):
-        scratch = bytearray(128 * MIB)  # activations of the batch
+        scratch = bytearray(b"\x01") * (128 * MIB)  # activations of the batch
+        time.sleep(0.2)  # a batch takes a while: the sampler sees the peak even when the
+        # process's lifetime peak (earlier tests) is higher than this one
         return len(scratch) + len(frame)
 
     footprint = compute.measure_footprint(tmp_path, load, predict, batch)
