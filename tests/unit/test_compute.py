@@ -1,5 +1,8 @@
 """Compute classes, metering, cost and the serving-hardware rule (no Dagster)."""
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -159,28 +162,48 @@ def test_serving_rule_refuses_a_model_nothing_holds(profiles):
         compute.recommend_serving(profiles, fp(80 * 1024, 1024))
 
 
+FOOTPRINT_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+import pandas as pd
+from dagster_project.lib import compute
+from dagster_project.lib.compute import MIB
+
+batch = compute.example_batch(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), 100_000)
+
+# written, not just allocated: zeroed pages are not resident until touched
+def load():
+    return bytearray(b"\\x01") * (64 * MIB)
+
+def predict(model, frame):
+    scratch = bytearray(b"\\x01") * (128 * MIB)  # activations of the batch
+    time.sleep(0.2)  # a batch takes a while: long enough for the sampler
+    return len(scratch) + len(frame)
+
+fp = compute.measure_footprint(Path(sys.argv[1]), load, predict, batch)
+print(json.dumps({**fp.__dict__, "model_bytes": fp.model_bytes}))
+"""
+
+
 def test_measure_footprint_counts_the_load_and_the_batch(tmp_path):
+    """In a fresh process, as in a step pod: inside the test session other threads allocate and
+    free memory at the same time, which makes a resident-set delta meaningless."""
     (tmp_path / "weights.bin").write_bytes(b"\0" * (2 * MIB))
-    batch = compute.example_batch(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), 100_000)
-    assert len(batch) == 100_000
-
-    # written, not just allocated: zeroed pages from calloc/mmap are not resident until touched,
-    # so bytearray(n) alone may not move RSS at all
-    def load():
-        return bytearray(b"\x01") * (64 * MIB)
-
-    def predict(model, frame):
-        scratch = bytearray(b"\x01") * (128 * MIB)  # activations of the batch
-        time.sleep(0.2)  # a batch takes a while: the sampler sees the peak even when the
-        # process's lifetime peak (earlier tests) is higher than this one
-        return len(scratch) + len(frame)
-
-    footprint = compute.measure_footprint(tmp_path, load, predict, batch)
-    assert footprint.serialized_bytes == 2 * MIB
-    assert footprint.load_bytes >= 60 * MIB
-    assert footprint.model_bytes == footprint.load_bytes
-    assert footprint.batch_bytes >= 120 * MIB
-    assert footprint.batch_rows == 100_000
+    assert len(compute.example_batch(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), 100_000)) == 100_000
+    done = subprocess.run(
+        [sys.executable, "-c", FOOTPRINT_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    footprint = json.loads(done.stdout.strip().splitlines()[-1])
+    assert footprint["serialized_bytes"] == 2 * MIB
+    assert footprint["load_bytes"] >= 60 * MIB
+    assert footprint["model_bytes"] == footprint["load_bytes"]
+    assert footprint["batch_bytes"] >= 120 * MIB
+    assert footprint["batch_rows"] == 100_000
 
 
 class _FakeCuda:
