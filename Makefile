@@ -76,12 +76,12 @@ test-slow: setup ## run only the slow end-to-end tests
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 audit: setup ## pip-audit of requirements.lock; exit 2 (and says so) when the vulnerability service cannot be reached
-	$(BIN)/python -m dagster_project.lib.audit requirements.lock
+	$(BIN)/python -m benchmarks.audit requirements.lock
 
 SOAK_SECONDS ?= 600
 SOAK_RATE ?= 200
 soak: setup ## 10-minute loopback soak of /predict at SOAK_RATE req/s on the current champion (after make demo): errors, latency, RSS, fds
-	$(BIN)/python -m dagster_project.lib.soak --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE)
+	$(BIN)/python -m benchmarks.soak --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE)
 
 bench: setup ## performance suite (serving, batch, features, training, scaling; ~12 min): benchmarks/report.md + report.json
 	$(BIN)/python -m benchmarks.suite --out benchmarks
@@ -134,7 +134,7 @@ START_LOCAL_S3 = if [ -n "$(LOCAL_S3)" ]; then \
 	&& $(SERVICES) wait s3 >/dev/null; fi
 
 # The tier's MLflow store and artifact root (PostgreSQL and S3 on `server`), read from settings.
-MLFLOW_STORE = $(shell $(BIN)/python -c 'from dagster_project.lib import settings; \
+MLFLOW_STORE = $(shell $(BIN)/python -c 'from dagster_project.platform import settings; \
 	p = settings.paths(); print("--backend-store-uri", p.mlflow_tracking_uri, "--default-artifact-root", p.mlflow_artifacts)')
 
 up: setup ## start Dagster (UI + daemon), Airflow, MLflow UI, Feast UI, serving and the stream consumer in the background (PROFILE=server: on PostgreSQL, Redis, S3)
@@ -169,7 +169,7 @@ down: ## stop what `make up` started
 	@$(SERVICES) stop consumer serving feast mlflow airflow dagster s3
 
 feast-registry: setup ## write the tier's Feast config under MLOPS_HOME; `feast apply` (on `local` only if no registry yet)
-	@$(BIN)/python -c 'from dagster_project.lib import feast_store as f, settings as s; \
+	@$(BIN)/python -c 'from dagster_project.features import feast_store as f; from dagster_project.platform import settings as s; \
 		p = s.paths(); f.resolve_config(p.feast_template, p.feast_dir, p.feast_overrides())'
 	@mkdir -p $(RUN_DIR)
 	@{ [ "$(PROFILE)" = local ] && test -f $(MLOPS_HOME)/feast/registry.db; } \

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dagster_project.lib import cleaning, features, sources
+from dagster_project.features import engineering
+from dagster_project.ingestion import cleaning, sources
 
 PACKAGES = (
     "dagster",
@@ -170,10 +171,10 @@ def feature_tables(
 ) -> dict[str, pd.DataFrame]:
     """The four offline tables of `flight_delay_v1` (what the feature assets write)."""
     return {
-        "origin_weather": features.origin_weather(weather),
-        "carrier_delay_stats": features.carrier_delay_stats(flights),
-        "route_delay_stats": features.route_delay_stats(flights),
-        "plane_specs": features.plane_specs(planes),
+        "origin_weather": engineering.origin_weather(weather),
+        "carrier_delay_stats": engineering.carrier_delay_stats(flights),
+        "route_delay_stats": engineering.route_delay_stats(flights),
+        "plane_specs": engineering.plane_specs(planes),
     }
 
 
@@ -191,7 +192,7 @@ VIEWS = {
 def merge_asof_join(entities: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Point-in-time join by hand: per view, the latest row with ``event_timestamp`` at or
     before the entity's, no older than the view's ttl; plus the request-time features."""
-    ts = features.TS
+    ts = engineering.TS
     out = entities.sort_values(ts, kind="stable")
     out[ts] = out[ts].astype("datetime64[ns, UTC]")
     for name, (key, ttl) in VIEWS.items():
@@ -208,7 +209,7 @@ def merge_asof_join(entities: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> 
             direction="backward",
             tolerance=ttl,
         ).drop(columns=f"_{name}_ts")
-    request = features.request_time_features(out[["sched_dep_epoch_s", "distance"]])
+    request = engineering.request_time_features(out[["sched_dep_epoch_s", "distance"]])
     return pd.concat([out.reset_index(drop=True), request.reset_index(drop=True)], axis=1)
 
 

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.common import accepted
-from dagster_project.lib import cleaning, features
-from dagster_project.lib.feast_store import FeatureStoreClient
-from dagster_project.lib.settings import FEATURE_REPO
+from dagster_project.features import engineering
+from dagster_project.features.feast_store import FeatureStoreClient
+from dagster_project.ingestion import cleaning
+from dagster_project.platform.settings import FEATURE_REPO
 
 
 def _median(fn: Callable[[], object], repeat: int) -> float:
@@ -41,10 +42,10 @@ def main() -> None:
     planes = cleaning.validated_reference(accepted("planes"))
 
     def build() -> None:
-        features.origin_weather(weather)
-        features.carrier_delay_stats(flights)
-        features.route_delay_stats(flights)
-        features.plane_specs(planes)
+        engineering.origin_weather(weather)
+        engineering.carrier_delay_stats(flights)
+        engineering.route_delay_stats(flights)
+        engineering.plane_specs(planes)
 
     input_rows = len(flights) * 2 + len(weather) + len(planes)
     build_s = _median(build, args.repeat)
@@ -55,12 +56,12 @@ def main() -> None:
             Path(tmp) / "feast",
             f"{tmp}/features",
         )
-        client.write_offline_table("origin_weather", features.origin_weather(weather))
-        client.write_offline_table("carrier_delay_stats", features.carrier_delay_stats(flights))
-        client.write_offline_table("route_delay_stats", features.route_delay_stats(flights))
-        client.write_offline_table("plane_specs", features.plane_specs(planes))
+        client.write_offline_table("origin_weather", engineering.origin_weather(weather))
+        client.write_offline_table("carrier_delay_stats", engineering.carrier_delay_stats(flights))
+        client.write_offline_table("route_delay_stats", engineering.route_delay_stats(flights))
+        client.write_offline_table("plane_specs", engineering.plane_specs(planes))
         client.apply()
-        entities = features.training_entities(flights)
+        entities = engineering.training_entities(flights)
         join_s = _median(
             lambda: client.historical_features(entities, "flight_delay_v1"), args.repeat
         )

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from benchmarks.common import percentiles
-from dagster_project.lib.soak import run_sync
+from benchmarks.soak import run_sync
 
 
 @dataclass

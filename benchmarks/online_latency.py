@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from dagster_project.lib import server
-from dagster_project.lib.feast_store import FeatureStoreClient
-from dagster_project.lib.settings import FEATURE_REPO, Paths, ServerSettings
+from dagster_project.features.feast_store import FeatureStoreClient
+from dagster_project.platform import server
+from dagster_project.platform.settings import FEATURE_REPO, Paths, ServerSettings
 
 SERVICE = "flight_delay_v1"
 
@@ -35,7 +35,7 @@ def build_features(home: Path, days: int) -> Paths:
     import dagster as dg
 
     from dagster_project.definitions import build_definitions
-    from dagster_project.partitions import range_tags
+    from dagster_project.orchestration.partitions import range_tags
 
     paths = Paths(home)
     end = f"2013-01-{days:02d}"
@@ -52,7 +52,7 @@ def build_features(home: Path, days: int) -> Paths:
 
 
 def entity_rows(paths: Paths, n: int, seed: int = 7) -> list[dict]:
-    from dagster_project.lib import storage
+    from dagster_project.platform import storage
 
     files = storage.list_files(f"{paths.lake_url}/validated_flights", ".parquet")
     flights = pd.concat([storage.read_parquet(f) for f in files], ignore_index=True)

@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import common, loadgen
-from dagster_project.lib import features, settings
+from dagster_project.features import engineering
+from dagster_project.platform import settings
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE = "flight_delay_v1"
@@ -226,7 +227,7 @@ class State:
             if self.training_set_file.exists():
                 self._training_set = pd.read_parquet(self.training_set_file)
             else:
-                entities = features.training_entities(self.flights)
+                entities = engineering.training_entities(self.flights)
                 df = _client(self.paths).historical_features(entities, SERVICE)
                 self._training_set = df.sort_values(
                     ["event_timestamp", "flight_id"], kind="stable"
@@ -246,7 +247,7 @@ def build(report: Report, state: State, sizes: Sizes) -> None:
     import dagster as dg
 
     from dagster_project.definitions import build_definitions
-    from dagster_project.partitions import range_tags
+    from dagster_project.orchestration.partitions import range_tags
 
     defs = build_definitions(state.paths, serving_port=_free_port())
     instance = dg.DagsterInstance.ephemeral()
@@ -295,7 +296,7 @@ def build(report: Report, state: State, sizes: Sizes) -> None:
 
 
 def _client(paths: settings.Paths, state_dir: Path | None = None, features_url: str | None = None):
-    from dagster_project.lib.feast_store import FeatureStoreClient
+    from dagster_project.features.feast_store import FeatureStoreClient
 
     return FeatureStoreClient(
         settings.FEATURE_REPO,
@@ -309,7 +310,7 @@ def _client(paths: settings.Paths, state_dir: Path | None = None, features_url: 
 def pit_join(report: Report, state: State, sizes: Sizes) -> None:
     """Feast `get_historical_features` vs the hand-written merge_asof join, same entities."""
     client = _client(state.paths)
-    entities = features.training_entities(state.flights)
+    entities = engineering.training_entities(state.flights)
     tables = {
         name: pd.read_parquet(f"{state.paths.features_url}/{name}.parquet") for name in common.VIEWS
     }
@@ -364,7 +365,7 @@ def materialization(report: Report, state: State, sizes: Sizes) -> None:
         )
     if not sizes.redis:
         return
-    from dagster_project.lib import server
+    from dagster_project.platform import server
 
     tier = settings.ServerSettings(namespace=f"bench{uuid.uuid4().hex[:8]}")
     try:
@@ -382,7 +383,7 @@ def materialization(report: Report, state: State, sizes: Sizes) -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             server_paths = settings.Paths(state.paths.home, tier)
-            from dagster_project.lib.feast_store import FeatureStoreClient
+            from dagster_project.features.feast_store import FeatureStoreClient
 
             redis = FeatureStoreClient(
                 settings.FEATURE_REPO,
@@ -408,8 +409,8 @@ def materialization(report: Report, state: State, sizes: Sizes) -> None:
 
 def training(report: Report, state: State, sizes: Sizes) -> None:
     """XGBoost fit, one Optuna trial registered as champion (MLflow), one torch epoch."""
-    from dagster_project.lib import models, tracking
-    from dagster_project.lib import training as tr
+    from dagster_project.training import models, tracking
+    from dagster_project.training import pipeline as tr
 
     df = state.training_set
     split = tr.time_split(df, sizes.holdout_days, sizes.validation_days)
@@ -568,9 +569,10 @@ def in_process(
     and our endpoint's own path (lookup, assembly, predict, logging) without HTTP."""
     import mlflow.pyfunc
 
-    from dagster_project.lib.preprocess import NUMERIC, input_frame
-    from dagster_project.serving.app import Predictor, ServingConfig, entity_row
+    from dagster_project.serving.config import ServingConfig
+    from dagster_project.serving.predictor import Predictor, entity_row
     from dagster_project.serving.schemas import Flight
+    from dagster_project.training.preprocess import NUMERIC, input_frame
 
     client = _client(state.paths)
     model = mlflow.pyfunc.load_model("models:/flight_delay@champion")
@@ -622,7 +624,7 @@ def in_process(
 
 
 def serving(report: Report, state: State, sizes: Sizes) -> None:
-    from dagster_project.lib import tracking
+    from dagster_project.training import tracking
 
     tracking.Registry(state.paths.mlflow_tracking_uri)  # models:/ URIs resolve in this store
     payloads = request_payloads(state.flights, max(sizes.inproc_requests, 1000))
@@ -712,9 +714,9 @@ def mlflow_serve(
     """`mlflow models serve` of the same champion, features passed in the request."""
     import mlflow.pyfunc
 
-    from dagster_project.lib.preprocess import FEATURES, NUMERIC, input_frame
-    from dagster_project.serving.app import entity_row
+    from dagster_project.serving.predictor import entity_row
     from dagster_project.serving.schemas import Flight
+    from dagster_project.training.preprocess import FEATURES, NUMERIC, input_frame
 
     client = _client(state.paths)
     rows = [entity_row(Flight(**p)) for p in payloads[:500]]
@@ -810,7 +812,7 @@ def batch_scoring(report: Report, state: State, sizes: Sizes, base: str) -> None
                 met,
                 f"{n / s:,.0f} flights/s, median of {len(times)}",
             )
-    from dagster_project.lib.preprocess import input_frame
+    from dagster_project.training.preprocess import input_frame
 
     model = mlflow.pyfunc.load_model("models:/flight_delay@champion")
     df = state.training_set
@@ -839,7 +841,7 @@ def scaling(report: Report, state: State, sizes: Sizes) -> None:
             )
         )
         tables = common.feature_tables(f, w, p)
-        entities = features.training_entities(f)
+        entities = engineering.training_entities(f)
         with tempfile.TemporaryDirectory() as tmp:
             client = _client(state.paths, Path(tmp) / "feast", f"{tmp}/features")
             for name, table in tables.items():

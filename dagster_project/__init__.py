@@ -1,1 +1,2 @@
-"""Flight-delay MLOps platform: Dagster code location plus orchestration-free libraries in `lib/`."""
+"""Flight-delay MLOps platform: domain packages of plain Python (no Dagster) and their thin Dagster
+definitions under ``defs/``, wired by ``definitions.py``. See docs/architecture.md."""

@@ -6,9 +6,8 @@ import os
 
 import dagster as dg
 
-from dagster_project.assets import (
+from dagster_project.defs import (
     features,
-    hardware,
     ingestion,
     monitoring,
     serving,
@@ -16,11 +15,11 @@ from dagster_project.assets import (
     training,
     validation,
 )
-from dagster_project.compute import k8s_executor, with_compute_classes
-from dagster_project.io_managers import LakeIOManager
-from dagster_project.jobs import jobs
-from dagster_project.lib import settings
-from dagster_project.resources import (
+from dagster_project.defs.jobs import jobs
+from dagster_project.defs.sensors import schedules, sensors
+from dagster_project.orchestration.compute_classes import k8s_executor
+from dagster_project.orchestration.io_managers import LakeIOManager
+from dagster_project.orchestration.resources import (
     Deployer,
     FeastResource,
     LandingZone,
@@ -29,7 +28,7 @@ from dagster_project.resources import (
     StreamResource,
     ValidationGate,
 )
-from dagster_project.sensors import schedules, sensors
+from dagster_project.platform import settings
 
 
 def build_resources(paths: settings.Paths, serving_port: int | None = None) -> dict[str, object]:
@@ -76,7 +75,6 @@ all_assets = [
     *features.assets,
     *training.assets,
     *serving.assets,
-    *hardware.assets,
     *monitoring.assets,
     *streaming.assets,
 ]
@@ -92,7 +90,7 @@ def build_definitions(
     tier = settings.profile()  # fail early on an unknown tier
     resources = build_resources(paths or settings.paths(), serving_port)
     return dg.Definitions(
-        assets=with_compute_classes(all_assets),
+        assets=all_assets,
         asset_checks=training.checks,
         jobs=jobs,
         sensors=sensors,

@@ -26,8 +26,8 @@ from feast import (
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
 
-from dagster_project.lib import stream
-from dagster_project.lib.features import WEATHER_COLUMNS
+from dagster_project.features.engineering import WEATHER_COLUMNS
+from dagster_project.streaming import traffic
 
 PROJECT = "flight_mlops"
 FEATURE_SERVICE = "flight_delay_v1"
@@ -37,7 +37,7 @@ TABLES = (
     "carrier_delay_stats",
     "route_delay_stats",
     "plane_specs",
-    stream.VIEW,
+    traffic.VIEW,
 )
 
 
@@ -93,7 +93,7 @@ def build(features_url: str) -> FeatureObjects:
 
     srcs: dict[str, FileSource | PushSource] = {t: source(t) for t in TABLES}
     # The streaming view: the consumer pushes live aggregates; the batch table backs it offline.
-    srcs[stream.VIEW] = PushSource(name=stream.PUSH_SOURCE, batch_source=srcs[stream.VIEW])
+    srcs[traffic.VIEW] = PushSource(name=traffic.PUSH_SOURCE, batch_source=srcs[traffic.VIEW])
     origin_weather = FeatureView(
         name="origin_weather",
         entities=[origin],
@@ -143,13 +143,13 @@ def build(features_url: str) -> FeatureObjects:
         owner="data-platform@flight-mlops",
     )
     origin_traffic = FeatureView(
-        name=stream.VIEW,
+        name=traffic.VIEW,
         entities=[origin],
         ttl=timedelta(hours=2),
-        source=srcs[stream.VIEW],
+        source=srcs[traffic.VIEW],
         schema=[
-            Field(name=stream.COUNT, dtype=Int64),
-            Field(name=stream.MEAN_DELAY, dtype=Float64),
+            Field(name=traffic.COUNT, dtype=Int64),
+            Field(name=traffic.MEAN_DELAY, dtype=Float64),
         ],
         description=(
             "Departures from the origin in the last 60 minutes and their mean delay, every 5 "
@@ -177,7 +177,7 @@ def build(features_url: str) -> FeatureObjects:
         description="Request-time features: local hour, weekday, month of departure; log distance.",
     )
     def flight_request_time(inputs: pd.DataFrame) -> pd.DataFrame:
-        from dagster_project.lib.features import request_time_features
+        from dagster_project.features.engineering import request_time_features
 
         return request_time_features(inputs)
 

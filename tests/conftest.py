@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dagster_project.lib.settings import Paths
+from dagster_project.platform.settings import Paths
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -64,8 +64,8 @@ def spine(tmp_path_factory) -> Iterator[Spine]:
     import dagster as dg
 
     from dagster_project.definitions import build_definitions
-    from dagster_project.lib.deploy import LocalEndpoint
-    from dagster_project.partitions import range_tags
+    from dagster_project.orchestration.partitions import range_tags
+    from dagster_project.serving.deploy import LocalEndpoint
 
     paths = Paths(tmp_path_factory.mktemp("spine") / "mlops")
     port = free_port()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dagster_project.lib import stream
+from dagster_project.streaming import traffic
 
 
 def assert_live_matches_batch(pushed: list[pd.DataFrame], batch: pd.DataFrame) -> int:
@@ -14,10 +14,10 @@ def assert_live_matches_batch(pushed: list[pd.DataFrame], batch: pd.DataFrame) -
     live = pd.concat(pushed, ignore_index=True)
     both = live.merge(batch, on=["origin", "event_timestamp"], suffixes=("_live", "_batch"))
     assert len(both) == len(live), "a pushed boundary is missing from the batch table"
-    assert (both[f"{stream.COUNT}_live"] == both[f"{stream.COUNT}_batch"]).all()
+    assert (both[f"{traffic.COUNT}_live"] == both[f"{traffic.COUNT}_batch"]).all()
     np.testing.assert_allclose(
-        both[f"{stream.MEAN_DELAY}_live"].astype(float),
-        both[f"{stream.MEAN_DELAY}_batch"].astype(float),
+        both[f"{traffic.MEAN_DELAY}_live"].astype(float),
+        both[f"{traffic.MEAN_DELAY}_batch"].astype(float),
         rtol=1e-9,
         equal_nan=True,
     )

@@ -10,11 +10,13 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from dagster_project.assets import features as feature_assets
-from dagster_project.assets import metadata
 from dagster_project.definitions import defs
-from dagster_project.lib import cleaning, features, landing, stream
-from dagster_project.lib.gate import REJECTED_BY
+from dagster_project.defs import features as feature_assets
+from dagster_project.features import engineering
+from dagster_project.ingestion import cleaning, landing
+from dagster_project.ingestion.gate import REJECTED_BY
+from dagster_project.orchestration import metadata
+from dagster_project.streaming import traffic
 
 DAY = date(2013, 1, 2)
 
@@ -66,11 +68,11 @@ def _validated(tmp_path) -> dict[str, pd.DataFrame]:
 
 
 BUILDERS = {
-    "origin_weather": features.origin_weather,
-    "carrier_delay_stats": features.carrier_delay_stats,
-    "route_delay_stats": features.route_delay_stats,
-    "plane_specs": features.plane_specs,
-    stream.VIEW: stream.origin_traffic,
+    "origin_weather": engineering.origin_weather,
+    "carrier_delay_stats": engineering.carrier_delay_stats,
+    "route_delay_stats": engineering.route_delay_stats,
+    "plane_specs": engineering.plane_specs,
+    traffic.VIEW: traffic.origin_traffic,
 }
 
 
@@ -85,7 +87,7 @@ def test_feature_column_lineage_matches_the_builders(table, tmp_path):
     mapped = set(lineage.deps_by_column)
     # every output column is mapped, except the static timestamp of plane_specs
     assert mapped <= set(built.columns)
-    assert set(built.columns) - mapped <= {features.TS}
+    assert set(built.columns) - mapped <= {engineering.TS}
     for column, deps in lineage.deps_by_column.items():
         for dep in deps:
             assert dep.asset_key == dg.AssetKey(upstream)
@@ -94,10 +96,10 @@ def test_feature_column_lineage_matches_the_builders(table, tmp_path):
 
 def test_training_set_lineage_covers_entities_label_and_features(tmp_path):
     validated = _validated(tmp_path)["validated_flights"]
-    entities = features.training_entities(validated)
+    entities = engineering.training_entities(validated)
     lineage = feature_assets.training_set_lineage()["dagster/column_lineage"].deps_by_column
     assert set(entities.columns) <= set(lineage)
-    assert [d.column_name for d in lineage[features.LABEL]] == ["dep_delay"]
+    assert [d.column_name for d in lineage[engineering.LABEL]] == ["dep_delay"]
     assert lineage["carrier_delayed_share_7d"][0].asset_key == dg.AssetKey("carrier_delay_stats")
     for deps in lineage.values():
         for dep in deps:

@@ -6,17 +6,17 @@ import dagster as dg
 import pytest
 from dagster_k8s import k8s_job_executor
 
-from dagster_project.compute import (
+from dagster_project.definitions import build_definitions, defs
+from dagster_project.orchestration.compute_classes import (
     COMPUTE_CLASS_TAG,
     K8S_CONFIG_TAG,
+    compute_asset,
     usage_from_metadata,
-    with_compute_class,
 )
-from dagster_project.definitions import build_definitions, defs
-from dagster_project.lib import compute
-from dagster_project.lib.compute import MIB
+from dagster_project.platform import compute_classes
+from dagster_project.platform.compute_classes import MIB
 
-PROFILES = compute.load_profiles()
+PROFILES = compute_classes.load_profiles()
 
 
 def test_every_asset_runs_on_its_groups_class():
@@ -35,7 +35,7 @@ def test_every_asset_runs_on_its_groups_class():
 
 
 def test_the_k8s_tier_runs_each_step_in_its_own_pod(monkeypatch, tmp_path):
-    from dagster_project.lib.settings import Paths
+    from dagster_project.platform.settings import Paths
 
     monkeypatch.setenv("MLOPS_PROFILE", "k8s")
     k8s = build_definitions(Paths(tmp_path))
@@ -51,29 +51,25 @@ def test_the_k8s_tier_runs_each_step_in_its_own_pod(monkeypatch, tmp_path):
     assert defs.resolve_job_def("training_job").executor_def is dg.in_process_executor
 
 
-@dg.asset(group_name="training")
+@compute_asset(group_name="training")
 def returns_a_value() -> int:
     block = bytearray(64 * MIB)
     return len(block)
 
 
-@dg.asset(group_name="features", check_specs=[dg.AssetCheckSpec("positive", asset="yields")])
+@compute_asset(group_name="features", check_specs=[dg.AssetCheckSpec("positive", asset="yields")])
 def yields(returns_a_value: int):
     yield dg.Output(returns_a_value, metadata={"kept": 1})
     yield dg.AssetCheckResult(passed=returns_a_value > 0)
 
 
-@dg.asset(group_name="serving", deps=[yields])
+@compute_asset(group_name="serving", deps=[yields])
 def returns_a_result() -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"kept": 2})
 
 
 def test_every_materialization_records_usage_and_cost():
-    assets = [
-        with_compute_class(a, PROFILES.for_group(next(iter(a.group_names_by_key.values()))))
-        for a in (returns_a_value, yields, returns_a_result)
-    ]
-    result = dg.materialize(assets)
+    result = dg.materialize([returns_a_value, yields, returns_a_result])
     assert result.success
     assert [c.passed for c in result.get_asset_check_evaluations()] == [True]
     seen = {}

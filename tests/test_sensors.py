@@ -6,13 +6,13 @@ import json
 import dagster as dg
 import pytest
 
-from dagster_project.lib import loop
-from dagster_project.resources import MonitoringResource
-from dagster_project.sensors import (
+from dagster_project.defs.sensors import (
     new_labels_sensor,
     quality_breach_sensor,
     weekly_retrain_schedule,
 )
+from dagster_project.monitoring import retraining
+from dagster_project.orchestration.resources import MonitoringResource
 
 
 @pytest.fixture
@@ -64,9 +64,9 @@ def test_a_breach_requests_exactly_one_run_and_the_cursor_stops_a_second(monitor
         result = _tick(quality_breach_sensor, instance, monitor)
         (request,) = result.run_requests
         assert request.run_key == "quality:2013-07-01..2013-07-02"
-        assert request.tags[loop.TAG_TRIGGER] == "quality_breach_sensor"
-        assert "0.58" in request.tags[loop.TAG_REASON]
-        assert float(request.tags[loop.TAG_BREACH_AT]) > 0
+        assert request.tags[retraining.TAG_TRIGGER] == "quality_breach_sensor"
+        assert "0.58" in request.tags[retraining.TAG_REASON]
+        assert float(request.tags[retraining.TAG_BREACH_AT]) > 0
         window = request.run_config["ops"]["training_set"]["config"]
         assert window == {"start_date": "2013-05-04", "end_date": "2013-07-02"}
         assert json.loads(result.cursor) == {"last_day": "2013-07-02"}

@@ -9,7 +9,8 @@ import sys
 
 import uvicorn
 
-from dagster_project.serving.app import RedactingFilter, ServingConfigError, create_app
+from dagster_project.serving.app import create_app
+from dagster_project.serving.config import RedactingFilter, ServingConfigError
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dagster_project.lib import sources
-from dagster_project.lib.expectations import NYC_ORIGINS, TERRITORY_AIRPORTS
+from dagster_project.ingestion import sources
+from dagster_project.ingestion.expectations import NYC_ORIGINS, TERRITORY_AIRPORTS
 
 EXAMPLE_FLIGHT: dict[str, Any] = {
     "carrier": "UA",

@@ -222,7 +222,7 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveUI]:
     import dagster as dg
 
     from dagster_project.definitions import build_definitions
-    from dagster_project.lib.settings import Paths
+    from dagster_project.platform.settings import Paths
 
     root = tmp_path_factory.mktemp("dagster_ui")
     home, mlops = root / "dagster_home", root / "mlops"
@@ -267,7 +267,7 @@ def _register_champion(tracking_uri: str, artifacts: Path) -> str:
     the project's tracking module), with a tiny artifact instead of a trained model."""
     import mlflow
 
-    from dagster_project.lib import tracking
+    from dagster_project.training import tracking
 
     tracking.configure(tracking_uri, str(artifacts))
     with mlflow.start_run(run_name="browser-test") as run:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dagster_project.lib.settings import REPO_ROOT
+from dagster_project.platform.settings import REPO_ROOT
 from tests.infra.manifests import INFRA
 
 DOCKERFILE = INFRA / "docker" / "Dockerfile"

@@ -18,12 +18,12 @@ from dagster_k8s.job import (
     get_user_defined_k8s_config,
 )
 
-from dagster_project.compute import k8s_executor
 from dagster_project.definitions import defs
-from dagster_project.lib import compute
+from dagster_project.orchestration.compute_classes import k8s_executor
+from dagster_project.platform import compute_classes
 from tests.infra.manifests import INFRA, KUBERNETES_VERSION
 
-PROFILES = compute.load_profiles()
+PROFILES = compute_classes.load_profiles()
 GROUPS = ("ingestion", "validation", "features", "streaming", "training", "serving", "monitoring")
 
 

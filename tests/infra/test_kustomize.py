@@ -10,7 +10,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from dagster_project.lib import compute
+from dagster_project.platform import compute_classes
 from tests.infra.manifests import INFRA, KUBERNETES_VERSION, OVERLAYS, render
 
 WORKLOADS = {"Deployment", "StatefulSet"}
@@ -164,7 +164,7 @@ def test_workloads_use_our_image_with_entry_points_that_exist(overlay):
 
 def test_prod_serves_on_the_serving_compute_class():
     docs = render(INFRA / "k8s" / "overlays" / "prod")
-    cls = compute.load_profiles().for_group("serving")
+    cls = compute_classes.load_profiles().for_group("serving")
     spec = by_kind(docs, "Deployment")["serving"]["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     assert container["resources"] == {"requests": cls.requests, "limits": cls.limits}

@@ -3,8 +3,8 @@
 import dagster as dg
 
 from dagster_project.cli import _cost_rows
-from dagster_project.compute import usage_from_metadata
-from dagster_project.lib import tracking
+from dagster_project.orchestration.compute_classes import usage_from_metadata
+from dagster_project.training import tracking
 
 
 def _registry(spine) -> tracking.Registry:

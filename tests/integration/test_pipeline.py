@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 
 from dagster_project.definitions import all_assets, build_definitions, build_resources
-from dagster_project.lib import landing, storage
-from dagster_project.lib.feast_store import FeatureStoreClient
-from dagster_project.lib.settings import FEATURE_REPO, Paths
-from dagster_project.partitions import range_tags
+from dagster_project.features.feast_store import FeatureStoreClient
+from dagster_project.ingestion import landing
+from dagster_project.orchestration.partitions import range_tags
+from dagster_project.platform import storage
+from dagster_project.platform.settings import FEATURE_REPO, Paths
 
 DAYS = ("2013-01-01", "2013-01-03")
 DAY = "2013-01-02"
@@ -272,7 +273,7 @@ def _failure_text(result: dg.ExecuteInProcessResult) -> str:
 
 
 def _champion(paths: Paths) -> tuple[str, str] | None:
-    from dagster_project.lib import tracking
+    from dagster_project.training import tracking
 
     found = tracking.Registry(paths.mlflow_tracking_uri).by_alias(tracking.CHAMPION)
     return (found.version, found.run_id) if found else None
@@ -287,7 +288,7 @@ def corpus_state(good_state, tmp_path_factory) -> Paths:
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from dagster_project.lib import tracking
+    from dagster_project.training import tracking
 
     paths = _copy_state(good_state, tmp_path_factory.mktemp("corpus"))
     tracking.configure(paths.mlflow_tracking_uri, paths.mlflow_artifacts)

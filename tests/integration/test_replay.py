@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 
 from dagster_project.definitions import build_definitions
-from dagster_project.lib import landing, loop, tracking
-from dagster_project.lib.settings import Paths
-from dagster_project.replay import ReplayError, replay
-from dagster_project.resources import MonitoringResource
+from dagster_project.ingestion import landing
+from dagster_project.monitoring import retraining
+from dagster_project.orchestration.replay import ReplayError, replay
+from dagster_project.orchestration.resources import MonitoringResource
+from dagster_project.platform.settings import Paths
+from dagster_project.training import tracking
 from tests.conftest import free_port
 
 START, END, DRIFT_FROM = date(2013, 1, 25), date(2013, 1, 30), date(2013, 1, 26)
@@ -65,24 +67,24 @@ def test_planted_drift_triggers_a_gated_retrain(replayed):
     assert first.day >= str(DRIFT_FROM)
     assert "visib" in first.reason or "wind_speed" in first.reason
     assert first.breach_to_start_s < 60
-    records = loop.read_retrains(paths.monitoring_dir / "retrains.jsonl")
+    records = retraining.read_retrains(paths.monitoring_dir / "retrains.jsonl")
     gated = [r for r in records if r["trigger"] == "quality_breach_sensor"]
     assert gated
     assert gated[0]["decision"] in {"promoted", "rejected"}
     assert gated[0]["data_window"].endswith(first.day)
     run = instance.get_run_by_id(first.run_id)
-    assert run.tags[loop.TAG_REASON].startswith("drift")
+    assert run.tags[retraining.TAG_REASON].startswith("drift")
     assert run.tags["dagster/run_key"].startswith("drift:")
 
 
 def test_a_promoted_retrain_is_what_the_endpoint_serves_next(replayed):
     paths, _, _ = replayed
-    records = loop.read_retrains(paths.monitoring_dir / "retrains.jsonl")
+    records = retraining.read_retrains(paths.monitoring_dir / "retrains.jsonl")
     promoted = [
         r for r in records if r["decision"] == "promoted" and r["trigger"] != "replay_bootstrap"
     ]
     champion = tracking.Registry(paths.mlflow_tracking_uri).by_alias(tracking.CHAMPION)
-    log = loop.read_prediction_log(paths.prediction_log_dir, str(END + timedelta(days=1)))
+    log = retraining.read_prediction_log(paths.prediction_log_dir, str(END + timedelta(days=1)))
     assert log, "the last day scored the next day's flights"
     served = {r["model_version"] for r in log}
     if promoted:

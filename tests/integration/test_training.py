@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_project.lib import models, promotion, storage, tracking, training
-from dagster_project.lib.features import LABEL
+from dagster_project.features.engineering import LABEL
+from dagster_project.platform import storage
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT
+from dagster_project.training import models, pipeline, promotion, tracking
 
 
 def _registry(spine) -> tracking.Registry:
@@ -156,7 +157,7 @@ def test_gate_rejection_blocks_deployment_and_is_recorded(spine, first_model):
 
 def _register(registry, model, sample) -> tracking.VersionInfo:
     with mlflow.start_run() as run:
-        info = training.log_model(model, sample, {})
+        info = pipeline.log_model(model, sample, {})
     version = registry.register(info.model_uri, run.info.run_id, {"threshold": "0.3"})
     registry.set_alias(tracking.CHALLENGER, version.version)
     return version
@@ -165,7 +166,7 @@ def _register(registry, model, sample) -> tracking.VersionInfo:
 def test_gate_promotes_a_better_model_and_rejects_a_worse_one(spine, first_model, tmp_path):
     """Constructed models in a fresh registry: one trained on shuffled labels (no signal)."""
     training_set = storage.read_parquet(f"{spine.paths.lake_url}/training_set.parquet")
-    split = training.time_split(training_set, holdout_days=5, validation_days=4)
+    split = pipeline.time_split(training_set, holdout_days=5, validation_days=4)
     params = {"max_depth": 4, "eta": 0.1, "num_boost_round": 200}
     good = models.fit_xgboost(split.train, split.validation, params)
     shuffled = split.train.assign(

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dagster_project.lib.settings import REPO_ROOT
-from dagster_project.serving.app import ServingConfig
+from dagster_project.platform.settings import REPO_ROOT
+from dagster_project.serving.config import ServingConfig
 from tests.conftest import free_port
 
 LAUNCHER = """
@@ -110,7 +110,7 @@ def spine_flights(n: int = 200) -> list[dict]:
     """Flights the spine has features for (its last days are the 3 weeks of January)."""
     from datetime import date
 
-    from dagster_project.lib.soak import flight_requests
+    from benchmarks.soak import flight_requests
 
     return flight_requests(date(2013, 1, 22), limit=n)
 

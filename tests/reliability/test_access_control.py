@@ -16,11 +16,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from dagster_project.lib import audit, settings, tracking
-from dagster_project.lib.settings import REPO_ROOT, Paths
+from benchmarks import audit
+from dagster_project.platform import settings
+from dagster_project.platform.settings import REPO_ROOT, Paths
 from dagster_project.serving import app as serving
-from dagster_project.serving.app import ServingConfig, ServingConfigError, create_app
+from dagster_project.serving.app import create_app
+from dagster_project.serving.config import ServingConfig, ServingConfigError
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT, MAX_BATCH
+from dagster_project.training import tracking
 
 TOKEN = "tok-9f2c5e1d7a"
 
@@ -274,7 +277,7 @@ def test_secrets_only_from_the_environment(monkeypatch):
     assert "${MLOPS_REDIS_PASSWORD}" in overrides["online_store"]
     assert "pw-from-env-123" not in json.dumps(overrides)
     assert "redis-pw-456" not in json.dumps(overrides)
-    from dagster_project.lib import server as server_lib
+    from dagster_project.platform import server as server_lib
 
     assert server_lib.dagster_yaml(server)["storage"]["postgres"]["postgres_db"]["password"] == {
         "env": "MLOPS_PG_PASSWORD"

@@ -19,9 +19,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dagster_project.lib import loop, storage
-from dagster_project.lib.settings import REPO_ROOT
-from dagster_project.serving.app import PredictionLog
+from dagster_project.monitoring import retraining
+from dagster_project.platform import storage
+from dagster_project.platform.settings import REPO_ROOT
+from dagster_project.serving.prediction_log import PredictionLog
 
 
 def _spawn(code: str, *args: str) -> subprocess.Popen:
@@ -50,7 +51,7 @@ def _kill(proc: subprocess.Popen, after_s: float) -> None:
 LAKE_WRITER = """
 import io, sys
 import numpy as np, pandas as pd
-from dagster_project.lib import storage
+from dagster_project.platform import storage
 url = sys.argv[1]
 rng = np.random.default_rng(0)
 n = 2_000_000
@@ -107,7 +108,7 @@ while True:
 
 
 def _check_log(folder: Path) -> list[dict]:
-    records = loop.read_prediction_log(folder, "2013-08-01")
+    records = retraining.read_prediction_log(folder, "2013-08-01")
     for r in records:  # every record read back is whole
         assert set(r) == {"scheduled_date", "request_id", "n", "pad"}
         assert len(r["pad"]) == 1500
@@ -139,10 +140,13 @@ def test_a_torn_last_line_is_skipped_and_never_glued_to_the_next(tmp_path: Path,
     path = folder / "2013-08-01.jsonl"
     size = path.stat().st_size
     os.truncate(path, size - 7)  # the third record loses its end
-    assert [r["request_id"] for r in loop.read_prediction_log(folder, "2013-08-01")] == ["0", "1"]
+    assert [r["request_id"] for r in retraining.read_prediction_log(folder, "2013-08-01")] == [
+        "0",
+        "1",
+    ]
     assert "torn line" in caplog.text
     PredictionLog(folder).append([{"scheduled_date": "2013-08-01", "request_id": "3"}])
-    ids = [r["request_id"] for r in loop.read_prediction_log(folder, "2013-08-01")]
+    ids = [r["request_id"] for r in retraining.read_prediction_log(folder, "2013-08-01")]
     assert ids == ["0", "1", "3"]
     lines = path.read_text().splitlines()
     assert json.loads(lines[-1])["request_id"] == "3"
@@ -154,7 +158,7 @@ import sys
 import numpy as np
 import mlflow, mlflow.sklearn
 from sklearn.linear_model import LogisticRegression
-from dagster_project.lib import tracking
+from dagster_project.training import tracking
 uri, artifacts = sys.argv[1], sys.argv[2]
 tracking.configure(uri, artifacts)
 registry = tracking.Registry(uri)
@@ -173,8 +177,8 @@ while True:
 def test_champion_alias_never_names_a_half_registered_version(tmp_path: Path):
     import mlflow.pyfunc
 
-    from dagster_project.lib import tracking
-    from dagster_project.serving.app import under_roots
+    from dagster_project.serving.config import under_roots
+    from dagster_project.training import tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     artifacts = str(tmp_path / "artifacts")

@@ -15,12 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from dagster_project.lib import features, tracking
-from dagster_project.lib.expectations import NYC_ORIGINS
-from dagster_project.lib.preprocess import CATEGORICAL, NUMERIC, Preprocessor, input_frame
-from dagster_project.lib.settings import Paths
-from dagster_project.serving.app import ServingConfig, create_app, entity_row
+from dagster_project.features import engineering
+from dagster_project.ingestion.expectations import NYC_ORIGINS
+from dagster_project.platform.settings import Paths
+from dagster_project.serving.app import create_app
+from dagster_project.serving.config import ServingConfig
+from dagster_project.serving.predictor import entity_row
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT, Flight
+from dagster_project.training import tracking
+from dagster_project.training.preprocess import CATEGORICAL, NUMERIC, Preprocessor, input_frame
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -78,7 +81,7 @@ def test_valid_flights_at_any_time_make_finite_request_features(when, distance):
         EXAMPLE_FLIGHT | {"scheduled_departure": when.isoformat(), "distance": distance}
     )
     row = entity_row(flight)
-    out = features.request_time_features(pd.DataFrame([row]))
+    out = engineering.request_time_features(pd.DataFrame([row]))
     assert out.notna().all().all()
     assert np.isfinite(out.to_numpy(dtype="float64")).all()
     assert 0 <= out["dep_hour"][0] <= 23
@@ -192,11 +195,11 @@ def test_trailing_departure_stats_are_finite_and_never_from_the_future(rows, win
             "departed_at": sched + pd.to_timedelta(delay, unit="min"),
         }
     )
-    out = features.trailing_departure_stats(flights, "carrier", window, "carrier")
+    out = engineering.trailing_departure_stats(flights, "carrier", window, "carrier")
     if out.empty:
         assert flights["departed_at"].notna().sum() == 0
         return
-    stats = out.drop(columns=["carrier", features.TS])
+    stats = out.drop(columns=["carrier", engineering.TS])
     assert np.isfinite(stats.to_numpy(dtype="float64")).all()
     assert (out[f"carrier_departures_{window}d"] > 0).all()
     share = out[f"carrier_delayed_share_{window}d"]
@@ -204,7 +207,7 @@ def test_trailing_departure_stats_are_finite_and_never_from_the_future(rows, win
     # a row stamped at t only summarizes departures before t
     for _, row in out.iterrows():
         before = flights[
-            (flights["carrier"] == row["carrier"]) & (flights["departed_at"] < row[features.TS])
+            (flights["carrier"] == row["carrier"]) & (flights["departed_at"] < row[engineering.TS])
         ]
         assert row[f"carrier_departures_{window}d"] <= len(before)
 
@@ -230,10 +233,10 @@ def test_origin_weather_keeps_missing_rain_missing_not_invented(values):
                 pd.Timestamp("2013-01-01T00:00:00Z") + pd.Timedelta(hours=h) for _, h, _ in values
             ],
             "precip": [p for _, _, p in values],
-            **{c: 1.0 for c in features.WEATHER_COLUMNS if c != "precip"},
+            **{c: 1.0 for c in engineering.WEATHER_COLUMNS if c != "precip"},
         }
     )
-    out = features.origin_weather(weather)
+    out = engineering.origin_weather(weather)
     assert len(out) == len(weather)
     known = out["precip_3h"].dropna()
     assert (known >= 0).all()

@@ -14,11 +14,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from dagster_project.lib import soak, tracking
-from dagster_project.lib.feast_store import FeatureStoreClient
-from dagster_project.lib.settings import FEATURE_REPO
+from benchmarks import soak
+from dagster_project.features.feast_store import FeatureStoreClient
+from dagster_project.platform.settings import FEATURE_REPO
 from dagster_project.serving.app import create_app
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT
+from dagster_project.training import tracking
 from tests.reliability.conftest import serve, spine_flights
 
 pytestmark = pytest.mark.timeout(600)

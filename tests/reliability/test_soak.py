@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from dagster_project.lib import soak
+from benchmarks import soak
 from tests.reliability.conftest import serve, spine_flights
 
 RATE = 200

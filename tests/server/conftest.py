@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dagster_project.lib import server
-from dagster_project.lib.settings import ServerSettings
+from dagster_project.platform import server
+from dagster_project.platform.settings import ServerSettings
 from tests.conftest import free_port
 
 

@@ -10,11 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dagster_project.definitions import build_definitions
-from dagster_project.lib import server, settings, storage, tracking
-from dagster_project.partitions import range_tags
-from dagster_project.replay import run_job
-from dagster_project.serving.app import ServingConfig, create_app
+from dagster_project.orchestration.partitions import range_tags
+from dagster_project.orchestration.replay import run_job
+from dagster_project.platform import server, settings, storage
+from dagster_project.serving.app import create_app
+from dagster_project.serving.config import ServingConfig
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT
+from dagster_project.training import tracking
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_project.lib import server, settings, stream
-from dagster_project.lib.feast_store import FeatureStoreClient
+from dagster_project.features.feast_store import FeatureStoreClient
+from dagster_project.platform import server, settings
+from dagster_project.streaming import consumer, event_log, traffic, window_state
 from feature_repo.definitions import TRAFFIC_SERVICE
 from tests.stream_parity import assert_live_matches_batch
 
@@ -46,46 +47,46 @@ def _online(client: FeatureStoreClient, origins: list[str]) -> pd.DataFrame:
 
 def _redis_parts(
     tier: settings.ServerSettings,
-) -> tuple[stream.RedisEventLog, stream.RedisWindowState]:
+) -> tuple[event_log.RedisEventLog, window_state.RedisWindowState]:
     client = server.redis_client(tier)
-    return stream.RedisEventLog(client, tier.redis_prefix), stream.RedisWindowState(
+    return event_log.RedisEventLog(client, tier.redis_prefix), window_state.RedisWindowState(
         client, tier.redis_prefix
     )
 
 
 def test_stream_and_batch_agree_through_redis_and_feast(server_tier):
-    flights = stream.day_flights(date(2013, 6, 14))
-    events = stream.departures(flights)
+    flights = traffic.day_flights(date(2013, 6, 14))
+    events = traffic.departures(flights)
     feast = _feast()
     log, state = _redis_parts(server_tier)
     log.publish(events)
-    consumer = stream.Consumer(log, state, feast.push, batch_size=25, keep_pushed=True)
-    stats = consumer.run(idle_exit_s=0.2, block_ms=50)
+    worker = consumer.Consumer(log, state, feast.push, batch_size=25, keep_pushed=True)
+    stats = worker.run(idle_exit_s=0.2, block_ms=50)
     assert stats.events == len(events)
-    assert log.backlog(stream.GROUP) == 0
+    assert log.backlog(traffic.GROUP) == 0
 
-    batch = stream.origin_traffic(flights)
+    batch = traffic.origin_traffic(flights)
     assert assert_live_matches_batch(stats.pushed, batch) >= 3 * 20
     # What the online store serves is the batch value at the last closed boundary.
     last = batch.loc[batch["event_timestamp"] == stats.last_boundary].set_index("origin")
     online = _online(feast, list(last.index))
-    assert (online[stream.COUNT] == last[stream.COUNT]).all()
+    assert (online[traffic.COUNT] == last[traffic.COUNT]).all()
     np.testing.assert_allclose(
-        online[stream.MEAN_DELAY].astype(float), last[stream.MEAN_DELAY], rtol=1e-9
+        online[traffic.MEAN_DELAY].astype(float), last[traffic.MEAN_DELAY], rtol=1e-9
     )
 
 
-def _one_window_of_events(n: int) -> tuple[list[stream.Departure], datetime]:
+def _one_window_of_events(n: int) -> tuple[list[traffic.Departure], datetime]:
     """``n`` real departures re-timed 5 s apart inside one window, then one event just after the
     window's boundary that closes it: the boundary's aggregate covers all ``n`` events."""
-    real = stream.day_departures(date(2013, 5, 3))[:n]
+    real = traffic.day_departures(date(2013, 5, 3))[:n]
     boundary = datetime(2013, 5, 3, 18, 0, tzinfo=UTC)
     start = boundary - timedelta(minutes=55)
     events = [
-        stream.Departure(e.event_id, e.origin, start + timedelta(seconds=5 * i), e.dep_delay)
+        traffic.Departure(e.event_id, e.origin, start + timedelta(seconds=5 * i), e.dep_delay)
         for i, e in enumerate(real)
     ]
-    closing = stream.Departure("closing", "EWR", boundary + timedelta(seconds=30), 0.0)
+    closing = traffic.Departure("closing", "EWR", boundary + timedelta(seconds=30), 0.0)
     return [*events, closing], boundary
 
 
@@ -120,7 +121,7 @@ def test_a_killed_consumer_restarts_from_its_group_and_counts_every_event_once(s
     reader.start()
     reader.join(timeout=180)
     assert proc.wait(timeout=30) == -signal.SIGKILL, "".join(seen[-20:])
-    left = log.backlog(stream.GROUP)
+    left = log.backlog(traffic.GROUP)
     assert 0 < left < len(events), f"not killed mid-stream ({left} events left)"
 
     rerun = subprocess.run(
@@ -131,12 +132,12 @@ def test_a_killed_consumer_restarts_from_its_group_and_counts_every_event_once(s
         env=os.environ.copy(),
     )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert log.backlog(stream.GROUP) == 0
+    assert log.backlog(traffic.GROUP) == 0
     assert state.events() == len(events)  # each event id once in the window state
 
-    window = stream.events_frame(events[:-1])
+    window = traffic.events_frame(events[:-1])
     expected = window.groupby("origin")["dep_delay"].agg(["count", "mean"])
     online = _online(feast, list(expected.index))
-    assert (online[stream.COUNT] == expected["count"]).all(), online
-    np.testing.assert_allclose(online[stream.MEAN_DELAY].astype(float), expected["mean"])
+    assert (online[traffic.COUNT] == expected["count"]).all(), online
+    np.testing.assert_allclose(online[traffic.MEAN_DELAY].astype(float), expected["mean"])
     assert state.last_emitted() == boundary.timestamp()

@@ -9,9 +9,10 @@ from dataclasses import replace
 import pytest
 from fastapi.testclient import TestClient
 
-from dagster_project.lib import tracking
-from dagster_project.serving.app import ServingConfig, create_app
+from dagster_project.serving.app import create_app
+from dagster_project.serving.config import ServingConfig
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT, MAX_BATCH
+from dagster_project.training import tracking
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from dagster_project.lib.feast_store import FeatureStoreClient
-from dagster_project.lib.settings import FEATURE_REPO
+from dagster_project.features.feast_store import FeatureStoreClient
+from dagster_project.platform.settings import FEATURE_REPO
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dagster_project.lib.features import LABEL
-from dagster_project.lib.preprocess import CATEGORICAL, NUMERIC
+from dagster_project.features.engineering import LABEL
+from dagster_project.training.preprocess import CATEGORICAL, NUMERIC
 
 
 def frame(rows: int = 3000, days: int = 30, seed: int = 0) -> pd.DataFrame:

@@ -10,13 +10,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from dagster_project.lib import compute
-from dagster_project.lib.compute import GIB, MIB, Footprint
+from dagster_project.platform import compute_classes, metering
+from dagster_project.platform.compute_classes import GIB, MIB
+from dagster_project.serving import footprint as sizing
+from dagster_project.serving.footprint import Footprint
 
 
 @pytest.fixture(scope="module")
-def profiles() -> compute.Profiles:
-    return compute.load_profiles()
+def profiles() -> compute_classes.Profiles:
+    return compute_classes.load_profiles()
 
 
 def test_three_classes_with_the_seeds_hardware(profiles):
@@ -59,16 +61,16 @@ def test_k8s_config_is_dagster_k8s_user_config(profiles):
     [("500m", 0.5), ("2", 2.0), ("16Gi", 16 * GIB), ("512Mi", 512 * MIB), ("1G", 1e9)],
 )
 def test_parse_quantity(quantity, value):
-    assert compute.parse_quantity(quantity) == value
+    assert compute_classes.parse_quantity(quantity) == value
 
 
 def test_parse_quantity_rejects_garbage():
     with pytest.raises(ValueError, match="not a Kubernetes quantity"):
-        compute.parse_quantity("16 GB")
+        compute_classes.parse_quantity("16 GB")
 
 
 def _write(tmp_path: Path, edit) -> Path:
-    raw = yaml.safe_load(compute.PROFILES_FILE.read_text())
+    raw = yaml.safe_load(compute_classes.PROFILES_FILE.read_text())
     edit(raw)
     path = tmp_path / "profiles.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -94,12 +96,12 @@ def _write(tmp_path: Path, edit) -> Path:
 )
 def test_bad_profiles_are_refused_with_the_reason(tmp_path, edit, message):
     with pytest.raises(ValueError, match=message):
-        compute.load_profiles(_write(tmp_path, edit))
+        compute_classes.load_profiles(_write(tmp_path, edit))
 
 
 def test_meter_measures_cpu_memory_and_prices_the_wall_time(profiles):
     cls = profiles.classes["training"]
-    with compute.Meter() as meter:
+    with metering.Meter() as meter:
         started = time.process_time()
         while time.process_time() - started < 0.3:  # busy CPU
             pass
@@ -120,11 +122,11 @@ def test_meter_measures_cpu_memory_and_prices_the_wall_time(profiles):
 
 def test_cost_table_lists_each_step_and_the_total():
     usage = [
-        ("training_set", compute.Usage("data-processing", 0.5, 36.0, 30.0, 900 * MIB).figures()),
-        ("flight_delay_model", compute.Usage("training", 1.12, 360.0, 600.0, 2 * GIB).figures()),
+        ("training_set", metering.Usage("data-processing", 0.5, 36.0, 30.0, 900 * MIB).figures()),
+        ("flight_delay_model", metering.Usage("training", 1.12, 360.0, 600.0, 2 * GIB).figures()),
         ("something_else", {"n": 1}),  # no usage recorded: skipped
     ]
-    table = compute.cost_table(usage)
+    table = metering.cost_table(usage)
     assert [name for name, _ in table][1:] == [
         "training_set (data-processing, 0.50)",
         "flight_delay_model (training, 1.12)",
@@ -132,7 +134,7 @@ def test_cost_table_lists_each_step_and_the_total():
     ]
     assert table[2][1].split()[-1] == "0.11200"  # 1.12 $/h for 6 minutes
     assert table[-1][1].split()[-1] == "0.11700"  # + 0.50 $/h for 36 s
-    assert compute.cost_table([("x", {})]) == []
+    assert metering.cost_table([("x", {})]) == []
 
 
 def fp(model_mib: float, batch_mib: float) -> Footprint:
@@ -149,7 +151,7 @@ def fp(model_mib: float, batch_mib: float) -> Footprint:
     ],
 )
 def test_serving_rule_picks_the_first_class_that_holds_model_and_batch(profiles, footprint, chosen):
-    choice = compute.recommend_serving(profiles, footprint)
+    choice = sizing.recommend_serving(profiles, footprint)
     assert choice.compute_class.name == chosen
     order = list(profiles.serving_order)
     assert list(choice.checked) == order[: order.index(chosen) + 1]
@@ -159,17 +161,17 @@ def test_serving_rule_picks_the_first_class_that_holds_model_and_batch(profiles,
 
 def test_serving_rule_refuses_a_model_nothing_holds(profiles):
     with pytest.raises(ValueError, match="more than any serving class holds"):
-        compute.recommend_serving(profiles, fp(80 * 1024, 1024))
+        sizing.recommend_serving(profiles, fp(80 * 1024, 1024))
 
 
 FOOTPRINT_SCRIPT = """
 import json, sys, time
 from pathlib import Path
 import pandas as pd
-from dagster_project.lib import compute
-from dagster_project.lib.compute import MIB
+from dagster_project.platform.compute_classes import MIB
+from dagster_project.serving import footprint
 
-batch = compute.example_batch(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), 100_000)
+batch = footprint.example_batch(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), 100_000)
 
 # written, not just allocated: zeroed pages are not resident until touched
 def load():
@@ -180,7 +182,7 @@ def predict(model, frame):
     time.sleep(0.2)  # a batch takes a while: long enough for the sampler
     return len(scratch) + len(frame)
 
-fp = compute.measure_footprint(Path(sys.argv[1]), load, predict, batch)
+fp = footprint.measure_footprint(Path(sys.argv[1]), load, predict, batch)
 print(json.dumps({**fp.__dict__, "model_bytes": fp.model_bytes}))
 """
 
@@ -189,7 +191,7 @@ def test_measure_footprint_counts_the_load_and_the_batch(tmp_path):
     """In a fresh process, as in a step pod: inside the test session other threads allocate and
     free memory at the same time, which makes a resident-set delta meaningless."""
     (tmp_path / "weights.bin").write_bytes(b"\0" * (2 * MIB))
-    assert len(compute.example_batch(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), 100_000)) == 100_000
+    assert len(sizing.example_batch(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), 100_000)) == 100_000
     done = subprocess.run(
         [sys.executable, "-c", FOOTPRINT_SCRIPT, str(tmp_path)],
         capture_output=True,
@@ -227,7 +229,7 @@ def test_meter_records_gpu_time_and_memory_when_torch_used_a_gpu(monkeypatch, pr
 
     cuda = _FakeCuda()
     monkeypatch.setitem(__import__("sys").modules, "torch", types.SimpleNamespace(cuda=cuda))
-    with compute.Meter() as meter:
+    with metering.Meter() as meter:
         time.sleep(0.05)
         usage = meter.stop(profiles.classes["training"])
     assert cuda.resets == 1  # the peak is the step's, not the process's

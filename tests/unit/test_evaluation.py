@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dagster_project.lib import evaluation
+from dagster_project.training import evaluation
 
 
 def test_metrics_on_a_perfect_and_a_useless_model():

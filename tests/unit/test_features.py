@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_project.lib import features
+from dagster_project.features import engineering
 
 UTC = "UTC"
 
@@ -41,7 +41,7 @@ def flights():
 
 
 def test_carrier_stats_use_only_flights_departed_before_the_day(flights):
-    stats = features.carrier_delay_stats(flights, window_days=7).set_index(features.TS)
+    stats = engineering.carrier_delay_stats(flights, window_days=7).set_index(engineering.TS)
     jan2 = stats.loc[pd.Timestamp("2013-01-02", tz="America/New_York").tz_convert(UTC)]
     # Jan 2 00:00 local sees only the two flights that departed on Jan 1 (not the 23:50 one,
     # which pushed back at 00:10 on Jan 2).
@@ -54,44 +54,44 @@ def test_carrier_stats_use_only_flights_departed_before_the_day(flights):
 
 
 def test_trailing_window_drops_old_days(flights):
-    stats = features.route_delay_stats(flights, window_days=1).set_index(features.TS)
+    stats = engineering.route_delay_stats(flights, window_days=1).set_index(engineering.TS)
     jan3 = stats.loc[pd.Timestamp("2013-01-03", tz="America/New_York").tz_convert(UTC)]
     assert jan3["route_departures_1d"] == 2  # the 00:10 pushback and the 09:00 one of Jan 2
     assert jan3["route_mean_dep_delay_1d"] == pytest.approx(60.0)
 
 
 def test_no_stats_row_stamped_before_its_last_observation(flights):
-    stats = features.carrier_delay_stats(flights)
+    stats = engineering.carrier_delay_stats(flights)
     done = flights.dropna(subset=["departed_at"])
     first_departure = done["departed_at"].min()
-    assert (stats[features.TS] > first_departure).all()
+    assert (stats[engineering.TS] > first_departure).all()
 
 
 def test_origin_weather_rolls_precip_over_three_hours():
     ts = pd.date_range("2013-01-01 06:00", periods=5, freq="h", tz=UTC)
     weather = pd.DataFrame({"origin": "JFK", "time_hour": ts, "precip": [0.1, 0.2, 0.0, 0.3, 0.0]})
-    for col in features.WEATHER_COLUMNS:
+    for col in engineering.WEATHER_COLUMNS:
         if col not in weather:
             weather[col] = 1.0
-    out = features.origin_weather(weather)
+    out = engineering.origin_weather(weather)
     assert out["precip_3h"].round(3).tolist() == [0.1, 0.3, 0.3, 0.5, 0.3]
-    assert (out[features.TS] == ts).all()
+    assert (out[engineering.TS] == ts).all()
 
 
 def test_plane_specs_age_and_static_stamp():
     planes = pd.DataFrame(
         {"tailnum": ["N1", "N2"], "year": [2000.0, np.nan], "seats": [100, 50], "engines": [2, 1]}
     )
-    out = features.plane_specs(planes)
+    out = engineering.plane_specs(planes)
     assert out["plane_age"].tolist()[0] == 13.0
     assert np.isnan(out["plane_age"].tolist()[1])
-    assert (out[features.TS] < pd.Timestamp("2013-01-01", tz=UTC)).all()
+    assert (out[engineering.TS] < pd.Timestamp("2013-01-01", tz=UTC)).all()
 
 
 def test_request_time_features_are_local_time():
     # 2013-07-04 17:30 New York (EDT) = 21:30 UTC
     epoch = int(pd.Timestamp("2013-07-04 21:30", tz=UTC).timestamp())
-    out = features.request_time_features(
+    out = engineering.request_time_features(
         pd.DataFrame({"sched_dep_epoch_s": [epoch], "distance": [0.0]})
     )
     assert out.iloc[0].to_dict() == {
@@ -103,28 +103,28 @@ def test_request_time_features_are_local_time():
 
 
 def test_training_entities_prediction_time_and_label(flights):
-    ent = features.training_entities(flights, "lead", prediction_lead_minutes=120)
+    ent = engineering.training_entities(flights, "lead", prediction_lead_minutes=120)
     assert len(ent) == 4  # cancelled flight dropped
-    assert (ent[features.TS] == flights["sched_dep_ts"].iloc[:4] - pd.Timedelta(hours=2)).all()
-    assert ent[features.LABEL].tolist() == [1, 0, 1, 1]
+    assert (ent[engineering.TS] == flights["sched_dep_ts"].iloc[:4] - pd.Timedelta(hours=2)).all()
+    assert ent[engineering.LABEL].tolist() == [1, 0, 1, 1]
 
 
 def test_day_start_prediction_time_is_the_local_midnight_of_the_flight_day(flights):
-    ent = features.training_entities(flights)  # default: day_start
-    local = ent[features.TS].dt.tz_convert("America/New_York")
+    ent = engineering.training_entities(flights)  # default: day_start
+    local = ent[engineering.TS].dt.tz_convert("America/New_York")
     sched = (
         flights["sched_dep_ts"].iloc[:4].dt.tz_convert("America/New_York").reset_index(drop=True)
     )
     assert (local.dt.date == sched.dt.date).all()
     assert (local.dt.strftime("%H:%M:%S") == "00:00:00").all()
     with pytest.raises(ValueError, match="prediction_time"):
-        features.training_entities(flights, "noon")
+        engineering.training_entities(flights, "noon")
 
 
 def test_request_time_features_row_path_equals_the_vectorised_path():
     """The endpoint computes request-time features row by row; training through Feast's
     on-demand view on whole frames: every hour of 2013 (both DST changes) gives the same."""
-    from dagster_project.lib.features import request_time_features, request_time_values
+    from dagster_project.features.engineering import request_time_features, request_time_values
 
     epochs = pd.date_range("2013-01-01", "2014-01-01", freq="37min", tz="UTC").astype("int64")
     request = pd.DataFrame(

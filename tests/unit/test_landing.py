@@ -5,7 +5,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from dagster_project.lib import landing, sources
+from dagster_project.ingestion import landing, sources
 
 
 def test_land_day_writes_the_real_days_rows(tmp_path):

@@ -6,9 +6,10 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from dagster_project.lib import cleaning, features, sources
-from dagster_project.lib.feast_store import FeatureStoreClient
-from dagster_project.lib.settings import FEATURE_REPO
+from dagster_project.features import engineering
+from dagster_project.features.feast_store import FeatureStoreClient
+from dagster_project.ingestion import cleaning, sources
+from dagster_project.platform.settings import FEATURE_REPO
 
 PLANTED_TEMP = 123.4
 
@@ -41,11 +42,11 @@ def store(tmp_path):
 
 
 def _write_tables(client, flights, weather, planes):
-    client.write_offline_table("origin_weather", features.origin_weather(weather))
-    client.write_offline_table("carrier_delay_stats", features.carrier_delay_stats(flights))
-    client.write_offline_table("route_delay_stats", features.route_delay_stats(flights))
+    client.write_offline_table("origin_weather", engineering.origin_weather(weather))
+    client.write_offline_table("carrier_delay_stats", engineering.carrier_delay_stats(flights))
+    client.write_offline_table("route_delay_stats", engineering.route_delay_stats(flights))
     client.write_offline_table(
-        "plane_specs", features.plane_specs(cleaning.validated_reference(planes))
+        "plane_specs", engineering.plane_specs(cleaning.validated_reference(planes))
     )
     client.apply()
 
@@ -58,7 +59,7 @@ def test_row_observed_after_prediction_time_does_not_leak(store, prediction_time
         & (flights["origin"] == "JFK")
         & ~flights["cancelled"]
     ].iloc[100:101]
-    entity = features.training_entities(flight, prediction_time, prediction_lead_minutes=120)
+    entity = engineering.training_entities(flight, prediction_time, prediction_lead_minutes=120)
     as_of = entity["event_timestamp"].iloc[0]
     planted = (
         weather[weather["origin"] == "JFK"]
@@ -84,7 +85,7 @@ def test_carrier_stats_of_the_flight_day_exclude_that_day(store):
     client, flights, weather, planes = store
     _write_tables(client, flights, weather, planes)
     jan2 = flights[(flights["flight_date"] == "2013-01-02") & ~flights["cancelled"]]
-    entities = features.training_entities(jan2.head(200))
+    entities = engineering.training_entities(jan2.head(200))
     rows = client.historical_features(entities, "flight_delay_v1")
     departed_jan1 = flights[
         flights["departed_at"].dt.tz_convert("America/New_York").dt.date == date(2013, 1, 1)

@@ -2,18 +2,18 @@
 
 import pandas as pd
 
-from dagster_project.lib import loop
+from dagster_project.monitoring import retraining
 
-POLICY = loop.RetrainPolicy(breach_days=2, new_label_days=3, window_days=30, cooldown_days=5)
+POLICY = retraining.RetrainPolicy(breach_days=2, new_label_days=3, window_days=30, cooldown_days=5)
 
 
 def _day(day, judged=True, breaches=(), drift=()):
-    return loop.DayStatus(day, judged, list(breaches), list(drift))
+    return retraining.DayStatus(day, judged, list(breaches), list(drift))
 
 
 def test_two_bad_days_in_a_row_trigger_one_keyed_retrain():
     history = [_day("2013-07-01", breaches=["AUC low"]), _day("2013-07-02", breaches=["AUC low"])]
-    trigger = loop.breach_trigger(history, POLICY)
+    trigger = retraining.breach_trigger(history, POLICY)
     assert trigger is not None
     assert trigger.key == "quality:2013-07-01..2013-07-02"
     assert trigger.day == "2013-07-02"
@@ -21,42 +21,42 @@ def test_two_bad_days_in_a_row_trigger_one_keyed_retrain():
 
 
 def test_one_bad_day_or_a_healthy_one_triggers_nothing():
-    assert loop.breach_trigger([_day("2013-07-01", breaches=["x"])], POLICY) is None
+    assert retraining.breach_trigger([_day("2013-07-01", breaches=["x"])], POLICY) is None
     mixed = [_day("2013-07-01", breaches=["x"]), _day("2013-07-02")]
-    assert loop.breach_trigger(mixed, POLICY) is None
+    assert retraining.breach_trigger(mixed, POLICY) is None
     unjudged = [_day("2013-07-01", False, ["x"]), _day("2013-07-02", False, ["x"])]
-    assert loop.breach_trigger(unjudged, POLICY) is None
+    assert retraining.breach_trigger(unjudged, POLICY) is None
 
 
 def test_persistent_drift_on_an_important_feature_triggers():
     history = [_day("2013-07-01", drift=["visib"]), _day("2013-07-02", drift=["visib", "temp"])]
-    trigger = loop.breach_trigger(history, POLICY)
+    trigger = retraining.breach_trigger(history, POLICY)
     assert trigger is not None
     assert trigger.key.startswith("drift:")
     assert "visib" in trigger.reason
     unimportant = [_day("2013-07-01", drift=["temp"]), _day("2013-07-02", drift=["temp"])]
-    assert loop.breach_trigger(unimportant, POLICY) is None
+    assert retraining.breach_trigger(unimportant, POLICY) is None
 
 
 def test_cooldown_after_the_last_retrain():
     history = [_day("2013-07-03", breaches=["x"]), _day("2013-07-04", breaches=["x"])]
-    assert loop.breach_trigger(history, POLICY, last_trigger="2013-07-01") is None
+    assert retraining.breach_trigger(history, POLICY, last_trigger="2013-07-01") is None
     later = [_day("2013-07-06", breaches=["x"]), _day("2013-07-07", breaches=["x"])]
-    assert loop.breach_trigger(later, POLICY, last_trigger="2013-07-01") is not None
+    assert retraining.breach_trigger(later, POLICY, last_trigger="2013-07-01") is not None
 
 
 def test_new_labels_trigger_after_enough_labeled_days():
-    assert loop.labels_trigger([_day("2013-07-01"), _day("2013-07-02")], POLICY) is None
+    assert retraining.labels_trigger([_day("2013-07-01"), _day("2013-07-02")], POLICY) is None
     days = [_day(f"2013-07-0{i}") for i in range(1, 4)] + [_day("2013-07-04", judged=False)]
-    trigger = loop.labels_trigger(days, POLICY)
+    trigger = retraining.labels_trigger(days, POLICY)
     assert trigger is not None
     assert trigger.key == "labels:2013-07-03"
 
 
 def test_sliding_window_and_run_config():
-    assert loop.training_window("2013-09-30", POLICY) == ("2013-09-01", "2013-09-30")
-    assert loop.training_window("2013-01-10", POLICY) == ("2013-01-01", "2013-01-10")
-    config = loop.retrain_run_config(loop.Trigger("k", "2013-09-30", "r"), POLICY)
+    assert retraining.training_window("2013-09-30", POLICY) == ("2013-09-01", "2013-09-30")
+    assert retraining.training_window("2013-01-10", POLICY) == ("2013-01-01", "2013-01-10")
+    config = retraining.retrain_run_config(retraining.Trigger("k", "2013-09-30", "r"), POLICY)
     assert config["ops"]["training_set"]["config"] == {
         "start_date": "2013-09-01",
         "end_date": "2013-09-30",
@@ -72,14 +72,14 @@ def test_labels_drop_cancelled_flights():
             "cancelled": [False, False, True],
         }
     )
-    assert loop.labels(flights).to_dict("records") == [
+    assert retraining.labels(flights).to_dict("records") == [
         {"flight_id": "a", "label": 1},
         {"flight_id": "b", "label": 0},
     ]
 
 
 def test_retrain_record_round_trip(tmp_path):
-    record = loop.RetrainRecord(
+    record = retraining.RetrainRecord(
         "2013-07-02T00:00:00",
         "run",
         "quality_breach_sensor",
@@ -92,8 +92,8 @@ def test_retrain_record_round_trip(tmp_path):
         0.72,
         "3",
     )
-    loop.append_retrain(tmp_path / "r.jsonl", record)
-    loop.append_retrain(tmp_path / "r.jsonl", record)
-    rows = loop.read_retrains(tmp_path / "r.jsonl")
+    retraining.append_retrain(tmp_path / "r.jsonl", record)
+    retraining.append_retrain(tmp_path / "r.jsonl", record)
+    rows = retraining.read_retrains(tmp_path / "r.jsonl")
     assert len(rows) == 2
     assert rows[0]["decision"] == "promoted"

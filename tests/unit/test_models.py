@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from dagster_project.lib import models, training
-from dagster_project.lib.features import LABEL
+from dagster_project.features.engineering import LABEL
+from dagster_project.training import models, pipeline
 from tests.unit.synthetic import frame
 
 PARAMS = {
@@ -24,7 +24,7 @@ PARAMS = {
 
 @pytest.mark.parametrize("kind", models.KINDS)
 def test_fit_learns_and_round_trips(kind, tmp_path):
-    split = training.time_split(frame(4000), holdout_days=6, validation_days=6)
+    split = pipeline.time_split(frame(4000), holdout_days=6, validation_days=6)
     model = models.FITTERS[kind](split.train, split.validation, PARAMS[kind])
     p = model.predict_proba(split.holdout)
     assert p.shape == (len(split.holdout),)
@@ -53,9 +53,9 @@ def test_load_rejects_an_unknown_kind(tmp_path):
 @pytest.mark.parametrize("kind", models.KINDS)
 def test_request_columns_predict_like_the_frame(kind):
     """The endpoint's hot path hands the model its input columns, not a frame: same numbers."""
-    from dagster_project.lib.preprocess import FEATURES, input_frame
+    from dagster_project.training.preprocess import FEATURES, input_frame
 
-    split = training.time_split(frame(2000), holdout_days=6, validation_days=6)
+    split = pipeline.time_split(frame(2000), holdout_days=6, validation_days=6)
     model = models.FITTERS[kind](split.train, split.validation, PARAMS[kind])
     rows = input_frame(split.holdout.head(40))
     rows.loc[3, "carrier"] = "ZZ"  # unseen category
@@ -69,7 +69,7 @@ def test_xgboost_predicts_from_many_threads_at_once():
     fail with XGBoost's "need_configuration_" when each call set the thread count."""
     from concurrent.futures import ThreadPoolExecutor
 
-    split = training.time_split(frame(6000), holdout_days=6, validation_days=6)
+    split = pipeline.time_split(frame(6000), holdout_days=6, validation_days=6)
     model = models.fit_xgboost(split.train, split.validation, PARAMS["xgboost"])
     big = split.train.sample(models.SMALL_BATCH + 10, replace=True, random_state=0)
     small = split.holdout.head(1)

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from dagster_project.lib import monitoring
-from dagster_project.lib.monitoring import Thresholds
+from dagster_project.monitoring import measures
+from dagster_project.monitoring.measures import Thresholds
 
-EPS = monitoring.EPSILON
+EPS = measures.EPSILON
 
 
 # --- PSI and KS on numbers --------------------------------------------------------------------
@@ -21,8 +21,8 @@ EPS = monitoring.EPSILON
 def test_psi_of_identical_and_resampled_distributions_is_about_zero():
     rng = np.random.default_rng(0)
     a = rng.normal(size=20_000)
-    assert monitoring.psi(a, a) == pytest.approx(0.0, abs=1e-12)
-    assert monitoring.psi(a, rng.normal(size=20_000)) < 0.01
+    assert measures.psi(a, a) == pytest.approx(0.0, abs=1e-12)
+    assert measures.psi(a, rng.normal(size=20_000)) < 0.01
 
 
 def test_psi_matches_a_hand_computed_value():
@@ -31,31 +31,31 @@ def test_psi_matches_a_hand_computed_value():
     cur = np.array([0, 0, 0, 0, 2, 4, 6, 6], dtype=float)  # shares 1/2, 1/8, 1/8, 1/4
     expected = (0.5 - 0.25) * math.log(0.5 / 0.25) + 2 * (0.125 - 0.25) * math.log(0.125 / 0.25)
     assert expected == pytest.approx(0.5 * math.log(2))
-    assert monitoring.psi(ref, cur, bins=4) == pytest.approx(expected, abs=1e-6)
+    assert measures.psi(ref, cur, bins=4) == pytest.approx(expected, abs=1e-6)
 
 
 def test_psi_gives_empty_bins_the_epsilon_share():
     ref = np.arange(8, dtype=float)
     cur = np.array([0, 1, 2, 3, 0, 1, 2, 3], dtype=float)  # shares 1/2, 1/2, 0, 0
     expected = 2 * (0.5 - 0.25) * math.log(2) + 2 * (EPS - 0.25) * math.log(EPS / 0.25)
-    assert monitoring.psi(ref, cur, bins=4) == pytest.approx(expected, abs=1e-6)
+    assert measures.psi(ref, cur, bins=4) == pytest.approx(expected, abs=1e-6)
 
 
 def test_psi_sees_values_beyond_the_reference_range():
     # Outer edges are infinite: values far outside the reference land in the outer bins.
     ref = np.arange(100, dtype=float)
-    assert monitoring.psi(ref, np.full(50, 1e6)) > 1.0
-    assert monitoring.psi(ref, np.full(50, -1e6)) > 1.0
+    assert measures.psi(ref, np.full(50, 1e6)) > 1.0
+    assert measures.psi(ref, np.full(50, -1e6)) > 1.0
 
 
 def test_shifted_normal_is_major_drift_for_psi_and_ks():
     rng = np.random.default_rng(1)
     ref, cur = rng.normal(size=5000), rng.normal(loc=1.0, size=2000)
-    assert monitoring.psi(ref, cur) > 0.25
-    statistic, p_value = monitoring.ks(ref, cur)
+    assert measures.psi(ref, cur) > 0.25
+    statistic, p_value = measures.ks(ref, cur)
     assert statistic > 0.3
     assert p_value < 0.01
-    same_stat, same_p = monitoring.ks(ref, rng.normal(size=2000))
+    same_stat, same_p = measures.ks(ref, rng.normal(size=2000))
     assert same_stat < 0.05
     assert same_p > 0.01
 
@@ -64,17 +64,17 @@ def test_nans_are_dropped_and_empty_sides_are_neutral():
     rng = np.random.default_rng(2)
     ref, cur = rng.normal(size=1000), rng.normal(loc=0.5, size=500)
     with_nans = np.r_[cur, [np.nan] * 300]
-    assert monitoring.psi(ref, with_nans) == pytest.approx(monitoring.psi(ref, cur))
-    assert monitoring.ks(ref, with_nans) == pytest.approx(monitoring.ks(ref, cur))
-    assert monitoring.psi(ref, np.array([np.nan, np.nan])) == 0.0
-    assert monitoring.ks(np.array([]), cur) == (0.0, 1.0)
+    assert measures.psi(ref, with_nans) == pytest.approx(measures.psi(ref, cur))
+    assert measures.ks(ref, with_nans) == pytest.approx(measures.ks(ref, cur))
+    assert measures.psi(ref, np.array([np.nan, np.nan])) == 0.0
+    assert measures.ks(np.array([]), cur) == (0.0, 1.0)
 
 
 def test_constant_reference_sees_a_shift_either_way():
     ref = np.full(500, 3.0)
-    assert monitoring.psi(ref, np.full(100, 3.0)) == pytest.approx(0.0)
-    assert monitoring.psi(ref, np.full(100, 4.0)) > 1.0
-    assert monitoring.psi(ref, np.full(100, 2.0)) > 1.0
+    assert measures.psi(ref, np.full(100, 3.0)) == pytest.approx(0.0)
+    assert measures.psi(ref, np.full(100, 4.0)) > 1.0
+    assert measures.psi(ref, np.full(100, 2.0)) > 1.0
 
 
 # --- categories ---------------------------------------------------------------------------------
@@ -84,15 +84,15 @@ def test_categorical_psi_on_known_shares():
     ref = pd.Series(["a"] * 50 + ["b"] * 50)
     cur = pd.Series(["a"] * 80 + ["b"] * 20)
     expected = (0.8 - 0.5) * math.log(0.8 / 0.5) + (0.2 - 0.5) * math.log(0.2 / 0.5)
-    assert monitoring.categorical_psi(ref, cur) == pytest.approx(expected, abs=1e-9)
-    assert monitoring.categorical_psi(ref, ref.sample(frac=1, random_state=0)) == 0.0
+    assert measures.categorical_psi(ref, cur) == pytest.approx(expected, abs=1e-9)
+    assert measures.categorical_psi(ref, ref.sample(frac=1, random_state=0)) == 0.0
 
 
 def test_categorical_psi_handles_unseen_categories():
     ref = pd.Series(["a", "b"] * 50)
     cur = pd.Series(["a", "c"] * 50)  # b vanished, c is new
     expected = 2 * (0.5 - EPS) * math.log(0.5 / EPS)
-    value = monitoring.categorical_psi(ref, cur)
+    value = measures.categorical_psi(ref, cur)
     assert math.isfinite(value)
     assert value == pytest.approx(expected, abs=1e-9)
 
@@ -100,25 +100,23 @@ def test_categorical_psi_handles_unseen_categories():
 def test_chi_square_on_known_counts():
     ref = pd.Series(["a"] * 500 + ["b"] * 500)
     cur = pd.Series(["a"] * 60 + ["b"] * 40)  # expected 50/50: chi2 = 2 * 10**2 / 50 = 4
-    statistic, p_value = monitoring.chi_square(ref, cur)
+    statistic, p_value = measures.chi_square(ref, cur)
     assert statistic == pytest.approx(4.0)
     assert p_value == pytest.approx(stats.chi2.sf(4.0, df=1))
-    assert monitoring.chi_square(ref, pd.Series(["a"] * 50 + ["b"] * 50)) == pytest.approx(
-        (0.0, 1.0)
-    )
+    assert measures.chi_square(ref, pd.Series(["a"] * 50 + ["b"] * 50)) == pytest.approx((0.0, 1.0))
 
 
 def test_chi_square_pools_rare_and_unseen_categories():
     ref = pd.Series(["a"] * 495 + ["b"] * 495 + ["rare"] * 10)
     same = pd.Series(["a"] * 50 + ["b"] * 50)
-    statistic, p_value = monitoring.chi_square(ref, same)
+    statistic, p_value = measures.chi_square(ref, same)
     assert math.isfinite(statistic)
     assert p_value > 0.5
     unseen = pd.Series(["a"] * 40 + ["b"] * 40 + ["zz"] * 20)
-    statistic, p_value = monitoring.chi_square(ref, unseen)
+    statistic, p_value = measures.chi_square(ref, unseen)
     assert math.isfinite(statistic)
     assert p_value < 0.01
-    assert monitoring.chi_square(ref, pd.Series([], dtype=object)) == (0.0, 1.0)
+    assert measures.chi_square(ref, pd.Series([], dtype=object)) == (0.0, 1.0)
 
 
 # --- feature and prediction drift ----------------------------------------------------------------
@@ -150,7 +148,7 @@ def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_feature_drift_levels_and_order():
     ref, cur = _frames()
-    drift = monitoring.feature_drift(
+    drift = measures.feature_drift(
         ref, cur, ["stable", "shifted", "nudged", "absent"], ["carrier", "origin"], Thresholds()
     )
     assert list(drift.columns) == ["feature", "kind", "psi", "statistic", "p_value", "level"]
@@ -174,25 +172,25 @@ def test_feature_drift_levels_and_order():
 def test_feature_drift_needs_a_significant_test_for_error():
     ref, cur = _frames()
     strict = Thresholds(ks_pvalue=0.0)  # no p-value is below 0: nothing can be an error
-    drift = monitoring.feature_drift(ref, cur, ["shifted"], ["carrier"], strict)
+    drift = measures.feature_drift(ref, cur, ["shifted"], ["carrier"], strict)
     assert set(drift["level"]) == {"warn"}
 
 
 def test_feature_drift_with_nothing_in_common_is_an_empty_frame():
-    drift = monitoring.feature_drift(
+    drift = measures.feature_drift(
         pd.DataFrame({"a": [1.0]}), pd.DataFrame({"b": [1.0]}), ["a", "b"], [], Thresholds()
     )
     assert drift.empty
-    assert list(drift.columns) == list(monitoring.DRIFT_COLUMNS)
+    assert list(drift.columns) == list(measures.DRIFT_COLUMNS)
 
 
 def test_prediction_drift():
     rng = np.random.default_rng(4)
     ref = rng.beta(2, 5, size=4000)
-    same = monitoring.prediction_drift(ref, rng.beta(2, 5, size=4000))
+    same = measures.prediction_drift(ref, rng.beta(2, 5, size=4000))
     assert same["psi"] < 0.02
     assert same["ks_p_value"] > 0.01
-    moved = monitoring.prediction_drift(ref, rng.beta(5, 2, size=4000))
+    moved = measures.prediction_drift(ref, rng.beta(5, 2, size=4000))
     assert moved["psi"] > 0.25
     assert moved["ks_p_value"] < 0.01
     assert moved["reference_mean"] == pytest.approx(ref.mean())
@@ -208,7 +206,7 @@ def _day(probs: list[float], labels: list[float], repeat: int) -> pd.DataFrame:
 
 
 def test_daily_quality_perfect_ranking():
-    q = monitoring.daily_quality(_day([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1], 60), Thresholds())
+    q = measures.daily_quality(_day([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1], 60), Thresholds())
     assert q["roc_auc"] == 1.0
     assert q["accuracy"] == 1.0
     assert q["volume"] == q["labeled"] == 240
@@ -218,7 +216,7 @@ def test_daily_quality_perfect_ranking():
 def test_daily_quality_hand_built_auc_brier_and_breaches():
     # Positive 0.4 beats negative 0.1 but loses to 0.6; positive 0.9 beats both: AUC 3/4.
     day = _day([0.1, 0.6, 0.4, 0.9], [0, 0, 1, 1], 100)
-    q = monitoring.daily_quality(day, Thresholds())
+    q = measures.daily_quality(day, Thresholds())
     assert q["roc_auc"] == pytest.approx(0.75)
     assert q["brier"] == pytest.approx((0.01 + 0.36 + 0.36 + 0.01) / 4)
     assert q["calibration_error"] == pytest.approx((0.1 + 0.6 + 0.6 + 0.1) / 4)
@@ -228,14 +226,14 @@ def test_daily_quality_hand_built_auc_brier_and_breaches():
     assert q["accuracy"] == pytest.approx(0.5)
     assert q["judged"] is True
     assert q["breaches"] == ["calibration error 0.350 above max 0.15"]
-    strict = monitoring.daily_quality(day, Thresholds(auc_floor=0.8, calibration_error_max=0.5))
+    strict = measures.daily_quality(day, Thresholds(auc_floor=0.8, calibration_error_max=0.5))
     assert strict["breaches"] == ["ROC AUC 0.750 below floor 0.8"]
 
 
 def test_daily_quality_is_not_judged_on_few_labels():
     day = _day([0.1, 0.6, 0.4, 0.9], [0, 0, 1, 1], 10)
     day.loc[:9, "label"] = np.nan  # outcomes not in yet
-    q = monitoring.daily_quality(day, Thresholds(auc_floor=0.99))
+    q = measures.daily_quality(day, Thresholds(auc_floor=0.99))
     assert q["volume"] == 40
     assert q["labeled"] == 30
     assert q["roc_auc"] is not None
@@ -245,11 +243,11 @@ def test_daily_quality_is_not_judged_on_few_labels():
 
 def test_daily_quality_single_class_and_no_labels():
     one_class = _day([0.2, 0.7], [0, 0], 150)
-    q = monitoring.daily_quality(one_class, Thresholds())
+    q = measures.daily_quality(one_class, Thresholds())
     assert q["roc_auc"] is None
     assert q["brier"] == pytest.approx((0.04 + 0.49) / 2)
     unlabeled = _day([0.2, 0.7], [np.nan, np.nan], 5)
-    q = monitoring.daily_quality(unlabeled, Thresholds())
+    q = measures.daily_quality(unlabeled, Thresholds())
     assert q["labeled"] == 0
     assert q["roc_auc"] is None
     assert q["brier"] is None
@@ -288,7 +286,7 @@ def _record(flight_id: str | None, p: float, logged_at: str, version: str = "3")
 
 
 def test_predictions_frame_flattens_records():
-    df = monitoring.predictions_frame(
+    df = measures.predictions_frame(
         [_record("f1", 0.7, "2013-08-01T06:00:00+00:00"), _record(None, 0.1, "2013-08-01T07:00")]
     )
     assert len(df) == 2
@@ -299,10 +297,10 @@ def test_predictions_frame_flattens_records():
     assert df["wind_gust"].isna().all()
     assert df["delayed"].tolist() == [True, False]
     assert df.loc[0, "model_version"] == "3"
-    for c in monitoring.PREDICTION_COLUMNS:
+    for c in measures.PREDICTION_COLUMNS:
         assert c in df.columns
-    assert list(monitoring.predictions_frame([]).columns)[: len(monitoring.PREDICTION_COLUMNS)] == (
-        list(monitoring.PREDICTION_COLUMNS)
+    assert list(measures.predictions_frame([]).columns)[: len(measures.PREDICTION_COLUMNS)] == (
+        list(measures.PREDICTION_COLUMNS)
     )
 
 
@@ -317,7 +315,7 @@ def test_join_labels_keeps_the_last_prediction_and_drops_cancelled():
     outcomes = pd.DataFrame(
         {"flight_id": ["f1", "f2", "f3", "f9"], "label": [1, np.nan, 0, 1]}
     )  # f2 cancelled, f9 never predicted
-    joined = monitoring.join_labels(monitoring.predictions_frame(records), outcomes)
+    joined = measures.join_labels(measures.predictions_frame(records), outcomes)
     assert sorted(joined["flight_id"]) == ["f1", "f3"]
     f1 = joined.set_index("flight_id").loc["f1"]
     assert f1["probability"] == 0.9
@@ -329,6 +327,6 @@ def test_join_labels_keeps_the_last_prediction_and_drops_cancelled():
 def test_join_labels_without_logged_at_keeps_the_last_row_and_honours_cancelled():
     preds = pd.DataFrame({"flight_id": ["a", "a", "b"], "probability": [0.1, 0.8, 0.4]})
     outcomes = pd.DataFrame({"flight_id": ["a", "b"], "label": [0, 1], "cancelled": [False, True]})
-    joined = monitoring.join_labels(preds, outcomes)
+    joined = measures.join_labels(preds, outcomes)
     assert joined["flight_id"].tolist() == ["a"]
     assert joined["probability"].tolist() == [0.8]

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_project.lib import plots
+from dagster_project.monitoring import plots
 
 
 def _size(png: bytes) -> tuple[int, int]:

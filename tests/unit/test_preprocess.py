@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_project.lib.preprocess import CATEGORICAL, NUMERIC, Preprocessor, input_frame
+from dagster_project.training.preprocess import CATEGORICAL, NUMERIC, Preprocessor, input_frame
 from tests.unit.synthetic import frame
 
 

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from dagster_project.lib import evaluation, promotion
+from dagster_project.training import evaluation, promotion
 
 POLICY = promotion.PromotionPolicy(min_auc_margin=0.01, min_auc=0.6, max_calibration_error=0.05)
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dagster_project.lib import monitoring, report
-from dagster_project.lib.monitoring import Thresholds
+from dagster_project.monitoring import measures, report
+from dagster_project.monitoring.measures import Thresholds
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -21,12 +21,12 @@ def _quality_and_drift() -> tuple[dict, pd.DataFrame]:
     day = pd.DataFrame(
         {"probability": p, "delayed": p >= 0.5, "label": (rng.uniform(size=1000) < p).astype(int)}
     )
-    quality = monitoring.daily_quality(day, Thresholds())
+    quality = measures.daily_quality(day, Thresholds())
     ref = pd.DataFrame({f"x{i}": rng.normal(size=2000) for i in range(12)})
     cur = pd.DataFrame({f"x{i}": rng.normal(loc=i / 10, size=2000) for i in range(12)})
     ref["carrier"] = rng.choice(["AA", "UA"], 2000)
     cur["carrier"] = rng.choice(["AA", "UA", "B6"], 2000)
-    drift = monitoring.feature_drift(ref, cur, list(ref.columns[:12]), ["carrier"], Thresholds())
+    drift = measures.feature_drift(ref, cur, list(ref.columns[:12]), ["carrier"], Thresholds())
     return quality, drift
 
 
@@ -41,12 +41,12 @@ def test_plot_day_writes_a_png(tmp_path):
 
 
 def test_plot_day_without_labels_or_drift(tmp_path):
-    quality = monitoring.daily_quality(
+    quality = measures.daily_quality(
         pd.DataFrame({"probability": [0.2, 0.7], "delayed": [False, True], "label": [np.nan] * 2}),
         Thresholds(),
     )
     assert quality["roc_auc"] is None
-    empty = monitoring.feature_drift(pd.DataFrame(), pd.DataFrame(), ["x"], [], Thresholds())
+    empty = measures.feature_drift(pd.DataFrame(), pd.DataFrame(), ["x"], [], Thresholds())
     out = report.plot_day("2013-08-02", quality, empty, tmp_path / "d.png")
     assert out.read_bytes().startswith(PNG_MAGIC)
 

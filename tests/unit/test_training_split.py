@@ -2,15 +2,15 @@
 
 import pytest
 
-from dagster_project.lib import training
+from dagster_project.training import pipeline
 from tests.unit.synthetic import frame
 
 
 def test_split_is_ordered_in_time_and_covers_every_row():
     df = frame(3000, days=30)
-    split = training.time_split(df, holdout_days=7, validation_days=5)
+    split = pipeline.time_split(df, holdout_days=7, validation_days=5)
     train, val, hold = (
-        training.flight_dates(p) for p in (split.train, split.validation, split.holdout)
+        pipeline.flight_dates(p) for p in (split.train, split.validation, split.holdout)
     )
     assert train.max() < val.min()
     assert val.max() < hold.min()
@@ -21,9 +21,9 @@ def test_split_is_ordered_in_time_and_covers_every_row():
 
 def test_too_short_a_range_names_the_empty_window():
     with pytest.raises(ValueError, match="train window has 0 rows"):
-        training.time_split(frame(500, days=10), holdout_days=7, validation_days=5)
+        pipeline.time_split(frame(500, days=10), holdout_days=7, validation_days=5)
 
 
 def test_options_reject_unknown_model_kinds():
     with pytest.raises(ValueError, match="model_kinds"):
-        training.TrainingOptions(model_kinds=("svm",))
+        pipeline.TrainingOptions(model_kinds=("svm",))

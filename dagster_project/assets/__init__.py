@@ -1,1 +1,0 @@
-"""Thin Dagster assets; the work happens in ``dagster_project.lib``."""

@@ -1,0 +1,80 @@
+"""Jobs: what `make demo`, schedules and Airflow launch."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dagster_project.orchestration.partitions import daily_2013
+
+ingest_features_job = dg.define_asset_job(
+    "ingest_features_job",
+    selection=dg.AssetSelection.groups("ingestion", "validation", "features")
+    - dg.AssetSelection.assets("training_set"),
+    partitions_def=daily_2013,
+    description="Land, validate and featurize the partition's data, then load the online store.",
+)
+
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=dg.AssetSelection.assets("training_set", "flight_delay_model", "deployed_endpoint"),
+    description=(
+        "Build the training set, tune and register a challenger, run the promotion gate and, "
+        "if it promotes, deploy the new champion."
+    ),
+)
+
+daily_loop_job = dg.define_asset_job(
+    "daily_loop_job",
+    selection=(
+        dg.AssetSelection.groups("ingestion", "validation", "features")
+        - dg.AssetSelection.assets(
+            "landed_reference_files",
+            "raw_airlines",
+            "raw_airports",
+            "raw_planes",
+            "validated_airlines",
+            "validated_airports",
+            "validated_planes",
+            "plane_specs",
+            "feast_definitions",
+            "training_set",
+        )
+    )
+    | dg.AssetSelection.assets("prediction_quality", "scored_flights")
+    | dg.AssetSelection.groups("streaming"),
+    partitions_def=daily_2013,
+    description=(
+        "One simulated day D of the closed loop: ingest D, judge the predictions for D against "
+        "their outcomes, score D+1's flights, publish D's departures to the event stream and "
+        "drain it into the online store. Reference tables and Feast objects are kept."
+    ),
+)
+
+stream_job = dg.define_asset_job(
+    "stream_job",
+    selection=dg.AssetSelection.groups("streaming"),
+    partitions_def=daily_2013,
+    description="Publish the partition's departures to the event stream and drain it into the "
+    "online store (the bounded form of the stream consumer).",
+)
+
+deploy_job = dg.define_asset_job(
+    "deploy_job",
+    selection=dg.AssetSelection.assets("deployed_endpoint"),
+    description="(Re)deploy the current champion to the endpoint.",
+)
+
+report_job = dg.define_asset_job(
+    "report_job",
+    selection=dg.AssetSelection.assets("monitoring_report"),
+    description="Rebuild the HTML monitoring report from every monitored day.",
+)
+
+jobs = [
+    ingest_features_job,
+    training_job,
+    daily_loop_job,
+    stream_job,
+    deploy_job,
+    report_job,
+]

@@ -1,0 +1,163 @@
+"""Training: tune and register a `flight_delay` challenger; the promotion gate decides on it."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from dagster_project.defs.features import FEATURE_SERVICE
+from dagster_project.monitoring import plots, retraining
+from dagster_project.orchestration.compute_classes import compute_asset
+from dagster_project.orchestration.metadata import ML_OWNERS, code_version, image
+from dagster_project.orchestration.resources import MlflowResource, MonitoringResource
+from dagster_project.training import evaluation, models, pipeline, preprocess, promotion, tracking
+from dagster_project.training.models import KINDS
+from feature_repo.definitions import build as feast_objects
+
+
+class TrainingConfig(dg.Config):
+    model_kinds: list[str] = list(KINDS)
+    n_trials: int = pipeline.TrainingOptions.n_trials
+    holdout_days: int = pipeline.TrainingOptions.holdout_days
+    validation_days: int = pipeline.TrainingOptions.validation_days
+    torch_max_epochs: int = pipeline.TrainingOptions.torch_max_epochs
+
+
+@compute_asset(
+    group_name="training",
+    kinds={"mlflow", "xgboost", "pytorch", "optuna"},
+    owners=ML_OWNERS,
+    ins={"training_set": dg.AssetIn("training_set")},
+    code_version=code_version(pipeline, models, preprocess, evaluation, tracking),
+)
+def flight_delay_model(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    training_set: pd.DataFrame,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    """A new `flight_delay` version (best of the Optuna searches), registered as `challenger`."""
+    days = pipeline.flight_dates(training_set)
+    lineage = tracking.Lineage(
+        dagster_run_id=context.run.run_id,
+        partition_range=f"{days.min()}..{days.max()}",
+        feature_service=FEATURE_SERVICE,
+        training_set_hash=tracking.frame_hash(training_set),
+        git_commit=tracking.git_commit(),
+    )
+    try:
+        options = pipeline.TrainingOptions(
+            model_kinds=tuple(config.model_kinds),
+            n_trials=config.n_trials,
+            holdout_days=config.holdout_days,
+            validation_days=config.validation_days,
+            torch_max_epochs=config.torch_max_epochs,
+        )
+        outcome = pipeline.train_and_register(
+            training_set, options, lineage, mlflow.registry(), context.log.info
+        )
+    except ValueError as exc:  # bad config, a window too short for the split, one class only
+        raise dg.Failure(description=str(exc)) from exc
+    holdout = outcome.holdout
+    title = f"v{outcome.version.version} ({outcome.kind}) holdout"
+    shown = ("roc_auc", "pr_auc", "precision", "recall", "f1", "brier", "calibration_error")
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": outcome.version.version,
+            "model_kind": outcome.kind,
+            "mlflow_run_id": outcome.run_id,
+            "model_uri": outcome.version.uri,
+            "threshold": dg.MetadataValue.float(outcome.threshold),
+            "windows": dg.MetadataValue.json(outcome.windows),
+            "candidates_validation": dg.MetadataValue.json(outcome.candidates),
+            **{
+                k: dg.MetadataValue.float(v) for k, v in outcome.holdout.metrics("holdout_").items()
+            },
+            "lineage": dg.MetadataValue.json(lineage.tags()),
+            "holdout_metrics_plot": image(
+                f"{title} metrics",
+                plots.metric_bars({m: getattr(holdout, m) for m in shown}, f"{title} metrics"),
+            ),
+            "calibration_plot": image(
+                f"{title} calibration",
+                plots.calibration(
+                    holdout.calibration_curve, holdout.calibration_error, f"{title} calibration"
+                ),
+            ),
+        }
+    )
+
+
+class PromotionConfig(dg.Config):
+    min_auc_margin: float = promotion.PromotionPolicy.min_auc_margin
+    min_auc: float = promotion.PromotionPolicy.min_auc
+    max_calibration_error: float = promotion.PromotionPolicy.max_calibration_error
+    latency_budget_ms: float = promotion.PromotionPolicy.latency_budget_ms
+
+
+def served_columns() -> set[str]:
+    """What the `flight_delay_v1` service and the request provide: features and entity keys."""
+    objs = feast_objects("")
+    service = next(s for s in objs.services if s.name == FEATURE_SERVICE)
+    features = {f.name for p in service.feature_view_projections for f in p.features}
+    return features | {e.join_key for e in objs.entities}
+
+
+@dg.asset_check(
+    asset=flight_delay_model,
+    blocking=True,
+    description="Challenger vs champion on the same holdout: floors, margin, latency, inputs.",
+    additional_ins={"training_set": dg.AssetIn("training_set")},
+)
+def promotion_gate(
+    context: dg.AssetCheckExecutionContext,
+    config: PromotionConfig,
+    training_set: pd.DataFrame,
+    mlflow: MlflowResource,
+    monitor: MonitoringResource,
+) -> dg.AssetCheckResult:
+    """Challenger vs champion on the challenger's holdout window; moves `champion` if better."""
+    registry = mlflow.registry()
+    challenger = registry.by_alias(tracking.CHALLENGER)
+    if challenger is None:
+        raise dg.Failure("no challenger registered")
+    start, end = challenger.tags["holdout_window"].split("..")
+    days = pipeline.flight_dates(training_set).astype(str)
+    holdout = training_set[days.between(start, end)].reset_index(drop=True)
+    policy = promotion.PromotionPolicy(**config.model_dump())
+    decision = promotion.run_gate(registry, holdout, f"{start}..{end}", served_columns(), policy)
+    context.log.info(f"promotion gate: {decision.summary()}")
+    tags = context.run.tags
+    champion_now = registry.by_alias(tracking.CHAMPION)
+    retraining.append_retrain(
+        monitor.retrains_path,
+        retraining.RetrainRecord(
+            recorded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            dagster_run_id=context.run.run_id,
+            trigger=tags.get(retraining.TAG_TRIGGER, "manual"),
+            reason=tags.get(retraining.TAG_REASON, "run launched by hand"),
+            day=tags.get(retraining.TAG_DAY),
+            data_window=challenger.tags.get(tracking.TAG_PARTITIONS, ""),
+            challenger_version=challenger.version,
+            decision=decision.outcome,
+            auc_before=decision.champion.holdout.roc_auc if decision.champion else None,
+            auc_after=decision.challenger.holdout.roc_auc,
+            champion_version=champion_now.version if champion_now else "none",
+        ),
+    )
+    return dg.AssetCheckResult(
+        passed=decision.promote,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=decision.summary(),
+        metadata={
+            "decision": decision.outcome,
+            "challenger_version": challenger.version,
+            "champion_version": decision.champion.version if decision.champion else "none",
+            "record": dg.MetadataValue.json(decision.record()),
+            "challenger_holdout_auc": dg.MetadataValue.float(decision.challenger.holdout.roc_auc),
+        },
+    )
+
+
+assets = [flight_delay_model]
+checks = [promotion_gate]

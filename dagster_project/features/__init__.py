@@ -1,0 +1,1 @@
+"""Feature engineering and the Feast feature store: definitions, config, retrieval (no Dagster)."""

@@ -1,0 +1,1 @@
+"""Landing zone, data sources, cleaning and the validation gate (no Dagster)."""

@@ -1,1 +1,0 @@
-"""Plain Python modules (no Dagster imports): data loading, validation, features, Feast access."""

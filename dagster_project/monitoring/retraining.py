@@ -1,0 +1,203 @@
+"""The closed loop's rules, without Dagster: prediction log and labels, when to retrain, on
+which window, and the record of every retrain."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dagster_project.features.engineering import DELAY_THRESHOLD_MIN
+
+log = logging.getLogger(__name__)
+
+# Run tags a triggered retrain carries (the promotion gate copies them into the retrain record).
+TAG_TRIGGER = "retrain/trigger"
+TAG_REASON = "retrain/reason"
+TAG_DAY = "retrain/day"
+TAG_BREACH_AT = "retrain/breach_recorded_at"
+
+# Features whose drift alone justifies a retrain (the strongest signals of the model).
+IMPORTANT_FEATURES = (
+    "carrier_mean_dep_delay_7d",
+    "carrier_delayed_share_7d",
+    "route_mean_dep_delay_28d",
+    "route_delayed_share_28d",
+    "precip",
+    "visib",
+    "wind_speed",
+    "dep_hour",
+)
+
+
+def read_prediction_log(folder: Path, day: str) -> list[dict[str, Any]]:
+    """Every prediction the endpoint logged for flights scheduled on ``day``.
+
+    The log's guarantee (see ``serving.app.PredictionLog``): every complete line is one whole
+    record. A line cut short by a crash mid-append is not JSON (or not a record) and is skipped,
+    with a warning; it is never half-read."""
+    path = folder / f"{day}.jsonl"
+    if not path.exists():
+        return []
+    records, torn = [], 0
+    for line in path.read_bytes().split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            torn += 1
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            torn += 1
+    if torn:
+        log.warning("%s: skipped %d torn line(s) (a crash mid-append)", path, torn)
+    return records
+
+
+def labels(validated_flights: pd.DataFrame) -> pd.DataFrame:
+    """Outcomes as labels: delayed beyond the threshold (1) or not (0); cancelled flights have
+    none."""
+    done = validated_flights[~validated_flights["cancelled"]]
+    return pd.DataFrame(
+        {
+            "flight_id": done["flight_id"],
+            "label": (done["dep_delay"] > DELAY_THRESHOLD_MIN).astype("int64"),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    breach_days: int = 2  # consecutive judged days below the quality floor (or drifted)
+    cooldown_days: int = 14  # at least this many days between two triggered retrains
+    new_label_days: int = 28  # labeled days since the last retrain that warrant one anyway
+    window_days: int = 120  # sliding training window (recent months) ...
+    holdout_days: int = 14  # ... whose last days are the gate's holdout
+    validation_days: int = 14
+    n_trials: int = 3
+    important_features: tuple[str, ...] = IMPORTANT_FEATURES
+
+
+@dataclass(frozen=True)
+class DayStatus:
+    """What monitoring concluded about one day (read back from its materialization)."""
+
+    day: str
+    judged: bool
+    breaches: list[str] = field(default_factory=list)
+    drift_errors: list[str] = field(default_factory=list)
+    recorded_at: float = 0.0  # when monitoring recorded the verdict (epoch seconds)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    key: str  # the Dagster run_key: one breach, one retrain
+    day: str
+    reason: str
+
+
+def _cooling_down(day: str, last_trigger: str | None, policy: RetrainPolicy) -> bool:
+    if not last_trigger:
+        return False
+    return (date.fromisoformat(day) - date.fromisoformat(last_trigger)).days < policy.cooldown_days
+
+
+def breach_trigger(
+    history: list[DayStatus], policy: RetrainPolicy, last_trigger: str | None = None
+) -> Trigger | None:
+    """Retrain when the last ``breach_days`` judged days all breached the quality floor, or all
+    drifted (error level) on an important feature. ``history`` holds the days after
+    ``last_trigger`` (the previous retrain's day), in any order; no retrain within
+    ``cooldown_days`` of the previous one."""
+    judged = sorted((s for s in history if s.judged), key=lambda s: s.day)
+    recent = judged[-policy.breach_days :]
+    if len(recent) < policy.breach_days or _cooling_down(recent[-1].day, last_trigger, policy):
+        return None
+    span = f"{recent[0].day}..{recent[-1].day}"
+    if all(s.breaches for s in recent):
+        return Trigger(
+            key=f"quality:{span}",
+            day=recent[-1].day,
+            reason=f"quality below floor on {span}: {'; '.join(recent[-1].breaches)}",
+        )
+    drifted = [[f for f in s.drift_errors if f in policy.important_features] for s in recent]
+    if all(drifted):
+        return Trigger(
+            key=f"drift:{span}",
+            day=recent[-1].day,
+            reason=f"drift on {span} in {', '.join(drifted[-1])}",
+        )
+    return None
+
+
+def labels_trigger(history: list[DayStatus], policy: RetrainPolicy) -> Trigger | None:
+    """Retrain when ``new_label_days`` days of labeled predictions arrived since the last one."""
+    labeled = sorted(s.day for s in history if s.judged)
+    if len(labeled) < policy.new_label_days:
+        return None
+    return Trigger(
+        key=f"labels:{labeled[-1]}",
+        day=labeled[-1],
+        reason=f"{len(labeled)} newly labeled days ({labeled[0]}..{labeled[-1]})",
+    )
+
+
+def training_window(last_day: str, policy: RetrainPolicy) -> tuple[str, str]:
+    """The sliding window ending on the last labeled day."""
+    end = date.fromisoformat(last_day)
+    start = max(date(2013, 1, 1), end - timedelta(days=policy.window_days - 1))
+    return start.isoformat(), end.isoformat()
+
+
+def retrain_run_config(trigger: Trigger, policy: RetrainPolicy) -> dict[str, Any]:
+    """`training_job` run config for a retrain on the policy's window."""
+    start, end = training_window(trigger.day, policy)
+    return {
+        "ops": {
+            "training_set": {"config": {"start_date": start, "end_date": end}},
+            "flight_delay_model": {
+                "config": {
+                    "n_trials": policy.n_trials,
+                    "holdout_days": policy.holdout_days,
+                    "validation_days": policy.validation_days,
+                }
+            },
+        }
+    }
+
+
+@dataclass
+class RetrainRecord:
+    """Why a training ran, on which data, and what the gate said."""
+
+    recorded_at: str
+    dagster_run_id: str
+    trigger: str  # sensor or schedule name, "manual", "demo", ...
+    reason: str
+    day: str | None
+    data_window: str
+    challenger_version: str
+    decision: str
+    auc_before: float | None
+    auc_after: float | None
+    champion_version: str
+
+
+def append_retrain(path: Path, record: RetrainRecord) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(asdict(record)) + "\n")
+
+
+def read_retrains(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

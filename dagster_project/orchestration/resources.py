@@ -1,0 +1,211 @@
+"""Typed Dagster resources: each wraps one external system and delegates to a Dagster-free module."""
+
+from collections.abc import Callable, Iterable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from dagster_project.features.feast_store import FeatureStoreClient
+from dagster_project.ingestion import gate, landing
+from dagster_project.ingestion.expectations import TableRules
+from dagster_project.monitoring import measures, retraining
+from dagster_project.serving import deploy
+from dagster_project.streaming import consumer, event_log, window_state
+from dagster_project.training import tracking
+
+
+class LandingZone(dg.ConfigurableResource):
+    """The landing zone (any fsspec URL). The writer and the readers only share the layout."""
+
+    url: str
+
+    def land_day(self, day: date) -> dict[str, int]:
+        return landing.land_day(self.url, day)
+
+    def land_reference(self) -> dict[str, int]:
+        return landing.land_reference(self.url)
+
+    def read_days(self, table: str, days: Iterable[date]) -> pd.DataFrame:
+        return _read(table, lambda: landing.read_days(self.url, table, days))
+
+    def read_reference(self, table: str) -> pd.DataFrame:
+        return _read(table, lambda: landing.read_reference(self.url, table))
+
+
+def _read(table: str, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """An unreadable landing file fails the step with a message naming the table and file."""
+    try:
+        return read()
+    except landing.LandingFileError as exc:
+        raise dg.Failure(description=f"table '{table}': {exc}") from exc
+
+
+class ValidationGate(dg.ConfigurableResource):
+    """Great Expectations gate: Data Docs in ``gx_dir``, rejected rows in ``quarantine_url``."""
+
+    gx_dir: str
+    quarantine_url: str
+    max_bad_share: float = 0.05
+
+    def check(
+        self, rules: TableRules, df: pd.DataFrame, known_sets: dict[str, frozenset[str]]
+    ) -> tuple[gate.GateResult, pd.DataFrame]:
+        """Validate, write the quarantine, and return the result and the annotated frame."""
+        result = gate.Gate(Path(self.gx_dir), self.max_bad_share).validate(rules, df, known_sets)
+        gate.write_quarantine(self.quarantine_url, rules.table, df, result)
+        annotated = df.reset_index(drop=True)
+        annotated[gate.REJECTED_BY] = result.rejected.astype("string")
+        return result, annotated
+
+
+class FeastResource(dg.ConfigurableResource):
+    """The Feast feature store of the tier (``config_template`` is its feature_store.yaml).
+
+    On a server tier ``project``, ``registry_url`` (SQLAlchemy URL of the SQL registry) and
+    ``redis_connection`` (Feast's Redis connection string) override the template's values."""
+
+    repo_path: str
+    config_template: str
+    state_dir: str
+    features_url: str
+    project: str | None = None
+    registry_url: str | None = None
+    redis_connection: str | None = None
+
+    def client(self) -> FeatureStoreClient:
+        overrides = {
+            "project": self.project,
+            "registry": self.registry_url,
+            "online_store": self.redis_connection,
+        }
+        return FeatureStoreClient(
+            Path(self.repo_path),
+            Path(self.config_template),
+            Path(self.state_dir),
+            self.features_url,
+            {k: v for k, v in overrides.items() if v},
+        )
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking + model registry (embedded SQLite and a local artifact folder on `local`)."""
+
+    tracking_uri: str
+    artifact_location: str
+    experiment: str = tracking.EXPERIMENT
+    model_name: str = tracking.MODEL_NAME
+
+    def registry(self) -> tracking.Registry:
+        tracking.configure(self.tracking_uri, self.artifact_location, self.experiment)
+        return tracking.Registry(self.tracking_uri, self.model_name)
+
+
+class Deployer(dg.ConfigurableResource):
+    """Deploys the champion. On `local`: a uvicorn process on loopback, reloaded on promotion.
+
+    ``api_token`` (e.g. ``dg.EnvVar("MLOPS_SERVING_TOKEN")``) turns on the endpoint's bearer auth.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    mlops_home: str
+    api_token: str | None = None
+
+    def endpoint(self) -> deploy.LocalEndpoint:
+        return deploy.LocalEndpoint(
+            host=self.host,
+            port=self.port,
+            run_dir=Path(self.mlops_home) / "run",
+            env={"MLOPS_HOME": self.mlops_home},
+            token=self.api_token,
+        )
+
+    def deploy(self, version: str, smoke_flight: dict) -> deploy.Deployment:
+        try:
+            return deploy.deploy(self.endpoint(), version, smoke_flight)
+        except deploy.DeployError as exc:
+            raise dg.Failure(description=f"deployment of v{version} failed: {exc}") from exc
+
+
+class MonitoringResource(dg.ConfigurableResource):
+    """Where monitoring reads the prediction log and writes plots, the report and the retrain
+    record; its thresholds (warnings and errors of the daily checks) and the retrain policy."""
+
+    prediction_log_dir: str
+    folder: str
+    psi_warn: float = measures.Thresholds.psi_warn
+    psi_error: float = measures.Thresholds.psi_error
+    ks_pvalue: float = measures.Thresholds.ks_pvalue
+    auc_floor: float = measures.Thresholds.auc_floor
+    calibration_error_max: float = measures.Thresholds.calibration_error_max
+    min_labeled: int = measures.Thresholds.min_labeled
+    breach_days: int = retraining.RetrainPolicy.breach_days
+    new_label_days: int = retraining.RetrainPolicy.new_label_days
+    window_days: int = retraining.RetrainPolicy.window_days
+    retrain_holdout_days: int = retraining.RetrainPolicy.holdout_days
+    retrain_validation_days: int = retraining.RetrainPolicy.validation_days
+    retrain_trials: int = retraining.RetrainPolicy.n_trials
+
+    def thresholds(self) -> measures.Thresholds:
+        return measures.Thresholds(
+            psi_warn=self.psi_warn,
+            psi_error=self.psi_error,
+            ks_pvalue=self.ks_pvalue,
+            auc_floor=self.auc_floor,
+            calibration_error_max=self.calibration_error_max,
+            min_labeled=self.min_labeled,
+        )
+
+    def policy(self) -> retraining.RetrainPolicy:
+        return retraining.RetrainPolicy(
+            breach_days=self.breach_days,
+            new_label_days=self.new_label_days,
+            window_days=self.window_days,
+            holdout_days=self.retrain_holdout_days,
+            validation_days=self.retrain_validation_days,
+            n_trials=self.retrain_trials,
+        )
+
+    @property
+    def retrains_path(self) -> Path:
+        return Path(self.folder) / "retrains.jsonl"
+
+
+class StreamResource(dg.ConfigurableResource):
+    """The departure-event stream and the traffic consumer's window state: a Redis Stream and
+    Redis sorted sets when ``redis_url`` is set (server tiers), else an append-only log and a
+    SQLite file in ``folder`` (local tier). Same interface either way."""
+
+    folder: str
+    redis_url: str | None = None
+    prefix: str = "mlops:"
+    batch_size: int = 500
+    consumer_name: str = "consumer-1"
+
+    def _redis(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(str(self.redis_url), socket_timeout=30)
+
+    def log(self) -> event_log.EventLog:
+        if self.redis_url:
+            return event_log.RedisEventLog(self._redis(), self.prefix)
+        return event_log.LocalEventLog(Path(self.folder))
+
+    def state(self) -> window_state.WindowState:
+        if self.redis_url:
+            return window_state.RedisWindowState(self._redis(), self.prefix)
+        return window_state.SqliteWindowState(Path(self.folder) / "traffic.db")
+
+    def consumer(self, push: consumer.Push, keep_pushed: bool = False) -> consumer.Consumer:
+        return consumer.Consumer(
+            self.log(),
+            self.state(),
+            push,
+            name=self.consumer_name,
+            batch_size=self.batch_size,
+            keep_pushed=keep_pushed,
+        )

@@ -1,0 +1,2 @@
+"""Training: preprocessing, model families, tuning, evaluation, the MLflow registry and the
+promotion policy (no Dagster)."""
