@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster_project.platform.settings import REPO_ROOT
-
 CLEAN, VULNERABLE, NOT_AUDITED = 0, 1, 2
 
 
@@ -90,7 +88,7 @@ def run(lock: Path, service: str = "pypi", timeout_s: float = 600) -> AuditResul
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    lock = Path(args[0]) if args else REPO_ROOT / "requirements.lock"
+    lock = Path(args[0]) if args else Path(__file__).resolve().parents[1] / "requirements.lock"
     result = run(lock)
     for line in result.vulnerable:
         print(f"  VULNERABLE {line}")

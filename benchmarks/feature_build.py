@@ -20,7 +20,8 @@ from benchmarks.common import accepted
 from dagster_project.features import engineering
 from dagster_project.features.feast_store import FeatureStoreClient
 from dagster_project.ingestion import cleaning
-from dagster_project.platform.settings import FEATURE_REPO
+from dagster_project.platform import names
+from dagster_project.platform.settings import feast_template
 
 
 def _median(fn: Callable[[], object], repeat: int) -> float:
@@ -51,8 +52,7 @@ def main() -> None:
     build_s = _median(build, args.repeat)
     with tempfile.TemporaryDirectory() as tmp:
         client = FeatureStoreClient(
-            FEATURE_REPO,
-            FEATURE_REPO / "feature_store.yaml",
+            feast_template("local"),
             Path(tmp) / "feast",
             f"{tmp}/features",
         )
@@ -63,7 +63,7 @@ def main() -> None:
         client.apply()
         entities = engineering.training_entities(flights)
         join_s = _median(
-            lambda: client.historical_features(entities, "flight_delay_v1"), args.repeat
+            lambda: client.historical_features(entities, names.FEATURE_SERVICE), args.repeat
         )
     print("| step | rows | median s | rows/s |\n|---|---|---|---|")
     print(

@@ -25,10 +25,10 @@ from pathlib import Path
 import pandas as pd
 
 from dagster_project.features.feast_store import FeatureStoreClient
-from dagster_project.platform import server
-from dagster_project.platform.settings import FEATURE_REPO, Paths, ServerSettings
+from dagster_project.platform import names, server
+from dagster_project.platform.settings import Paths, ServerSettings
 
-SERVICE = "flight_delay_v1"
+SERVICE = names.FEATURE_SERVICE
 
 
 def build_features(home: Path, days: int) -> Paths:
@@ -102,14 +102,11 @@ def main() -> None:
         paths = build_features(Path(tmp) / "mlops", args.days)
         rows = entity_rows(paths, args.reads)
         start, end = datetime(2013, 1, 1, tzinfo=UTC), datetime(2013, 1, args.days + 1, tzinfo=UTC)
-        sqlite = FeatureStoreClient(
-            FEATURE_REPO, paths.feast_template, paths.feast_dir, paths.features_url
-        )
+        sqlite = FeatureStoreClient(paths.feast_template, paths.feast_dir, paths.features_url)
         tier = ServerSettings(namespace=f"bench{uuid.uuid4().hex[:8]}")
         server.ensure_databases(tier)
         try:
             redis = FeatureStoreClient(
-                FEATURE_REPO,
                 Paths(paths.home, tier).feast_template,
                 Path(tmp) / "feast-redis",
                 paths.features_url,

@@ -37,10 +37,10 @@ import pandas as pd
 
 from benchmarks import common, loadgen
 from dagster_project.features import engineering
-from dagster_project.platform import settings
+from dagster_project.platform import names, settings
 
 REPO = Path(__file__).resolve().parents[1]
-SERVICE = "flight_delay_v1"
+SERVICE = names.FEATURE_SERVICE
 
 
 @dataclass(frozen=True)
@@ -299,7 +299,6 @@ def _client(paths: settings.Paths, state_dir: Path | None = None, features_url: 
     from dagster_project.features.feast_store import FeatureStoreClient
 
     return FeatureStoreClient(
-        settings.FEATURE_REPO,
         paths.feast_template,
         state_dir or paths.feast_dir,
         features_url or paths.features_url,
@@ -386,7 +385,6 @@ def materialization(report: Report, state: State, sizes: Sizes) -> None:
             from dagster_project.features.feast_store import FeatureStoreClient
 
             redis = FeatureStoreClient(
-                settings.FEATURE_REPO,
                 server_paths.feast_template,
                 Path(tmp) / "feast-redis",
                 state.paths.features_url,
@@ -447,7 +445,7 @@ def training(report: Report, state: State, sizes: Sizes) -> None:
         trial_s, outcome = common.timed(
             lambda: tr.train_and_register(df, options, lineage, registry)
         )
-        registry.set_alias(tracking.CHAMPION, outcome.version.version)
+        registry.set_alias(names.CHAMPION, outcome.version.version)
         note = (
             f"holdout AUC {outcome.holdout.roc_auc:.3f}; registered v{outcome.version.version} "
             "as champion"

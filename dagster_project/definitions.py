@@ -39,7 +39,6 @@ def build_resources(paths: settings.Paths, serving_port: int | None = None) -> d
         "landing": LandingZone(url=paths.landing_url),
         "gate": ValidationGate(gx_dir=str(paths.gx_dir), quarantine_url=paths.quarantine_url),
         "feast": FeastResource(
-            repo_path=str(settings.FEATURE_REPO),
             config_template=str(paths.feast_template),
             state_dir=str(paths.feast_dir),
             features_url=paths.features_url,

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dagster_project.platform.settings import FEATURE_REPO
+from tests.paths import FEATURE_REPO
 
 
 def _feast(repo: Path, *args: str) -> str:

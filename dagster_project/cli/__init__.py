@@ -19,8 +19,8 @@ import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from dagster_project.platform import settings
-from feature_repo.definitions import TABLES
+from dagster_project.features.feast_objects import TABLES
+from dagster_project.platform import names, settings
 
 
 def _instance() -> Any:
@@ -335,7 +335,7 @@ def _model_rows(tracking_uri: str) -> list[tuple[str, str]]:
         return [("champion", "none yet (run `make demo`)")]
     registry = tracking.Registry(tracking_uri)
     rows = []
-    for alias in (tracking.CHAMPION, tracking.CHALLENGER):
+    for alias in (names.CHAMPION, names.CHALLENGER):
         version = registry.by_alias(alias)
         if version is None:
             rows.append((alias, "none"))

@@ -7,6 +7,8 @@ import dagster as dg
 import pandas as pd
 
 from dagster_project.features import engineering, feast_store
+from dagster_project.features import feast_objects as feast_objects_module
+from dagster_project.features.feast_objects import build as feast_objects
 from dagster_project.orchestration.compute_classes import compute_asset
 from dagster_project.orchestration.metadata import (
     OWNERS,
@@ -17,11 +19,9 @@ from dagster_project.orchestration.metadata import (
 )
 from dagster_project.orchestration.partitions import daily_2013, single_run, utc_window
 from dagster_project.orchestration.resources import FeastResource
+from dagster_project.platform.names import FEATURE_SERVICE
 from dagster_project.streaming import traffic
-from feature_repo import definitions as feast_repo
-from feature_repo.definitions import build as feast_objects
 
-FEATURE_SERVICE = "flight_delay_v1"
 FEATURES_VERSION = code_version(engineering)
 FEAST_VERSION = code_version(feast_store)
 # Each feature table is built from one validated table (its only input; tests/test_catalog.py).
@@ -147,7 +147,7 @@ feature_tables = [
     deps=feature_tables,
     kinds={"feast"},
     owners=OWNERS,
-    code_version=code_version(feast_store, feast_repo),
+    code_version=code_version(feast_store, feast_objects_module),
 )
 def feast_definitions(feast: FeastResource) -> dg.MaterializeResult:
     """`feast apply` of the entities, views and the `flight_delay_v1` FeatureService."""

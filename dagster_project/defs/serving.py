@@ -10,10 +10,9 @@ from dagster_project.orchestration.compute_classes import compute_asset
 from dagster_project.orchestration.metadata import ML_OWNERS, code_version
 from dagster_project.orchestration.partitions import daily_2013, partition_days
 from dagster_project.orchestration.resources import Deployer, MlflowResource
-from dagster_project.platform import compute_classes
+from dagster_project.platform import compute_classes, names
 from dagster_project.serving import deploy, footprint, scoring
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT
-from dagster_project.training import tracking
 
 
 @compute_asset(
@@ -27,7 +26,7 @@ def deployed_endpoint(
     context: dg.AssetExecutionContext, mlflow: MlflowResource, deployer: Deployer
 ) -> dg.MaterializeResult:
     """The endpoint serving `flight_delay@champion`, confirmed by a smoke request."""
-    champion = mlflow.registry().by_alias(tracking.CHAMPION)
+    champion = mlflow.registry().by_alias(names.CHAMPION)
     if champion is None:
         raise dg.Failure("no champion to deploy: the promotion gate has not promoted a model")
     done = deployer.deploy(champion.version, EXAMPLE_FLIGHT)
@@ -91,7 +90,7 @@ def serving_hardware(
     """Serving class for `flight_delay@champion`: the small inference GPU if the model and a batch
     fit its memory, else the training GPU, else CPU; the choice is tagged on the version."""
     registry = mlflow.registry()
-    champion = registry.by_alias(tracking.CHAMPION)
+    champion = registry.by_alias(names.CHAMPION)
     if champion is None:
         raise dg.Failure("no champion to size: the promotion gate has not promoted a model")
     need = footprint.model_footprint(champion.uri, config.batch_rows)

@@ -5,14 +5,15 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from dagster_project.defs.features import FEATURE_SERVICE
+from dagster_project.features.feast_objects import build as feast_objects
 from dagster_project.monitoring import plots, retraining
 from dagster_project.orchestration.compute_classes import compute_asset
 from dagster_project.orchestration.metadata import ML_OWNERS, code_version, image
 from dagster_project.orchestration.resources import MlflowResource, MonitoringResource
+from dagster_project.platform import names
+from dagster_project.platform.names import FEATURE_SERVICE
 from dagster_project.training import evaluation, models, pipeline, preprocess, promotion, tracking
 from dagster_project.training.models import KINDS
-from feature_repo.definitions import build as feast_objects
 
 
 class TrainingConfig(dg.Config):
@@ -118,7 +119,7 @@ def promotion_gate(
 ) -> dg.AssetCheckResult:
     """Challenger vs champion on the challenger's holdout window; moves `champion` if better."""
     registry = mlflow.registry()
-    challenger = registry.by_alias(tracking.CHALLENGER)
+    challenger = registry.by_alias(names.CHALLENGER)
     if challenger is None:
         raise dg.Failure("no challenger registered")
     start, end = challenger.tags["holdout_window"].split("..")
@@ -128,7 +129,7 @@ def promotion_gate(
     decision = promotion.run_gate(registry, holdout, f"{start}..{end}", served_columns(), policy)
     context.log.info(f"promotion gate: {decision.summary()}")
     tags = context.run.tags
-    champion_now = registry.by_alias(tracking.CHAMPION)
+    champion_now = registry.by_alias(names.CHAMPION)
     retraining.append_retrain(
         monitor.retrains_path,
         retraining.RetrainRecord(

@@ -90,7 +90,6 @@ class FeatureStoreClient:
 
     def __init__(
         self,
-        repo_path: Path,
         template: Path,
         state_dir: Path,
         features_url: str,
@@ -101,9 +100,8 @@ class FeatureStoreClient:
         self.features_url = features_url
         self._plans: dict[str, _ServicePlan] = {}
         self._plan_lock = threading.Lock()
-        self.store = FeatureStore(
-            repo_path=str(repo_path), fs_yaml_file=resolve_config(template, state_dir, overrides)
-        )
+        config = resolve_config(template, state_dir, overrides)
+        self.store = FeatureStore(repo_path=str(state_dir), fs_yaml_file=config)
 
     def fail_fast(self, timeout_s: float = 1.0) -> bool:
         """For serving: a Redis online store that is down fails a lookup within about a second
@@ -127,12 +125,12 @@ class FeatureStoreClient:
         return True
 
     def objects(self) -> Any:
-        from feature_repo.definitions import build
+        from dagster_project.features.feast_objects import build
 
         return build(self.features_url)
 
     def write_offline_table(self, table: str, df: pd.DataFrame) -> str:
-        from feature_repo.definitions import offline_table_url
+        from dagster_project.features.feast_objects import offline_table_url
 
         url = offline_table_url(self.features_url, table)
         storage.write_parquet(url, df)

@@ -21,6 +21,7 @@ import dagster as dg
 from dagster_project.defs.sensors import sensors as retrain_sensors
 from dagster_project.monitoring import retraining
 from dagster_project.orchestration.partitions import range_tags
+from dagster_project.platform import names
 from dagster_project.platform.settings import Paths
 from dagster_project.training import tracking
 
@@ -113,7 +114,7 @@ def bootstrap(
         "bootstrap ingestion",
     )
     registry = tracking.Registry(paths.mlflow_tracking_uri)
-    if registry.by_alias(tracking.CHAMPION) is None:
+    if registry.by_alias(names.CHAMPION) is None:
         last = eve - timedelta(days=1)
         say(f"bootstrap: training the first champion on {first}..{last}")
         config = retraining.retrain_run_config(

@@ -12,6 +12,7 @@ from dagster_project.features.feast_store import FeatureStoreClient
 from dagster_project.ingestion import gate, landing
 from dagster_project.ingestion.expectations import TableRules
 from dagster_project.monitoring import measures, retraining
+from dagster_project.platform import names
 from dagster_project.serving import deploy
 from dagster_project.streaming import consumer, event_log, window_state
 from dagster_project.training import tracking
@@ -67,7 +68,6 @@ class FeastResource(dg.ConfigurableResource):
     On a server tier ``project``, ``registry_url`` (SQLAlchemy URL of the SQL registry) and
     ``redis_connection`` (Feast's Redis connection string) override the template's values."""
 
-    repo_path: str
     config_template: str
     state_dir: str
     features_url: str
@@ -82,7 +82,6 @@ class FeastResource(dg.ConfigurableResource):
             "online_store": self.redis_connection,
         }
         return FeatureStoreClient(
-            Path(self.repo_path),
             Path(self.config_template),
             Path(self.state_dir),
             self.features_url,
@@ -95,8 +94,8 @@ class MlflowResource(dg.ConfigurableResource):
 
     tracking_uri: str
     artifact_location: str
-    experiment: str = tracking.EXPERIMENT
-    model_name: str = tracking.MODEL_NAME
+    experiment: str = names.EXPERIMENT
+    model_name: str = names.MODEL_NAME
 
     def registry(self) -> tracking.Registry:
         tracking.configure(self.tracking_uri, self.artifact_location, self.experiment)

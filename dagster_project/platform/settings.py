@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-FEATURE_REPO = REPO_ROOT / "feature_repo"
+FEAST_TEMPLATES = Path(__file__).with_name("feast")  # package data: one feature_store.yaml per tier
 TIMEZONE = "America/New_York"
 PROFILES = ("local", "server", "k8s")
 
@@ -22,8 +21,9 @@ def profile() -> str:
 
 
 def mlops_home() -> Path:
-    """The one folder that holds all local state (``MLOPS_HOME``, default ``<repo>/.mlops``)."""
-    return Path(os.environ.get("MLOPS_HOME", REPO_ROOT / ".mlops")).resolve()
+    """The one folder that holds all local state (``MLOPS_HOME``, default ``./.mlops``; the
+    Makefile sets it to ``<checkout>/.mlops``)."""
+    return Path(os.environ.get("MLOPS_HOME") or Path.cwd() / ".mlops").resolve()
 
 
 SERVER_STORES = ("dagster", "mlflow", "feast")
@@ -187,8 +187,7 @@ class Paths:
     @property
     def feast_template(self) -> Path:
         """The tier's ``feature_store.yaml`` (``feature_store.server.yaml`` on server tiers)."""
-        name = "feature_store.server.yaml" if self.server else "feature_store.yaml"
-        return FEATURE_REPO / name
+        return feast_template("server" if self.server else "local")
 
     def feast_overrides(self) -> dict[str, str]:
         """What the tier sets in Feast's config: project, SQL registry, Redis online store."""
@@ -216,6 +215,11 @@ class Paths:
     @property
     def monitoring_dir(self) -> Path:
         return self.home / "monitoring"
+
+
+def feast_template(tier: str) -> Path:
+    """The Feast config template of ``tier`` (``local``, or ``server`` for both server tiers)."""
+    return FEAST_TEMPLATES / f"feature_store.{'local' if tier == 'local' else 'server'}.yaml"
 
 
 def serving_port() -> int:

@@ -22,7 +22,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from dagster_project.serving.config import FEATURE_SERVICE, ServingConfig, redact
+from dagster_project.platform.names import FEATURE_SERVICE
+from dagster_project.serving.config import ServingConfig, redact
 from dagster_project.serving.middleware import BodySizeLimit, ObserveMiddleware
 from dagster_project.serving.predictor import Predictor, entity_row, settle_heap
 from dagster_project.serving.schemas import (

@@ -8,11 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster_project.platform import settings
-from dagster_project.training import tracking
+from dagster_project.platform import names, settings
 
 log = logging.getLogger("flight_delay.serving")
-FEATURE_SERVICE = "flight_delay_v1"
 AUTH_TIERS = ("server", "k8s")  # tiers where the endpoint refuses to run without a token
 MAX_BODY_BYTES = 4 * 1_048_576  # 4 MiB: a full batch of 10,000 flights is about 1.6 MB
 # Environment variables whose values are secrets: never logged, never sent to a client.
@@ -57,14 +55,13 @@ class RedactingFilter(logging.Filter):
 @dataclass(frozen=True)
 class ServingConfig:
     tracking_uri: str
-    feast_repo: Path
     feast_config_template: Path
     feast_state_dir: Path
     features_url: str
     prediction_log_dir: Path
     feast_overrides: dict[str, str] = field(default_factory=dict)
-    model_name: str = tracking.MODEL_NAME
-    alias: str = tracking.CHAMPION
+    model_name: str = names.MODEL_NAME
+    alias: str = names.CHAMPION
     api_token: str | None = None
     reload_interval_s: float = 30.0
     max_body_bytes: int = MAX_BODY_BYTES
@@ -77,7 +74,6 @@ class ServingConfig:
         """Locations from a tier's state folder (any field can be overridden)."""
         values: dict[str, Any] = {
             "tracking_uri": paths.mlflow_tracking_uri,
-            "feast_repo": settings.FEATURE_REPO,
             "feast_config_template": paths.feast_template,
             "feast_state_dir": paths.feast_dir,
             "feast_overrides": paths.feast_overrides(),

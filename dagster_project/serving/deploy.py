@@ -15,8 +15,6 @@ from typing import Any
 
 import httpx
 
-from dagster_project.platform.settings import REPO_ROOT
-
 
 class DeployError(RuntimeError):
     pass
@@ -74,7 +72,7 @@ class LocalEndpoint:
                     "--port",
                     str(self.port),
                 ],
-                cwd=REPO_ROOT,
+                cwd=self.run_dir,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -16,7 +16,8 @@ from fastapi import HTTPException
 
 from dagster_project.features.feast_store import FeatureStoreClient
 from dagster_project.platform import settings
-from dagster_project.serving.config import FEATURE_SERVICE, ServingConfig, redact
+from dagster_project.platform.names import FEATURE_SERVICE
+from dagster_project.serving.config import ServingConfig, redact
 from dagster_project.serving.metrics import Metrics
 from dagster_project.serving.model_holder import ModelHolder
 from dagster_project.serving.prediction_log import PredictionLog
@@ -79,7 +80,6 @@ class Predictor:
             with self._feast_lock:
                 if self._feast is None:
                     client = FeatureStoreClient(
-                        self.config.feast_repo,
                         self.config.feast_config_template,
                         self.config.feast_state_dir,
                         self.config.features_url,

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from dagster_project.features.engineering import LABEL
-from dagster_project.platform import compute_classes, metering
+from dagster_project.platform import compute_classes, metering, names
 from dagster_project.platform.settings import TIMEZONE
 from dagster_project.training import evaluation, models, tracking
 from dagster_project.training.preprocess import FEATURES, input_frame
@@ -295,9 +295,13 @@ def train_and_register(
             }
         )
         version = registry.register(info.model_uri, parent.info.run_id, version_tags)
-        registry.set_alias(tracking.CHALLENGER, version.version)
+        registry.set_alias(names.CHALLENGER, version.version)
         mlflow.set_tags(
-            {"registered_version": version.version, "model_kind": best.kind, "alias": "challenger"}
+            {
+                "registered_version": version.version,
+                "model_kind": best.kind,
+                "alias": names.CHALLENGER,
+            }
             | usage.mlflow_tags()
         )
     progress(

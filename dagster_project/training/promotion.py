@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dagster_project.features.engineering import LABEL
+from dagster_project.platform import names
 from dagster_project.training import evaluation, tracking
 from dagster_project.training.preprocess import input_frame
 
@@ -158,19 +159,17 @@ def run_gate(
 ) -> Decision:
     """Score challenger and champion on ``holdout``, decide, move the alias if promoted and tag
     the challenger version and its training run with the decision and the numbers."""
-    challenger_v = registry.by_alias(tracking.CHALLENGER)
+    challenger_v = registry.by_alias(names.CHALLENGER)
     if challenger_v is None:
-        raise LookupError(
-            f"registered model '{registry.name}' has no '{tracking.CHALLENGER}' alias"
-        )
-    champion_v = registry.by_alias(tracking.CHAMPION)
+        raise LookupError(f"registered model '{registry.name}' has no '{names.CHALLENGER}' alias")
+    champion_v = registry.by_alias(names.CHAMPION)
     challenger = report(registry, challenger_v, holdout, available, policy)
     champion = None
     if champion_v is not None and champion_v.version != challenger_v.version:
         champion = report(registry, champion_v, holdout, available, policy)
     decision = decide(challenger, champion, policy, holdout_window)
     if decision.promote:
-        registry.set_alias(tracking.CHAMPION, challenger_v.version)
+        registry.set_alias(names.CHAMPION, challenger_v.version)
     tags = {
         "promotion_decision": decision.outcome,
         "promotion_reason": "; ".join(decision.reasons)[:4000],

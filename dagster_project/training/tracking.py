@@ -17,12 +17,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from dagster_project.platform.settings import REPO_ROOT
-
-MODEL_NAME = "flight_delay"
-EXPERIMENT = "flight_delay"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+from dagster_project.platform.names import EXPERIMENT, MODEL_NAME
 
 # Lineage tags every training run and model version carries.
 TAG_DAGSTER_RUN = "dagster_run_id"
@@ -33,18 +28,25 @@ TAG_DATA_HASH = "training_set_hash"
 LINEAGE_TAGS = (TAG_DAGSTER_RUN, TAG_PARTITIONS, TAG_GIT, TAG_FEATURE_SERVICE, TAG_DATA_HASH)
 
 
-def git_commit(repo: Path = REPO_ROOT) -> str:
-    """``HEAD`` of the checkout, suffixed ``-dirty`` when tracked files changed; else "unknown"."""
+GIT_COMMIT_ENV = "MLOPS_GIT_COMMIT"
+
+
+def git_commit() -> str:
+    """The code's commit: ``MLOPS_GIT_COMMIT`` (the image build and CI set it), else ``HEAD`` of
+    the git checkout the process runs in (suffixed ``-dirty`` when tracked files changed), else
+    "unknown" (an installed package outside a checkout)."""
+    if commit := os.environ.get(GIT_COMMIT_ENV, "").strip():
+        return commit
     try:
         head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            ["git", "rev-parse", "HEAD"],
             capture_output=True,
             text=True,
             check=True,
             timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
             text=True,
             check=True,

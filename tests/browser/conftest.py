@@ -267,6 +267,7 @@ def _register_champion(tracking_uri: str, artifacts: Path) -> str:
     the project's tracking module), with a tiny artifact instead of a trained model."""
     import mlflow
 
+    from dagster_project.platform import names
     from dagster_project.training import tracking
 
     tracking.configure(tracking_uri, str(artifacts))
@@ -279,7 +280,7 @@ def _register_champion(tracking_uri: str, artifacts: Path) -> str:
         run.info.run_id,
         {"model_kind": "xgboost", "holdout_roc_auc": "0.710000"},
     )
-    registry.set_alias(tracking.CHAMPION, version.version)
+    registry.set_alias(names.CHAMPION, version.version)
     return version.version
 
 

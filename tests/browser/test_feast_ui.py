@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from feature_repo.definitions import build
+from dagster_project.features.feast_objects import build
 
 
 def test_feast_ui_lists_the_feature_services_and_views(feast_ui, page, shot):

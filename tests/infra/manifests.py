@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dagster_project.platform.settings import REPO_ROOT
+from tests.paths import REPO_ROOT
 
 INFRA = REPO_ROOT / "infra"
 OVERLAYS = ("staging", "prod")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dagster_project.platform.settings import REPO_ROOT
 from tests.infra.manifests import INFRA
+from tests.paths import REPO_ROOT
 
 DOCKERFILE = INFRA / "docker" / "Dockerfile"
 DOCKERIGNORE = INFRA / "docker" / "Dockerfile.dockerignore"

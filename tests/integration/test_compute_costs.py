@@ -4,6 +4,7 @@ import dagster as dg
 
 from dagster_project.cli import _cost_rows
 from dagster_project.orchestration.compute_classes import usage_from_metadata
+from dagster_project.platform import names
 from dagster_project.training import tracking
 
 
@@ -40,7 +41,7 @@ def test_training_run_records_usage_and_cost_per_step(spine, first_model, capsys
 
 def test_mlflow_run_and_version_carry_the_training_cost(spine, first_model):
     registry = _registry(spine)
-    champion = registry.by_alias(tracking.CHAMPION)
+    champion = registry.by_alias(names.CHAMPION)
     run = registry.client.get_run(champion.run_id)
     for metric in ("wall_seconds", "cpu_seconds", "peak_memory_mib", "cost_usd"):
         assert run.data.metrics[f"compute_{metric}"] > 0, metric
@@ -62,6 +63,6 @@ def test_serving_hardware_recommends_the_small_gpu_for_the_champion(spine, first
     assert meta["batch_rows"] == 1024
     assert meta["batch_mib"] > 0
     assert meta["classes_checked"]["serving"]["fits"] is True
-    champion = _registry(spine).by_alias(tracking.CHAMPION)
+    champion = _registry(spine).by_alias(names.CHAMPION)
     assert champion.tags["serving_class"] == "serving"
     assert meta["compute/compute_class"] == "serving"  # its own step is metered too

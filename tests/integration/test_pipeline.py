@@ -14,8 +14,8 @@ from dagster_project.definitions import all_assets, build_definitions, build_res
 from dagster_project.features.feast_store import FeatureStoreClient
 from dagster_project.ingestion import landing
 from dagster_project.orchestration.partitions import range_tags
-from dagster_project.platform import storage
-from dagster_project.platform.settings import FEATURE_REPO, Paths
+from dagster_project.platform import names, storage
+from dagster_project.platform.settings import Paths, feast_template
 
 DAYS = ("2013-01-01", "2013-01-03")
 DAY = "2013-01-02"
@@ -52,8 +52,7 @@ def test_chain_materializes_every_asset_and_gate(good_state: Paths):
 
 def test_online_store_serves_the_features(good_state: Paths):
     client = FeatureStoreClient(
-        FEATURE_REPO,
-        FEATURE_REPO / "feature_store.yaml",
+        feast_template("local"),
         good_state.feast_dir,
         good_state.features_url,
     )
@@ -275,7 +274,7 @@ def _failure_text(result: dg.ExecuteInProcessResult) -> str:
 def _champion(paths: Paths) -> tuple[str, str] | None:
     from dagster_project.training import tracking
 
-    found = tracking.Registry(paths.mlflow_tracking_uri).by_alias(tracking.CHAMPION)
+    found = tracking.Registry(paths.mlflow_tracking_uri).by_alias(names.CHAMPION)
     return (found.version, found.run_id) if found else None
 
 
@@ -297,7 +296,7 @@ def corpus_state(good_state, tmp_path_factory) -> Paths:
         info = mlflow.sklearn.log_model(LogisticRegression().fit(x, x[:, 0] > 0.5), name="model")
     registry = tracking.Registry(paths.mlflow_tracking_uri)
     version = registry.register(info.model_uri, run.info.run_id, {})
-    registry.set_alias(tracking.CHAMPION, version.version)
+    registry.set_alias(names.CHAMPION, version.version)
     return paths
 
 

@@ -11,6 +11,7 @@ from dagster_project.ingestion import landing
 from dagster_project.monitoring import retraining
 from dagster_project.orchestration.replay import ReplayError, replay
 from dagster_project.orchestration.resources import MonitoringResource
+from dagster_project.platform import names
 from dagster_project.platform.settings import Paths
 from dagster_project.training import tracking
 from tests.conftest import free_port
@@ -83,7 +84,7 @@ def test_a_promoted_retrain_is_what_the_endpoint_serves_next(replayed):
     promoted = [
         r for r in records if r["decision"] == "promoted" and r["trigger"] != "replay_bootstrap"
     ]
-    champion = tracking.Registry(paths.mlflow_tracking_uri).by_alias(tracking.CHAMPION)
+    champion = tracking.Registry(paths.mlflow_tracking_uri).by_alias(names.CHAMPION)
     log = retraining.read_prediction_log(paths.prediction_log_dir, str(END + timedelta(days=1)))
     assert log, "the last day scored the next day's flights"
     served = {r["model_version"] for r in log}

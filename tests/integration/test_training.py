@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from dagster_project.features.engineering import LABEL
-from dagster_project.platform import storage
+from dagster_project.platform import names, storage
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT
 from dagster_project.training import models, pipeline, promotion, tracking
 
@@ -31,8 +31,8 @@ def _url(spine) -> str:
 
 def test_first_model_is_registered_with_lineage_and_becomes_champion(spine, first_model):
     registry = _registry(spine)
-    champion = registry.by_alias(tracking.CHAMPION)
-    challenger = registry.by_alias(tracking.CHALLENGER)
+    champion = registry.by_alias(names.CHAMPION)
+    challenger = registry.by_alias(names.CHALLENGER)
     assert champion is not None
     assert champion.version == challenger.version
     for tag in tracking.LINEAGE_TAGS:
@@ -48,7 +48,7 @@ def test_first_model_is_registered_with_lineage_and_becomes_champion(spine, firs
 
 def test_training_run_logs_metrics_plots_model_and_nested_trials(spine, first_model):
     registry = _registry(spine)
-    champion = registry.by_alias(tracking.CHAMPION)
+    champion = registry.by_alias(names.CHAMPION)
     run = registry.client.get_run(champion.run_id)
     for metric in ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "f1"):
         assert f"holdout_{metric}" in run.data.metrics
@@ -75,7 +75,7 @@ def test_training_run_logs_metrics_plots_model_and_nested_trials(spine, first_mo
 
 
 def test_deployed_endpoint_serves_the_champion_on_a_real_uvicorn(spine, first_model):
-    champion = _registry(spine).by_alias(tracking.CHAMPION)
+    champion = _registry(spine).by_alias(names.CHAMPION)
     events = first_model.get_asset_materialization_events()
     deployed = [e for e in events if e.asset_key.to_user_string() == "deployed_endpoint"]
     assert deployed
@@ -98,7 +98,7 @@ def test_deployed_endpoint_serves_the_champion_on_a_real_uvicorn(spine, first_mo
 
 
 def test_promoted_torch_challenger_is_hot_reloaded_without_dropping_requests(spine, first_model):
-    before = _registry(spine).by_alias(tracking.CHAMPION)
+    before = _registry(spine).by_alias(names.CHAMPION)
     answers: list[tuple[int, str]] = []
     stop = threading.Event()
 
@@ -122,7 +122,7 @@ def test_promoted_torch_challenger_is_hot_reloaded_without_dropping_requests(spi
         stop.set()
         sender.join()
     assert result.success
-    after = _registry(spine).by_alias(tracking.CHAMPION)
+    after = _registry(spine).by_alias(names.CHAMPION)
     assert after.version != before.version
     assert after.tags["model_kind"] == "torch"
     assert answers
@@ -134,7 +134,7 @@ def test_promoted_torch_challenger_is_hot_reloaded_without_dropping_requests(spi
 
 
 def test_gate_rejection_blocks_deployment_and_is_recorded(spine, first_model):
-    before = _registry(spine).by_alias(tracking.CHAMPION)
+    before = _registry(spine).by_alias(names.CHAMPION)
     result = spine.run_training(
         {"model_kinds": ["xgboost"], "n_trials": 1},
         {"min_auc_margin": 1.0, "min_auc": 0.5},  # only the margin decides here
@@ -147,8 +147,8 @@ def test_gate_rejection_blocks_deployment_and_is_recorded(spine, first_model):
     ran = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "deployed_endpoint" not in ran
     registry = _registry(spine)
-    assert registry.by_alias(tracking.CHAMPION).version == before.version
-    rejected = registry.by_alias(tracking.CHALLENGER)
+    assert registry.by_alias(names.CHAMPION).version == before.version
+    rejected = registry.by_alias(names.CHALLENGER)
     assert rejected.tags["promotion_decision"] == "rejected"
     assert "not better" in rejected.tags["promotion_reason"]
     r = httpx.post(f"{_url(spine)}/predict", json=EXAMPLE_FLIGHT, timeout=30).json()
@@ -159,7 +159,7 @@ def _register(registry, model, sample) -> tracking.VersionInfo:
     with mlflow.start_run() as run:
         info = pipeline.log_model(model, sample, {})
     version = registry.register(info.model_uri, run.info.run_id, {"threshold": "0.3"})
-    registry.set_alias(tracking.CHALLENGER, version.version)
+    registry.set_alias(names.CHALLENGER, version.version)
     return version
 
 
@@ -184,26 +184,26 @@ def test_gate_promotes_a_better_model_and_rejects_a_worse_one(spine, first_model
     worse_v = _register(registry, worse, split.validation)
     first = promotion.run_gate(registry, split.holdout, "h", available, lenient)
     assert first.promote
-    assert registry.by_alias(tracking.CHAMPION).version == worse_v.version
+    assert registry.by_alias(names.CHAMPION).version == worse_v.version
 
     good_v = _register(registry, good, split.validation)
     better = promotion.run_gate(registry, split.holdout, "h", available, lenient)
     assert better.promote, better.reasons
     assert better.challenger.holdout.roc_auc > better.champion.holdout.roc_auc + 0.05
-    assert registry.by_alias(tracking.CHAMPION).version == good_v.version
+    assert registry.by_alias(names.CHAMPION).version == good_v.version
 
     again_v = _register(registry, worse, split.validation)
     rejected = promotion.run_gate(registry, split.holdout, "h", available, lenient)
     assert not rejected.promote
     assert "not better" in rejected.reasons[0]
-    assert registry.by_alias(tracking.CHAMPION).version == good_v.version
+    assert registry.by_alias(names.CHAMPION).version == good_v.version
     assert registry.version(again_v.version).tags["promotion_decision"] == "rejected"
     assert pd.notna(rejected.challenger.latency_p95_ms)
 
 
 def test_floors_reject_a_model_whose_signature_the_feature_service_cannot_fill(spine, first_model):
     registry = _registry(spine)
-    champion = registry.by_alias(tracking.CHAMPION)
+    champion = registry.by_alias(names.CHAMPION)
     problems = promotion.signature_problems(registry.load(champion.version), {"carrier"})
     assert any("origin" in p for p in problems)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dagster_project.platform.settings import REPO_ROOT
 from dagster_project.serving.config import ServingConfig
 from tests.conftest import free_port
+from tests.paths import REPO_ROOT
 
 LAUNCHER = """
 import json, sys
@@ -28,7 +28,7 @@ from pathlib import Path
 import uvicorn
 from dagster_project.serving.app import ServingConfig, create_app
 raw = json.loads(Path(sys.argv[1]).read_text())
-for key in ("feast_repo", "feast_config_template", "feast_state_dir", "prediction_log_dir"):
+for key in ("feast_config_template", "feast_state_dir", "prediction_log_dir"):
     raw[key] = Path(raw[key])
 raw["artifact_roots"] = tuple(raw["artifact_roots"])
 uvicorn.run(create_app(ServingConfig(**raw)), host="127.0.0.1", port=int(sys.argv[2]),

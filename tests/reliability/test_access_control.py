@@ -17,13 +17,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from benchmarks import audit
-from dagster_project.platform import settings
-from dagster_project.platform.settings import REPO_ROOT, Paths
+from dagster_project.platform import names, settings
+from dagster_project.platform.settings import Paths
 from dagster_project.serving import app as serving
 from dagster_project.serving.app import create_app
 from dagster_project.serving.config import ServingConfig, ServingConfigError
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT, MAX_BATCH
 from dagster_project.training import tracking
+from tests.paths import REPO_ROOT
 
 TOKEN = "tok-9f2c5e1d7a"
 
@@ -204,9 +205,9 @@ def test_models_load_only_from_the_configured_artifact_store(empty_config, tmp_p
     outside = tmp_path / "elsewhere" / "model"
     outside.mkdir(parents=True)
     (outside / "MLmodel").write_text("flavors: {}\n")
-    registry.client.create_registered_model(tracking.MODEL_NAME)
-    mv = registry.client.create_model_version(tracking.MODEL_NAME, outside.as_uri())
-    registry.set_alias(tracking.CHAMPION, str(mv.version))
+    registry.client.create_registered_model(names.MODEL_NAME)
+    mv = registry.client.create_model_version(names.MODEL_NAME, outside.as_uri())
+    registry.set_alias(names.CHAMPION, str(mv.version))
     config = replace(empty_config, api_token=None)
     try:
         with TestClient(create_app(config)) as c:
@@ -217,7 +218,7 @@ def test_models_load_only_from_the_configured_artifact_store(empty_config, tmp_p
             assert "refusing to load it" in reason
             assert c.post("/predict", json=EXAMPLE_FLIGHT).status_code == 503
     finally:
-        registry.client.delete_registered_model(tracking.MODEL_NAME)
+        registry.client.delete_registered_model(names.MODEL_NAME)
 
 
 def test_under_roots():

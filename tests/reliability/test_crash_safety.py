@@ -20,9 +20,9 @@ import pandas as pd
 import pytest
 
 from dagster_project.monitoring import retraining
-from dagster_project.platform import storage
-from dagster_project.platform.settings import REPO_ROOT
+from dagster_project.platform import names, storage
 from dagster_project.serving.prediction_log import PredictionLog
+from tests.paths import REPO_ROOT
 
 
 def _spawn(code: str, *args: str) -> subprocess.Popen:
@@ -168,7 +168,7 @@ while True:
     with mlflow.start_run() as run:
         info = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name="model")
     v = registry.register(info.model_uri, run.info.run_id, {"threshold": "0.5"})
-    registry.set_alias(tracking.CHAMPION, v.version)
+    registry.set_alias(names.CHAMPION, v.version)
     print("promoted", v.version, flush=True)
 """
 
@@ -188,11 +188,11 @@ def test_champion_alias_never_names_a_half_registered_version(tmp_path: Path):
         assert proc.stdout.readline().startswith("promoted")  # then kill during the next one
         _kill(proc, after)
         registry = tracking.Registry(uri)
-        champion = registry.by_alias(tracking.CHAMPION)
+        champion = registry.by_alias(names.CHAMPION)
         assert champion is not None
         assert champion.status == "READY"
         assert under_roots(registry.download_uri(champion.version), (artifacts,))
         model = mlflow.pyfunc.load_model(champion.uri)  # every file of it is there
         assert model.predict(pd.DataFrame([[0.9, 0.1, 0.1]])).shape == (1,)
-    versions = tracking.Registry(uri).client.search_model_versions(f"name='{tracking.MODEL_NAME}'")
+    versions = tracking.Registry(uri).client.search_model_versions(f"name='{names.MODEL_NAME}'")
     assert versions, "no version was ever registered: the kills came too early"

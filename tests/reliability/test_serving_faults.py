@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 
 from benchmarks import soak
 from dagster_project.features.feast_store import FeatureStoreClient
-from dagster_project.platform.settings import FEATURE_REPO
+from dagster_project.platform import names
+from dagster_project.platform.settings import feast_template
 from dagster_project.serving.app import create_app
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT
 from dagster_project.training import tracking
@@ -29,7 +30,7 @@ def test_promotion_during_load_fails_no_request(served_config, tmp_path):
     served = serve(served_config, tmp_path / "serving")
     try:
         registry = tracking.Registry(served_config.tracking_uri)
-        old = registry.by_alias(tracking.CHAMPION)
+        old = registry.by_alias(names.CHAMPION)
         assert old is not None
         source = registry.client.get_model_version(old.name, old.version).source
         box: dict = {}
@@ -42,7 +43,7 @@ def test_promotion_during_load_fails_no_request(served_config, tmp_path):
         worker.start()
         time.sleep(4)
         new = registry.register(source, old.run_id, old.tags)  # the challenger, fully registered
-        registry.set_alias(tracking.CHAMPION, new.version)
+        registry.set_alias(names.CHAMPION, new.version)
         reload = httpx.post(f"{served.url}/admin/reload", timeout=120).json()
         worker.join()
         result = box["result"]
@@ -66,8 +67,7 @@ def _redis_store(spine, redis_port: int, state: Path) -> dict[str, str]:
         "online_store": f"127.0.0.1:{redis_port},db=0",
     }
     client = FeatureStoreClient(
-        FEATURE_REPO,
-        FEATURE_REPO / "feature_store.server.yaml",
+        feast_template("server"),
         state,
         spine.paths.features_url,
         overrides,
@@ -99,7 +99,7 @@ def test_redis_stopped_and_restarted_gives_503s_then_recovers_without_restart(
     overrides = _redis_store(spine, private_redis.port, tmp_path / "feast")
     config = replace(
         served_config,
-        feast_config_template=FEATURE_REPO / "feature_store.server.yaml",
+        feast_config_template=feast_template("server"),
         feast_state_dir=tmp_path / "feast-serving",
         feast_overrides=overrides,
     )

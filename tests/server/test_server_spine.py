@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from dagster_project.definitions import build_definitions
 from dagster_project.orchestration.partitions import range_tags
 from dagster_project.orchestration.replay import run_job
-from dagster_project.platform import server, settings, storage
+from dagster_project.platform import names, server, settings, storage
 from dagster_project.serving.app import create_app
 from dagster_project.serving.config import ServingConfig
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT
@@ -73,7 +73,7 @@ def test_spine_runs_on_postgres_redis_and_s3(server_tier, monkeypatch):
     )
     assert train.success
     registry = tracking.Registry(paths.mlflow_tracking_uri)
-    champion = registry.by_alias(tracking.CHAMPION)
+    champion = registry.by_alias(names.CHAMPION)
     assert champion is not None
     assert _count(server_tier, "mlflow", "SELECT count(*) FROM model_versions") == 1
     run = registry.client.get_run(champion.run_id)

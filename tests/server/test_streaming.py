@@ -20,8 +20,8 @@ import pytest
 
 from dagster_project.features.feast_store import FeatureStoreClient
 from dagster_project.platform import server, settings
+from dagster_project.platform.names import TRAFFIC_SERVICE
 from dagster_project.streaming import consumer, event_log, traffic, window_state
-from feature_repo.definitions import TRAFFIC_SERVICE
 from tests.stream_parity import assert_live_matches_batch
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,6 @@ pytestmark = pytest.mark.integration
 def _feast() -> FeatureStoreClient:
     paths = settings.paths()
     client = FeatureStoreClient(
-        settings.FEATURE_REPO,
         paths.feast_template,
         paths.feast_dir,
         paths.features_url,

@@ -6,13 +6,12 @@ import math
 import pytest
 
 from dagster_project.features.feast_store import FeatureStoreClient
-from dagster_project.platform.settings import FEATURE_REPO
 
 
 @pytest.fixture(scope="module")
 def client(spine) -> FeatureStoreClient:
     p = spine.paths
-    return FeatureStoreClient(FEATURE_REPO, p.feast_template, p.feast_dir, p.features_url)
+    return FeatureStoreClient(p.feast_template, p.feast_dir, p.features_url)
 
 
 def _rows(n: int) -> list[dict]:

@@ -9,7 +9,7 @@ import pytest
 from dagster_project.features import engineering
 from dagster_project.features.feast_store import FeatureStoreClient
 from dagster_project.ingestion import cleaning, sources
-from dagster_project.platform.settings import FEATURE_REPO
+from dagster_project.platform.settings import feast_template
 
 PLANTED_TEMP = 123.4
 
@@ -33,8 +33,7 @@ def store(tmp_path):
     )
     planes = sources.load_table("planes").assign(_rejected_by=None)
     client = FeatureStoreClient(
-        FEATURE_REPO,
-        FEATURE_REPO / "feature_store.yaml",
+        feast_template("local"),
         tmp_path / "feast",
         str(tmp_path / "features"),
     )
