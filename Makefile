@@ -86,10 +86,12 @@ soak: setup ## 10-minute loopback soak of /predict at SOAK_RATE req/s on the cur
 bench: setup ## performance suite (serving, batch, features, training, scaling; ~12 min): benchmarks/report.md + report.json
 	$(BIN)/python -m benchmarks.suite --out benchmarks
 
-lint: setup ## ruff lint + format check + mypy
+lint: setup ## ruff lint + format check + mypy + layer contracts (import-linter) + Dagster definitions
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy dagster_project benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/dagster definitions validate -m dagster_project.definitions
 
 format: setup ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

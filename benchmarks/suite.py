@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import common, loadgen
+from dagster_project.defs.features import training_set
+from dagster_project.defs.run_config import training_run_config
 from dagster_project.features import engineering
 from dagster_project.platform import names, settings
 
@@ -258,14 +260,12 @@ def build(report: Report, state: State, sizes: Sizes) -> None:
     )
     if not result.success:
         raise SystemExit("ingest_features_job failed")
-    ts_config = {
-        "ops": {"training_set": {"config": {"start_date": sizes.start, "end_date": sizes.end}}}
-    }
+    ts_config = training_run_config(sizes.start, sizes.end)
     ts_s, ts_result = common.timed(
         lambda: defs.get_job_def("training_job").execute_in_process(
             run_config=ts_config,
             instance=instance,
-            asset_selection=[dg.AssetKey("training_set")],
+            asset_selection=[training_set.key],
         )
     )
     if not ts_result.success:

@@ -43,15 +43,16 @@ class Spine:
     instance: object
 
     def run_training(self, model: dict, promotion: dict | None = None):
+        from dagster_project.defs.run_config import training_run_config
+
         job = self.defs.get_job_def("training_job")
-        ops: dict = {
-            "training_set": {"config": {"start_date": SPINE_DAYS[0], "end_date": SPINE_DAYS[1]}},
-            "flight_delay_model": {"config": {"holdout_days": 5, "validation_days": 4} | model},
-        }
-        if promotion:
-            ops["flight_delay_model_promotion_gate"] = {"config": promotion}
+        config = training_run_config(
+            *SPINE_DAYS,
+            model={"holdout_days": 5, "validation_days": 4} | model,
+            promotion=promotion,
+        )
         return job.execute_in_process(
-            instance=self.instance, run_config={"ops": ops}, raise_on_error=False
+            instance=self.instance, run_config=config, raise_on_error=False
         )
 
 

@@ -106,7 +106,7 @@ def _run(
     """One in-process run with a progress bar over its steps (one per asset or check)."""
     from tqdm import tqdm
 
-    from dagster_project.orchestration.replay import run_job
+    from dagster_project.replay import run_job
 
     run_id = str(uuid.uuid4())  # known before the run starts, so its events can be followed
     steps = len(defs.get_job_def(job).nodes_in_topological_order)
@@ -194,6 +194,7 @@ def _score_next_day(url: str, day: date, count: int) -> list[tuple[str, str]]:
 
 def demo(args: argparse.Namespace) -> int:
     from dagster_project.definitions import build_definitions
+    from dagster_project.defs.run_config import training_run_config
     from dagster_project.orchestration.partitions import range_tags
 
     start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
@@ -229,18 +230,15 @@ def demo(args: argparse.Namespace) -> int:
             instance,
             args.log_level,
             not args.no_progress,
-            run_config={
-                "ops": {
-                    "training_set": {"config": {"start_date": args.start, "end_date": args.end}},
-                    "flight_delay_model": {
-                        "config": {
-                            "n_trials": args.trials,
-                            "holdout_days": args.holdout_days,
-                            "validation_days": args.validation_days,
-                        }
-                    },
-                }
-            },
+            run_config=training_run_config(
+                args.start,
+                args.end,
+                model={
+                    "n_trials": args.trials,
+                    "holdout_days": args.holdout_days,
+                    "validation_days": args.validation_days,
+                },
+            ),
         )
         _print_table(_training_summary(result, seconds))
         if costs := _cost_rows(result):
@@ -273,8 +271,8 @@ def demo(args: argparse.Namespace) -> int:
 
 def replay(args: argparse.Namespace) -> int:
     from dagster_project.definitions import build_definitions
-    from dagster_project.orchestration.replay import ReplayError
-    from dagster_project.orchestration.replay import replay as run_replay
+    from dagster_project.replay import ReplayError
+    from dagster_project.replay import replay as run_replay
 
     start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
     paths = settings.paths()

@@ -241,4 +241,5 @@ def training_set(
     )
 
 
+plane_specs = next(t for t in feature_tables if t.key.path == ["plane_specs"])  # static, reference
 assets = [*feature_tables, feast_definitions, online_features, training_set]

@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 
 from dagster_project.defs.jobs import training_job
+from dagster_project.defs.run_config import retrain_run_config
 from dagster_project.monitoring import retraining
 from dagster_project.orchestration.resources import MonitoringResource
 
@@ -54,7 +55,7 @@ def _request(
     recorded = max((s.recorded_at for s in history if s.day == trigger.day), default=time.time())
     return dg.RunRequest(
         run_key=trigger.key,
-        run_config=retraining.retrain_run_config(trigger, policy),
+        run_config=retrain_run_config(trigger, policy),
         tags={
             retraining.TAG_TRIGGER: context.sensor_name,
             retraining.TAG_REASON: trigger.reason[:250],

@@ -58,8 +58,5 @@ def _validated_reference(table: str) -> dg.AssetsDefinition:
     return _asset
 
 
-assets = [
-    validated_flights,
-    validated_weather,
-    *[_validated_reference(t) for t in REFERENCE_TABLES],
-]
+validated_reference_assets = [_validated_reference(t) for t in REFERENCE_TABLES]
+assets = [validated_flights, validated_weather, *validated_reference_assets]

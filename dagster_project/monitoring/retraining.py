@@ -157,23 +157,6 @@ def training_window(last_day: str, policy: RetrainPolicy) -> tuple[str, str]:
     return start.isoformat(), end.isoformat()
 
 
-def retrain_run_config(trigger: Trigger, policy: RetrainPolicy) -> dict[str, Any]:
-    """`training_job` run config for a retrain on the policy's window."""
-    start, end = training_window(trigger.day, policy)
-    return {
-        "ops": {
-            "training_set": {"config": {"start_date": start, "end_date": end}},
-            "flight_delay_model": {
-                "config": {
-                    "n_trials": policy.n_trials,
-                    "holdout_days": policy.holdout_days,
-                    "validation_days": policy.validation_days,
-                }
-            },
-        }
-    }
-
-
 @dataclass
 class RetrainRecord:
     """Why a training ran, on which data, and what the gate said."""

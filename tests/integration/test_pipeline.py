@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from dagster_project.definitions import all_assets, build_definitions, build_resources
+from dagster_project.defs.run_config import training_run_config
 from dagster_project.features.feast_store import FeatureStoreClient
 from dagster_project.ingestion import landing
 from dagster_project.orchestration.partitions import range_tags
@@ -77,11 +78,7 @@ def test_training_set_point_in_time(good_state: Paths):
         selection=dg.AssetSelection.assets("training_set"),
         resources=build_resources(good_state),
         instance=dg.DagsterInstance.ephemeral(),
-        run_config={
-            "ops": {
-                "training_set": {"config": {"start_date": "2013-01-02", "end_date": "2013-01-03"}}
-            }
-        },
+        run_config=training_run_config("2013-01-02", "2013-01-03"),
     )
     assert result.success
     df = storage.read_parquet(f"{good_state.lake_url}/training_set.parquet")

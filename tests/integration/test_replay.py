@@ -9,10 +9,10 @@ import pytest
 from dagster_project.definitions import build_definitions
 from dagster_project.ingestion import landing
 from dagster_project.monitoring import retraining
-from dagster_project.orchestration.replay import ReplayError, replay
 from dagster_project.orchestration.resources import MonitoringResource
 from dagster_project.platform import names
 from dagster_project.platform.settings import Paths
+from dagster_project.replay import ReplayError, replay
 from dagster_project.training import tracking
 from tests.conftest import free_port
 

@@ -10,9 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dagster_project.definitions import build_definitions
+from dagster_project.defs.run_config import training_run_config
 from dagster_project.orchestration.partitions import range_tags
-from dagster_project.orchestration.replay import run_job
 from dagster_project.platform import names, server, settings, storage
+from dagster_project.replay import run_job
 from dagster_project.serving.app import create_app
 from dagster_project.serving.config import ServingConfig
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT
@@ -51,24 +52,18 @@ def test_spine_runs_on_postgres_redis_and_s3(server_tier, monkeypatch):
         defs,
         "training_job",
         instance,
-        run_config={
-            "ops": {
-                "training_set": {"config": {"start_date": DAYS[0], "end_date": DAYS[1]}},
-                "flight_delay_model": {
-                    "config": {
-                        "model_kinds": ["xgboost"],
-                        "n_trials": 1,
-                        "holdout_days": 3,
-                        "validation_days": 3,
-                    }
-                },
-                # two weeks of January make a weak model: the gate's quality bar is not the
-                # point here, where the model lands is
-                "flight_delay_model_promotion_gate": {
-                    "config": {"min_auc": 0.5, "max_calibration_error": 0.5}
-                },
-            }
-        },
+        run_config=training_run_config(
+            *DAYS,
+            model={
+                "model_kinds": ["xgboost"],
+                "n_trials": 1,
+                "holdout_days": 3,
+                "validation_days": 3,
+            },
+            # two weeks of January make a weak model: the gate's quality bar is not the
+            # point here, where the model lands is
+            promotion={"min_auc": 0.5, "max_calibration_error": 0.5},
+        ),
         skip=("deployed_endpoint",),  # served in-process below
     )
     assert train.success

@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from dagster_project.defs.run_config import retrain_run_config
 from dagster_project.monitoring import retraining
 
 POLICY = retraining.RetrainPolicy(breach_days=2, new_label_days=3, window_days=30, cooldown_days=5)
@@ -56,7 +57,7 @@ def test_new_labels_trigger_after_enough_labeled_days():
 def test_sliding_window_and_run_config():
     assert retraining.training_window("2013-09-30", POLICY) == ("2013-09-01", "2013-09-30")
     assert retraining.training_window("2013-01-10", POLICY) == ("2013-01-01", "2013-01-10")
-    config = retraining.retrain_run_config(retraining.Trigger("k", "2013-09-30", "r"), POLICY)
+    config = retrain_run_config(retraining.Trigger("k", "2013-09-30", "r"), POLICY)
     assert config["ops"]["training_set"]["config"] == {
         "start_date": "2013-09-01",
         "end_date": "2013-09-30",

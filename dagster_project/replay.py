@@ -10,6 +10,7 @@ UI shows them and any day can be re-run there.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 import dagster as dg
 
+from dagster_project.defs.run_config import retrain_run_config
 from dagster_project.defs.sensors import sensors as retrain_sensors
 from dagster_project.monitoring import retraining
 from dagster_project.orchestration.partitions import range_tags
@@ -117,10 +119,10 @@ def bootstrap(
     if registry.by_alias(names.CHAMPION) is None:
         last = eve - timedelta(days=1)
         say(f"bootstrap: training the first champion on {first}..{last}")
-        config = retraining.retrain_run_config(
-            retraining.Trigger("bootstrap", str(last), ""), policy
+        config = retrain_run_config(
+            retraining.Trigger("bootstrap", str(last), ""),
+            dataclasses.replace(policy, n_trials=trials),
         )
-        config["ops"]["flight_delay_model"]["config"]["n_trials"] = trials
         tags = {
             retraining.TAG_TRIGGER: "replay_bootstrap",
             retraining.TAG_REASON: "first model",
