@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from benchmarks import soak
+from benchmarks import loadgen
 from dagster_project.features.feast_store import FeatureStoreClient
 from dagster_project.platform import names
 from dagster_project.platform.settings import feast_template
@@ -37,7 +37,13 @@ def test_promotion_during_load_fails_no_request(served_config, tmp_path):
         worker = threading.Thread(
             target=lambda: box.setdefault(
                 "result",
-                soak.run_load(f"{served.url}/predict", spine_flights(), rate=20, seconds=14),
+                loadgen.open_loop(
+                    f"{served.url}/predict",
+                    spine_flights(),
+                    rate=20,
+                    duration_s=14,
+                    max_in_flight=64,
+                ),
             )
         )
         worker.start()

@@ -10,19 +10,23 @@ import json
 
 import pytest
 
-from benchmarks import soak
+from benchmarks import loadgen, soak
 from tests.reliability.conftest import serve, spine_flights
 
 RATE = 200
 
 
-def _soak(served_config, tmp_path, seconds: float) -> soak.LoadResult:
+def _soak(served_config, tmp_path, seconds: float) -> loadgen.LoadResult:
     served = serve(served_config, tmp_path / "serving")
     try:
         url = f"{served.url}/predict"
         bodies = spine_flights(300)
-        soak.run_load(url, bodies, RATE, 5, pid=served.proc.pid)  # warm-up, not counted
-        result = soak.run_load(url, bodies, RATE, seconds, pid=served.proc.pid)
+        loadgen.open_loop(
+            url, bodies, RATE, 5, pid=served.proc.pid, max_in_flight=64
+        )  # warm-up, not counted
+        result = loadgen.open_loop(
+            url, bodies, RATE, seconds, pid=served.proc.pid, max_in_flight=64
+        )
         assert served.proc.poll() is None
     finally:
         served.stop()
@@ -32,7 +36,7 @@ def _soak(served_config, tmp_path, seconds: float) -> soak.LoadResult:
     return result
 
 
-def _check(result: soak.LoadResult) -> None:
+def _check(result: loadgen.LoadResult) -> None:
     """No request answered with an error, memory and descriptors flat. Whether the rate was
     sustained (``sustained``, ``dropped``, ``achieved_rate``) and the latency are reported:
     on this 2-core machine the endpoint does not reach 200 req/s (see README)."""
@@ -55,4 +59,4 @@ def test_soak_60_seconds_at_the_target_rate(served_config, tmp_path):
 
 def test_load_generator_refuses_non_loopback_targets():
     with pytest.raises(ValueError, match="loopback"):
-        soak.run_load("http://10.0.0.1:8000/predict", [{}], 1, 1)
+        loadgen.open_loop("http://10.0.0.1:8000/predict", [{}], 1, 1)
