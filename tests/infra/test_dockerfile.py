@@ -114,7 +114,9 @@ def test_dependencies_pinned_and_the_project_installed(instructions):
     assert f'pip install --index-url "${{TORCH_INDEX_URL}}" {torch_pin}' in runs
     assert "requirements.lock > /tmp/constraints.txt" in runs
     assert "pip install -c /tmp/constraints.txt ." in runs
-    assert "pip install --no-deps --no-build-isolation -e /app" in runs
+    assert "pip wheel --no-deps --no-build-isolation -w /wheels ." in runs
+    assert "pip install --no-deps /wheels/flight_mlops-*.whl" in runs
+    assert " -e " not in runs, "the image installs the built wheel, not an editable checkout"
 
 
 def test_every_copied_path_exists_and_the_runtime_has_what_the_code_reads(instructions):
@@ -125,7 +127,7 @@ def test_every_copied_path_exists_and_the_runtime_has_what_the_code_reads(instru
             copied += parts[:-1]
     for path in copied:
         assert (REPO_ROOT / path).exists(), path
-    for needed in ("dagster_project", "feature_repo", "airflow_dags", "infra/compute"):
+    for needed in ("dagster_project", "feature_repo", "airflow_dags"):
         assert needed in copied, needed
     allowed = {
         line[1:].rstrip("/")
