@@ -118,8 +118,10 @@ def test_definitions_and_serving_app_load_from_the_installed_wheel(installed, tm
     assert got["assets"] >= 24
     assert {"ingest_features_job", "training_job", "daily_loop_job"} <= set(got["jobs"])
     assert {"/predict", "/predict/batch", "/health", "/ready", "/metrics"} <= set(got["routes"])
-    assert got["profiles"].startswith(site) and got["profiles_exist"]
-    assert got["feast_template"].startswith(site) and got["feast_template_exists"]
+    assert got["profiles"].startswith(site)
+    assert got["profiles_exist"]
+    assert got["feast_template"].startswith(site)
+    assert got["feast_template_exists"]
     assert {"data-processing", "training", "serving"} <= set(got["classes"])
     # nothing was written outside the state folder named by MLOPS_HOME
     assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["mlops"])

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from dagster_project.cli import _cost_rows
+from dagster_project.cli.output import _cost_rows
 from dagster_project.orchestration.compute_classes import usage_from_metadata
 from dagster_project.platform import names
 from dagster_project.training import tracking

@@ -1,0 +1,144 @@
+"""`demo` (the whole spine) and `replay` (live through 2013 day by day)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date, timedelta
+
+from dagster_project.cli.admin import loop_records
+from dagster_project.cli.output import (
+    _cost_rows,
+    _failures,
+    _instance,
+    _print_table,
+    _run,
+    _score_next_day,
+    _summary,
+    _training_summary,
+)
+from dagster_project.platform import settings
+
+
+def demo(args: argparse.Namespace) -> int:
+    from dagster_project.definitions import build_definitions
+    from dagster_project.defs.run_config import training_run_config
+    from dagster_project.orchestration.partitions import range_tags
+
+    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    paths = settings.paths()
+    print(f"[demo] tier={settings.profile()} state={settings.mlops_home()}")
+    instance = _instance()
+    # Built now, not at import, so the state folder is the one MLOPS_HOME names at call time.
+    defs = build_definitions(paths)
+    print(f"[demo] 1/3 ingest -> validate -> features -> online store for {start}..{end}")
+    result, seconds = _run(
+        defs,
+        "ingest_features_job",
+        instance,
+        args.log_level,
+        not args.no_progress,
+        tags=range_tags(args.start, args.end),
+    )
+    _print_table(_summary(result, seconds))
+    if not result.success:
+        for line in _failures(result):
+            print(f"[demo] FAILED {line}")
+        return 1
+    if args.skip_training:
+        return 0
+
+    endpoint = (defs.resources or {})["deployer"].endpoint()
+    already_up = endpoint.is_up()
+    print(f"[demo] 2/3 train (Optuna, {args.trials} trials per family) -> gate -> deploy")
+    try:
+        result, seconds = _run(
+            defs,
+            "training_job",
+            instance,
+            args.log_level,
+            not args.no_progress,
+            run_config=training_run_config(
+                args.start,
+                args.end,
+                model={
+                    "n_trials": args.trials,
+                    "holdout_days": args.holdout_days,
+                    "validation_days": args.validation_days,
+                },
+            ),
+        )
+        _print_table(_training_summary(result, seconds))
+        if costs := _cost_rows(result):
+            _print_table(costs)
+        for line in _failures(result):
+            print(f"[demo] {line}")
+        if not result.success:
+            print("[demo] training did not deploy a model; see the lines above")
+            return 1
+        next_day = end + timedelta(days=1)
+        print(f"[demo] 3/3 real requests to {endpoint.url}/predict/batch for flights of {next_day}")
+        _print_table(_score_next_day(endpoint.url, next_day, args.requests))
+    finally:
+        if not already_up and endpoint.stop():
+            print(f"[demo] stopped the endpoint it started ({endpoint.url})")
+    print("\nNext:")
+    print("  make up      starts the UIs in the background (make down stops them):")
+    print("                 Dagster  http://127.0.0.1:3000  assets, checks, runs, plots")
+    print("                 MLflow   http://127.0.0.1:5000  runs, `flight_delay` versions")
+    print("                 Airflow  http://127.0.0.1:8080  the schedules that launch Dagster jobs")
+    print("                 Feast    http://127.0.0.1:8888  entities, feature views, services")
+    print(f"               MLflow store: {paths.mlflow_tracking_uri}")
+    print(f"  make serve   the prediction endpoint alone, {endpoint.url}/docs")
+    print("  python -m dagster_project status   the champion and the last runs")
+    print(
+        f"  Great Expectations Data Docs: {paths.gx_dir}/gx/uncommitted/data_docs/local_site/index.html"
+    )
+    return 0
+
+
+def replay(args: argparse.Namespace) -> int:
+    from dagster_project.definitions import build_definitions
+    from dagster_project.replay import ReplayError
+    from dagster_project.replay import replay as run_replay
+
+    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    paths = settings.paths()
+    print(f"[replay] tier={settings.profile()} state={settings.mlops_home()} {start}..{end}")
+    try:
+        result = run_replay(
+            build_definitions(paths),
+            _instance(),
+            paths,
+            start,
+            end,
+            trials=args.trials,
+            land=not args.no_land,
+        )
+    except ReplayError as exc:
+        print(f"[replay] FAILED: {exc}")
+        return 1
+    rows = [("days replayed", str(result.days)), ("retrains", str(len(result.retrains)))]
+    for r in result.retrains:
+        rows.append(
+            (
+                f"  {r.day} {r.trigger}",
+                f"{r.reason[:80]} -> {'promoted/deployed' if r.success else 'rejected'} "
+                f"(breach -> run start {r.breach_to_start_s:.1f} s)",
+            )
+        )
+    for rec in loop_records(paths):
+        before = f"{rec['auc_before']:.4f}" if rec["auc_before"] is not None else "-"
+        rows.append(
+            (
+                f"  gate v{rec['challenger_version']} ({rec['trigger']})",
+                f"{rec['decision']}: holdout AUC champion {before} -> challenger "
+                f"{rec['auc_after']:.4f} on {rec['data_window']}",
+            )
+        )
+    rows += [
+        ("last day's AUC", f"{result.last_auc:.4f}" if result.last_auc else "-"),
+        ("report", result.report),
+        ("time taken", f"{result.seconds:.0f} s"),
+    ]
+    _print_table(rows)
+    return 0
