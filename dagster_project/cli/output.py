@@ -160,14 +160,17 @@ def _cost_rows(result: Any) -> list[tuple[str, str]]:
     )
 
 
-def _score_next_day(url: str, day: date, count: int) -> list[tuple[str, str]]:
-    """Send the next day's scheduled flights to the endpoint (a real HTTP batch request)."""
+def _score_next_day(
+    url: str, day: date, count: int, token: str | None = None
+) -> list[tuple[str, str]]:
+    """Send the next day's scheduled flights to the endpoint (a real HTTP batch request, with
+    the endpoint's bearer token where it wants one)."""
     from dagster_project.serving import scoring
 
     flights = scoring.scheduled_flights(day, limit=count)
     actual = scoring.outcomes(day)
     rows = []
-    for req, pred in zip(flights, scoring.score(url, flights), strict=True):
+    for req, pred in zip(flights, scoring.score(url, flights, token), strict=True):
         decision = "DELAYED" if pred["delayed"] else "on time"
         flight = req["flight_id"].split("_")[1]
         rows.append(

@@ -77,7 +77,7 @@ def demo(args: argparse.Namespace) -> int:
             return 1
         next_day = end + timedelta(days=1)
         print(f"[demo] 3/3 real requests to {endpoint.url}/predict/batch for flights of {next_day}")
-        _print_table(_score_next_day(endpoint.url, next_day, args.requests))
+        _print_table(_score_next_day(endpoint.url, next_day, args.requests, endpoint.token))
     finally:
         if not already_up and endpoint.stop():
             print(f"[demo] stopped the endpoint it started ({endpoint.url})")
