@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from benchmarks import audit
 from dagster_project.platform import names, settings
 from dagster_project.platform.settings import Paths
-from dagster_project.serving import app as serving
+from dagster_project.serving import config as serving
 from dagster_project.serving.app import create_app
 from dagster_project.serving.config import ServingConfig, ServingConfigError
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT, MAX_BATCH
@@ -73,7 +73,7 @@ def test_token_comparison_is_constant_time():
     character): checked on the source, since timing on a shared 2-core machine is noise."""
     import inspect
 
-    source = inspect.getsource(serving.create_app)
+    source = inspect.getsource(create_app)
     assert "hmac.compare_digest(token.encode(), config.api_token.encode())" in source
     assert "== config.api_token" not in source
 

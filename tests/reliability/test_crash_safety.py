@@ -95,7 +95,7 @@ def test_lake_file_is_old_or_new_after_a_kill_mid_write(tmp_path: Path):
 LOG_WRITER = """
 import sys
 from pathlib import Path
-from dagster_project.serving.app import PredictionLog
+from dagster_project.serving.prediction_log import PredictionLog
 log = PredictionLog(Path(sys.argv[1]))
 pad = "x" * 1500
 print("writing", flush=True)
