@@ -13,7 +13,11 @@ import uvicorn
 
 from dagster_project.serving.app import create_app
 from dagster_project.serving.config import RedactingFilter, ServingConfigError
-from dagster_project.serving.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+from dagster_project.serving.metrics import (
+    MULTIPROC_ENV,
+    PROMETHEUS_ENV,
+    prepare_multiprocess_dir,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         # /metrics sums them; set before the workers start (it picks the value class)
         folder = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="flight-delay-metrics-")
         prepare_multiprocess_dir(Path(folder))
-        os.environ[MULTIPROC_ENV] = folder
+        for name in (MULTIPROC_ENV, *PROMETHEUS_ENV):
+            os.environ[name] = folder
         uvicorn.run(
             "dagster_project.serving.app:create_app", factory=True, workers=args.workers, **options
         )

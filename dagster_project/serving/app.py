@@ -40,6 +40,13 @@ from dagster_project.serving.schemas import (
 )
 
 log = logging.getLogger("flight_delay.serving")
+# Bearer auth, declared in the OpenAPI document (a security scheme on every protected
+# operation); the answer to missing or wrong credentials is ours (auto_error=False), in
+# create_app's ``authorize``. Module level: the dependency's annotation must resolve here.
+BEARER = HTTPBearer(
+    auto_error=False,
+    description="MLOPS_SERVING_TOKEN of the endpoint (required on the server and k8s tiers)",
+)
 
 
 def create_app(config: ServingConfig | None = None) -> FastAPI:
@@ -88,15 +95,8 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    # Declared in the OpenAPI document (a security scheme on every protected operation); the
-    # answer to missing or wrong credentials is ours (auto_error=False), below.
-    bearer = HTTPBearer(
-        auto_error=False,
-        description="MLOPS_SERVING_TOKEN of the endpoint (required on the server and k8s tiers)",
-    )
-
     async def authorize(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
     ) -> None:
         """Bearer auth: no or malformed credentials are a 401 (with ``WWW-Authenticate``), a
         well-formed but wrong token a 403; tokens are compared in constant time."""

@@ -4,7 +4,8 @@ One process (``--workers 1``, the default and what a k8s pod runs): the metrics,
 standard ``process_*``, ``python_gc_*`` and ``python_info`` collectors, in one registry.
 
 Several uvicorn workers: ``python -m dagster_project.serving --workers N`` sets
-``PROMETHEUS_MULTIPROC_DIR`` (a fresh folder) before the workers start, every worker writes
+``MLOPS_SERVING_METRICS_DIR`` and ``PROMETHEUS_MULTIPROC_DIR`` (a fresh folder) before the
+workers start, every worker writes
 its values there and ``/metrics`` answers the sum over all workers, whichever one is asked
 (prometheus_client's multiprocess mode). The per-process collectors do not exist in that
 mode (prometheus_client cannot merge them), which docs/metrics.md says.
@@ -26,7 +27,12 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Our switch for multiprocess mode, set by ``python -m dagster_project.serving --workers N``
+# with prometheus_client's own variables. Not PROMETHEUS_MULTIPROC_DIR itself: importing
+# feast.metrics sets that to a temporary folder in every process (and its children) that
+# imports Feast, which would turn a single process into a "multiprocess" view of strangers.
+MULTIPROC_ENV = "MLOPS_SERVING_METRICS_DIR"
+PROMETHEUS_ENV = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
 # From a quarter of a millisecond (a warm /predict takes about 1-3 ms) to ten seconds (a
 # 10,000-flight batch), so the histogram resolves the latency it is there to show.
 LATENCY_BUCKETS = (
@@ -60,7 +66,7 @@ STANDARD_NAMES = (
 
 
 def multiprocess_dir() -> Path | None:
-    value = os.environ.get(MULTIPROC_ENV) or os.environ.get(MULTIPROC_ENV.lower())
+    value = os.environ.get(MULTIPROC_ENV)
     return Path(value) if value else None
 
 
@@ -68,10 +74,11 @@ class Metrics:
     def __init__(self) -> None:
         # The metrics live in their own registry; ``exposition`` is what /metrics renders.
         self.registry = CollectorRegistry()
-        self.multiprocess = multiprocess_dir() is not None
-        if self.multiprocess:
+        folder = multiprocess_dir()
+        self.multiprocess = folder is not None
+        if folder is not None:
             self.exposition = CollectorRegistry()
-            multiprocess.MultiProcessCollector(self.exposition)
+            multiprocess.MultiProcessCollector(self.exposition, path=str(folder))
         else:
             self.exposition = self.registry
             ProcessCollector(registry=self.registry)
@@ -144,5 +151,6 @@ def prepare_multiprocess_dir(path: Path) -> None:
 
 def worker_exited(pid: int) -> None:
     """Drop a finished worker's live gauges (the model info) from the multiprocess view."""
-    if multiprocess_dir() is not None:
-        multiprocess.mark_process_dead(pid)
+    folder = multiprocess_dir()
+    if folder is not None:
+        multiprocess.mark_process_dead(pid, str(folder))

@@ -1,4 +1,4 @@
-"""A JSON response rendered by orjson (FastAPI's own ``ORJSONResponse`` is deprecated)."""
+"""A JSON response rendered by orjson (FastAPI deprecates its own orjson response class)."""
 
 from __future__ import annotations
 
