@@ -56,6 +56,7 @@ $(STAMP): pyproject.toml requirements.lock
 setup: $(STAMP) ## create .venv with the pinned dependencies (idempotent)
 	@mkdir -p $(DAGSTER_HOME) $(MLOPS_HOME)/feast
 	@command -v kubectl >/dev/null 2>&1 || $(MAKE) --no-print-directory kubectl
+	@command -v promtool >/dev/null 2>&1 || $(MAKE) --no-print-directory promtool
 
 demo: setup ## the whole spine (PROFILE=local by default): ingest START..END, train (holdout: last HOLDOUT_DAYS), gate, deploy, score the next day
 	@$(START_LOCAL_S3)
@@ -187,7 +188,7 @@ airflow-trigger: setup ## trigger flights__daily_ingest in the running Airflow f
 
 # ---- Kubernetes tier: manifests in infra/k8s, Helm values in infra/helm, image in infra/docker ----
 OVERLAYS ?= staging prod
-.PHONY: k8s-render kubectl
+.PHONY: k8s-render kubectl promtool
 
 k8s-render: ## print the rendered Kubernetes manifests of each overlay (OVERLAYS=prod for one)
 	@command -v kubectl >/dev/null 2>&1 || { echo "kubectl is missing: make kubectl"; exit 1; }
@@ -201,6 +202,15 @@ kubectl: ## install kubectl when missing (Debian: package kubectl, else kubernet
 	  install() { $$SUDO apt-get install -y kubectl || $$SUDO apt-get install -y kubernetes-client; }; \
 	  install || { $$SUDO apt-get update && install; }; \
 	else echo "kubectl is missing: install it from your package manager (the infra tests need it)"; fi
+
+promtool: ## install promtool when missing (Debian: package prometheus); the /metrics test runs `promtool check metrics`
+	@if command -v promtool >/dev/null 2>&1; then exit 0; fi; \
+	if [ -f /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; \
+	  else echo "promtool is missing: sudo apt-get install -y prometheus (the metrics test needs it)"; exit 0; fi; \
+	  install() { $$SUDO apt-get install -y --no-install-recommends prometheus; }; \
+	  install || { $$SUDO apt-get update && install; }; \
+	else echo "promtool is missing: the metrics test falls back to prometheus_client's parser"; fi
 
 clean: down ## stop the services, then remove all local state (.mlops), keeping .venv
 	rm -rf $(MLOPS_HOME)

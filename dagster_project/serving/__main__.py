@@ -6,11 +6,18 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 import uvicorn
 
 from dagster_project.serving.app import create_app
 from dagster_project.serving.config import RedactingFilter, ServingConfigError
+from dagster_project.serving.metrics import (
+    MULTIPROC_ENV,
+    PROMETHEUS_ENV,
+    prepare_multiprocess_dir,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,6 +49,12 @@ def main(argv: list[str] | None = None) -> None:
         "access_log": not args.no_access_log,
     }
     if args.workers > 1:  # worker processes import the app factory themselves
+        # Prometheus multiprocess mode: every worker writes its values under this folder and
+        # /metrics sums them; set before the workers start (it picks the value class)
+        folder = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="flight-delay-metrics-")
+        prepare_multiprocess_dir(Path(folder))
+        for name in (MULTIPROC_ENV, *PROMETHEUS_ENV):
+            os.environ[name] = folder
         uvicorn.run(
             "dagster_project.serving.app:create_app", factory=True, workers=args.workers, **options
         )

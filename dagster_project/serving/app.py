@@ -9,23 +9,28 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, ORJSONResponse
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     generate_latest,
 )
 
 from dagster_project.platform.names import FEATURE_SERVICE
+from dagster_project.serving import inference_protocol
 from dagster_project.serving.config import ServingConfig, redact
+from dagster_project.serving.metrics import worker_exited
 from dagster_project.serving.middleware import BodySizeLimit, ObserveMiddleware
 from dagster_project.serving.predictor import Predictor, entity_row, settle_heap
+from dagster_project.serving.responses import OrjsonResponse
 from dagster_project.serving.schemas import (
     EXAMPLE_FLIGHT,
     BatchRequest,
@@ -35,6 +40,13 @@ from dagster_project.serving.schemas import (
 )
 
 log = logging.getLogger("flight_delay.serving")
+# Bearer auth, declared in the OpenAPI document (a security scheme on every protected
+# operation); the answer to missing or wrong credentials is ours (auto_error=False), in
+# create_app's ``authorize``. Module level: the dependency's annotation must resolve here.
+BEARER = HTTPBearer(
+    auto_error=False,
+    description="MLOPS_SERVING_TOKEN of the endpoint (required on the server and k8s tiers)",
+)
 
 
 def create_app(config: ServingConfig | None = None) -> FastAPI:
@@ -63,13 +75,13 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
             poller.start()
         yield
         stop.set()
+        worker_exited(os.getpid())
 
     app = FastAPI(
         title="flight_delay prediction endpoint",
         description="Probability that a NYC departure leaves more than 15 minutes late.",
         version="1",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     app.state.holder, app.state.metrics, app.state.config = holder, metrics, config
     app.state.predictor = predictor
@@ -83,15 +95,15 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    async def authorize(request: Request) -> None:
+    async def authorize(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    ) -> None:
         """Bearer auth: no or malformed credentials are a 401 (with ``WWW-Authenticate``), a
         well-formed but wrong token a 403; tokens are compared in constant time."""
         if not config.api_token:
             return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = credentials.credentials.strip() if credentials else ""
+        if not token:
             raise HTTPException(
                 401,
                 "missing or malformed credentials: send 'Authorization: Bearer <token>'",
@@ -109,17 +121,22 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["ops"])
-    def ready() -> JSONResponse:
-        """Readiness: a model is loaded and the feature store answers an online lookup."""
+    def ready_problems() -> list[str]:
+        """Why the endpoint cannot serve (empty: ready): no model, or no feature store."""
         problems = []
-        current = holder.current
-        if current is None:
+        if holder.current is None:
             problems.append(holder.error or "model not loaded")
         try:
             feast().online_features([entity_row(Flight(**EXAMPLE_FLIGHT))], FEATURE_SERVICE)
         except Exception as exc:
             problems.append(redact(f"feature store: {type(exc).__name__}: {exc}")[:300])
+        return problems
+
+    @app.get("/ready", tags=["ops"])
+    def ready() -> JSONResponse:
+        """Readiness: a model is loaded and the feature store answers an online lookup."""
+        problems = ready_problems()
+        current = holder.current
         body = {
             "ready": not problems,
             "model_version": current.info.version if current else None,
@@ -129,7 +146,8 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"])
     def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        """Prometheus text format (all workers' values in multiprocess mode)."""
+        return Response(generate_latest(metrics.exposition), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/model", tags=["ops"])
     def model_info() -> dict[str, Any]:
@@ -146,7 +164,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
             "run_id": current.info.run_id,
         }
 
-    @app.post("/admin/reload", tags=["ops"], dependencies=[Depends(authorize)])
+    @app.post("/admin/reload", tags=["ops"], dependencies=[Security(authorize)])
     def admin_reload() -> dict[str, Any]:
         """Load the version the alias now points at (the deployer calls this after promotion)."""
         changed = reload()
@@ -158,7 +176,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         }
 
     @app.post(
-        "/predict", response_model=Prediction, tags=["predict"], dependencies=[Depends(authorize)]
+        "/predict", response_model=Prediction, tags=["predict"], dependencies=[Security(authorize)]
     )
     async def predict_one(flight: Flight) -> Prediction:
         """Delay probability and decision for one flight."""
@@ -169,10 +187,11 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         "/predict/batch",
         response_model=BatchResponse,
         tags=["predict"],
-        dependencies=[Depends(authorize)],
+        dependencies=[Security(authorize)],
     )
     def predict_batch(body: BatchRequest) -> Response:
         """The same for up to 10,000 flights in one call."""
-        return ORJSONResponse({"predictions": predictor.predict_records(body.flights)})
+        return OrjsonResponse({"predictions": predictor.predict_records(body.flights)})
 
+    app.include_router(inference_protocol.router(predictor, authorize, ready_problems))
     return app

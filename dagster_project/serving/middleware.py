@@ -72,7 +72,7 @@ class BodySizeLimit:
 
 
 class ObserveMiddleware:
-    """Request counts and latency per route; an unhandled error becomes a plain 500 (details in
+    """Request counts and latency per method and route template; an unhandled error becomes a plain 500 (details in
     the log). Plain ASGI: Starlette's ``BaseHTTPMiddleware`` costs a task group and a stream
     per request."""
 
@@ -101,5 +101,6 @@ class ObserveMiddleware:
             await error(scope, receive, observed_send)
         route = scope.get("route")
         path = route.path if route is not None else "unmatched"
-        self.metrics.requests.labels(path, str(status["code"])).inc()
-        self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+        method = scope.get("method", "")
+        self.metrics.requests.labels(method, path, str(status["code"])).inc()
+        self.metrics.latency.labels(method, path).observe(time.perf_counter() - started)

@@ -6,6 +6,7 @@ import gc
 import logging
 import os
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -114,7 +115,8 @@ class Predictor:
             return False
         if changed and self.holder.current:
             self.metrics.reloads.labels("loaded").inc()
-            self.metrics.version.set(float(self.holder.current.info.version))
+            current = self.holder.current
+            self.metrics.set_model(current.info.version, current.kind, FEATURE_SERVICE)
             settle_heap()
         return changed
 
@@ -130,7 +132,9 @@ class Predictor:
             raise HTTPException(503, f"no model to serve: {self.holder.error}")
         rows = [entity_row(f) for f in flights]
         try:
+            started = time.perf_counter()
             online = self.feast().online_lookup(rows, FEATURE_SERVICE)
+            self.metrics.lookup_latency.observe(time.perf_counter() - started)
         except Exception as exc:
             log.exception("online feature lookup failed")
             raise HTTPException(503, f"feature store unavailable: {type(exc).__name__}") from exc

@@ -112,7 +112,7 @@ def test_ops_endpoints(client):
     client.post("/predict", json=EXAMPLE_FLIGHT)
     text = client.get("/metrics").text
     assert "flight_delay_predictions_total" in text
-    assert 'flight_delay_http_requests_total{path="/predict",status="200"}' in text
+    assert 'flight_delay_http_requests_total{method="POST",path="/predict",status="200"}' in text
     assert client.get("/model").json()["name"] == "flight_delay"
 
 
