@@ -96,15 +96,22 @@ def run(start: str, end: str, scales: list[int], repeat: int, feast: bool = True
             for when in ("day_start", "lead"):
                 entities = engineering.training_entities(f, when)
                 s, peak, ours = _measure(
-                    lambda: clients["asof"].historical_features(entities, FEATURE_SERVICE), repeat
+                    lambda c=clients, e=entities: c["asof"].historical_features(e, FEATURE_SERVICE),
+                    repeat,
                 )
                 fs, fpeak, floor = _measure(
-                    lambda: common.merge_asof_join(entities, tables), repeat
+                    lambda e=entities, t=tables: common.merge_asof_join(e, t), repeat
                 )
                 cols = [c for c in floor.columns if c not in entities.columns]
-                row = {"scale": scale, "prediction_time": when, "rows": len(entities),
-                       "seconds": s, "peak_mib": peak, "floor_seconds": fs,
-                       "floor_peak_mib": fpeak}
+                row = {
+                    "scale": scale,
+                    "prediction_time": when,
+                    "rows": len(entities),
+                    "seconds": s,
+                    "peak_mib": peak,
+                    "floor_seconds": fs,
+                    "floor_peak_mib": fpeak,
+                }
                 differing += common.mismatched_cells(ours, floor, cols)
                 compared += len(entities) * len(cols)
                 if feast and scale == 1:
@@ -124,7 +131,9 @@ def run(start: str, end: str, scales: list[int], repeat: int, feast: bool = True
         "feast_seconds": base.get("feast_seconds"),
         "growth_exponent": common.growth_exponent(
             [r["rows"] for r in day], [r["seconds"] for r in day]
-        ) if len(day) > 1 else float("nan"),
+        )
+        if len(day) > 1
+        else float("nan"),
         "peak_mib": base["peak_mib"],
         "floor_peak_mib": base["floor_peak_mib"],
         "cells_compared": compared,
@@ -145,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-feast", action="store_true", help="skip Feast's own store")
     ap.add_argument("--json", action="store_true", help="print the JSON object only")
     a = ap.parse_args(argv)
-    size = dict(QUICK if a.quick else FULL)
+    size: dict[str, Any] = dict(QUICK if a.quick else FULL)
     for k in ("start", "end", "repeat"):
         if getattr(a, k) is not None:
             size[k] = getattr(a, k)

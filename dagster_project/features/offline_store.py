@@ -73,6 +73,7 @@ def view_sql(view: FeatureView, refs: list[str], full_feature_names: bool, alias
     src = view.batch_source
     path = _local_parquet(view)
     assert path is not None
+    assert src is not None
     # field_mapping maps a source column to the name the view uses.
     mapping = dict(src.field_mapping)
     source_of = {new: old for old, new in mapping.items()}
@@ -91,7 +92,7 @@ def view_sql(view: FeatureView, refs: list[str], full_feature_names: bool, alias
     select = [
         *keys,
         f"CAST({col(ts)} AS TIMESTAMPTZ) AS {q(alias + '_ts')}",
-        *[f"{col(f)} AS {q(o)}" for f, o in zip(features, out)],
+        *[f"{col(f)} AS {q(o)}" for f, o in zip(features, out, strict=False)],
     ]
     sql = f"SELECT {', '.join(select)} FROM read_parquet('{path.replace(chr(39), chr(39) * 2)}')"
     if created:
@@ -137,7 +138,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
     """Feast's DuckDB offline store with an ``ASOF JOIN`` point-in-time join."""
 
     @staticmethod
-    def get_historical_features(
+    def get_historical_features(  # type: ignore[override]
         config: RepoConfig,
         feature_views: list[FeatureView],
         feature_refs: list[str],
@@ -162,7 +163,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
                 full_feature_names,
                 filter_by_created_timestamp,
             )
-        schema = dict(zip(entity_df.columns, entity_df.dtypes))
+        schema = dict(zip(entity_df.columns, entity_df.dtypes, strict=False))
         ts_col = offline_utils.infer_event_timestamp_from_entity_df(entity_schema=schema)
         entity = entity_df.copy()
         stamp = entity[ts_col].infer_objects()

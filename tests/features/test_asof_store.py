@@ -83,7 +83,9 @@ feature_rows = st.lists(
 entity_rows = st.lists(st.tuples(st.sampled_from("abc"), hours), min_size=1, max_size=10)
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=feature_rows, ents=entity_rows, ttl_h=st.sampled_from([0, 1, 3]), full=st.booleans())
 def test_same_answer_as_feast(tmp_path_factory, rows, ents, ttl_h, full):
     tmp = tmp_path_factory.mktemp("asof")
@@ -93,13 +95,18 @@ def test_same_answer_as_feast(tmp_path_factory, rows, ents, ttl_h, full):
     for k, h, late, v in rows:
         created = T0 + timedelta(hours=h + late, minutes=len(recs))
         seen.add((k, h))
-        recs.append({"k": k, "ts": T0 + timedelta(hours=h), "created": created, "raw_value": v / 7, "n": v})
+        recs.append(
+            {"k": k, "ts": T0 + timedelta(hours=h), "created": created, "raw_value": v / 7, "n": v}
+        )
     features = pd.DataFrame(recs, columns=["k", "ts", "created", "raw_value", "n"])
     features = features.astype({"k": str, "raw_value": float, "n": "int64"})
     features["ts"] = pd.to_datetime(features["ts"])
     features["created"] = pd.to_datetime(features["created"])
     entity = pd.DataFrame(
-        [{"k": k, "event_timestamp": T0 + timedelta(hours=h, minutes=30 * (i % 2))} for i, (k, h) in enumerate(ents)]
+        [
+            {"k": k, "event_timestamp": T0 + timedelta(hours=h, minutes=30 * (i % 2))}
+            for i, (k, h) in enumerate(ents)
+        ]
     )
     ours, feast = both(tmp, features, entity, ttl_h, full)
     _assert_same(ours, feast)
@@ -121,23 +128,33 @@ def test_ttl_edge_ties_missing_key_and_duplicates(tmp_path):
         {
             "k": ["a", "a", "a", "a", "z"],
             "event_timestamp": pd.to_datetime(
-                ["2013-01-01 01:00", "2013-01-01 01:00", "2013-01-01 03:00", "2013-01-01 06:00",
-                 "2013-01-01 03:00"]
+                [
+                    "2013-01-01 01:00",
+                    "2013-01-01 01:00",
+                    "2013-01-01 03:00",
+                    "2013-01-01 06:00",
+                    "2013-01-01 03:00",
+                ]
             ),
         }
     )
     ours, feast = both(tmp_path, features, entity, ttl_h=1, full=False)
     _assert_same(ours, feast)
     assert ours["value"].tolist()[:3] == [1.0, 1.0, 3.0]
-    assert pd.isna(ours["value"].iloc[3]) and pd.isna(ours["value"].iloc[4])
+    assert pd.isna(ours["value"].iloc[3])
+    assert pd.isna(ours["value"].iloc[4])
 
 
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_value_observed_after_the_time_does_not_leak(tmp_path, when):
     features = pd.DataFrame(
-        {"k": ["a", "a"], "ts": pd.to_datetime(["2013-01-01 00:00", "2013-01-01 01:01"]),
-         "created": pd.to_datetime(["2013-01-01 00:00", "2013-01-01 01:01"]),
-         "raw_value": [1.0, 99.0], "n": [1, 99]}
+        {
+            "k": ["a", "a"],
+            "ts": pd.to_datetime(["2013-01-01 00:00", "2013-01-01 01:01"]),
+            "created": pd.to_datetime(["2013-01-01 00:00", "2013-01-01 01:01"]),
+            "raw_value": [1.0, 99.0],
+            "n": [1, 99],
+        }
     )
     at = "2013-01-01 01:00" if when == "before" else "2013-01-01 01:02"
     entity = pd.DataFrame({"k": ["a"], "event_timestamp": pd.to_datetime([at])})

@@ -14,14 +14,29 @@ def test_quick_benchmark_prints_the_figures():
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.pit_join", "--quick", "--json"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=True,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     ).stdout
     data = json.loads(out.strip().splitlines()[-1])
-    for key in ("rows", "seconds", "floor_seconds", "ratio_to_floor", "growth_exponent",
-                "peak_mib", "floor_peak_mib", "cells_compared", "cells_differing"):
+    for key in (
+        "rows",
+        "seconds",
+        "floor_seconds",
+        "ratio_to_floor",
+        "growth_exponent",
+        "peak_mib",
+        "floor_peak_mib",
+        "cells_compared",
+        "cells_differing",
+    ):
         assert key in data, key
     assert data["rows"] > 1000
-    assert data["seconds"] > 0 and data["floor_seconds"] > 0
+    assert data["seconds"] > 0
+    assert data["floor_seconds"] > 0
     assert math.isfinite(data["growth_exponent"])
     assert data["cells_compared"] > 4 * data["rows"]
     assert data["cells_differing"] == 0
