@@ -893,10 +893,31 @@ def scaling(report: Report, state: State, sizes: Sizes) -> None:
     }
 
 
+def asof_join(report: Report, state: State, sizes: Sizes) -> None:
+    """The ASOF JOIN offline store vs Feast's DuckDB store and the merge_asof floor
+    (benchmarks/pit_join.py), on the run's range and scales."""
+    from benchmarks import pit_join as bench
+
+    r = bench.run(sizes.start, sizes.end, list(sizes.scales), max(1, sizes.repeat))
+    sec = "Feature pipeline"
+    report.add(sec, "PIT join, ASOF store", r["seconds"], "s", note=f"{r['rows']:,} rows")
+    report.add(
+        sec,
+        "PIT join ASOF store / merge_asof",
+        r["ratio_to_floor"],
+        "x",
+        "<= 1.5",
+        _le(r["ratio_to_floor"], 1.5),
+        f"{r['cells_differing']} of {r['cells_compared']:,} cells differ",
+    )
+    report.details["asof_join"] = r
+
+
 # --------------------------------------------------------------------------- main
 SECTIONS: dict[str, Callable[[Report, State, Sizes], None]] = {
     "build": build,
     "pit_join": pit_join,
+    "asof_join": asof_join,
     "materialization": materialization,
     "training": training,
     "serving": serving,

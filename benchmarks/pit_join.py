@@ -1,0 +1,168 @@
+"""Point-in-time join benchmark: the ASOF JOIN offline store against Feast's own DuckDB store
+and the hand-written ``pandas.merge_asof`` floor, on 2013 shifted into later years (1x, 2x, ...
+rows), with peak memory beside time. ``python -m benchmarks.pit_join --json`` prints one object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psutil
+import yaml
+
+from benchmarks import common
+from dagster_project.features import engineering
+from dagster_project.features.feast_store import FeatureStoreClient
+from dagster_project.platform.names import FEATURE_SERVICE
+from dagster_project.platform.settings import feast_template
+
+QUICK = {"start": "2013-01-01", "end": "2013-01-07", "scales": [1, 2], "repeat": 1}
+FULL = {"start": "2013-01-01", "end": "2013-12-31", "scales": [1, 2, 4, 8], "repeat": 3}
+
+
+class PeakRSS:
+    """Peak resident memory above the level at entry, sampled every 5 ms (MiB)."""
+
+    def __enter__(self) -> PeakRSS:
+        self._proc = psutil.Process()
+        self._base = self._proc.memory_info().rss
+        self.peak = self._base
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._sample, daemon=True)
+        self._t.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self._base) / 2**20
+
+
+def _clients(root: Path, tables: dict[str, pd.DataFrame]) -> dict[str, FeatureStoreClient]:
+    """Two stores over the same offline tables: ours (the tier's template) and Feast's."""
+    ours_template = feast_template("local")
+    cfg = yaml.safe_load(ours_template.read_text())
+    cfg["offline_store"] = {"type": "duckdb"}
+    feast_yaml = root / "feast_template.yaml"
+    feast_yaml.write_text(yaml.safe_dump(cfg))
+    features_url = str(root / "features")
+    out = {}
+    for name, template in (("asof", ours_template), ("feast", feast_yaml)):
+        client = FeatureStoreClient(template, root / name, features_url)
+        for table, df in tables.items():
+            client.write_offline_table(table, df)
+        client.apply()
+        out[name] = client
+    return out
+
+
+def _measure(fn: Any, repeat: int) -> tuple[float, float, Any]:
+    result = fn()  # warm-up; its result is the one compared
+    seconds, peaks = [], []
+    for _ in range(repeat):
+        with PeakRSS() as mem:
+            t = time.perf_counter()
+            fn()
+            seconds.append(time.perf_counter() - t)
+        peaks.append(mem.mib)
+    return common.median(seconds), max(peaks), result
+
+
+def run(start: str, end: str, scales: list[int], repeat: int, feast: bool = True) -> dict:
+    flights, weather, planes = common.validated_tables(start, end)
+    per_scale: list[dict[str, Any]] = []
+    compared = differing = 0
+    for scale in scales:
+        f, w, p = common.replicate(flights, weather, planes, scale)
+        tables = common.feature_tables(f, w, p)
+        with tempfile.TemporaryDirectory(prefix="pit_join_") as tmp:
+            clients = _clients(Path(tmp), tables)
+            for when in ("day_start", "lead"):
+                entities = engineering.training_entities(f, when)
+                s, peak, ours = _measure(
+                    lambda c=clients, e=entities: c["asof"].historical_features(e, FEATURE_SERVICE),
+                    repeat,
+                )
+                fs, fpeak, floor = _measure(
+                    lambda e=entities, t=tables: common.merge_asof_join(e, t), repeat
+                )
+                cols = [c for c in floor.columns if c not in entities.columns]
+                row = {
+                    "scale": scale,
+                    "prediction_time": when,
+                    "rows": len(entities),
+                    "seconds": s,
+                    "peak_mib": peak,
+                    "floor_seconds": fs,
+                    "floor_peak_mib": fpeak,
+                }
+                differing += common.mismatched_cells(ours, floor, cols)
+                compared += len(entities) * len(cols)
+                if feast and scale == 1:
+                    t0 = time.perf_counter()
+                    theirs = clients["feast"].historical_features(entities, FEATURE_SERVICE)
+                    row["feast_seconds"] = time.perf_counter() - t0
+                    differing += common.mismatched_cells(ours, theirs, cols)
+                    compared += len(entities) * len(cols)
+                per_scale.append(row)
+    day = [r for r in per_scale if r["prediction_time"] == "day_start"]
+    base = day[0]
+    return {
+        "rows": base["rows"],
+        "seconds": base["seconds"],
+        "floor_seconds": base["floor_seconds"],
+        "ratio_to_floor": base["seconds"] / base["floor_seconds"],
+        "feast_seconds": base.get("feast_seconds"),
+        "growth_exponent": common.growth_exponent(
+            [r["rows"] for r in day], [r["seconds"] for r in day]
+        )
+        if len(day) > 1
+        else float("nan"),
+        "peak_mib": base["peak_mib"],
+        "floor_peak_mib": base["floor_peak_mib"],
+        "cells_compared": compared,
+        "cells_differing": differing,
+        "range": [start, end],
+        "load_average": common.load_average(),
+        "runs": per_scale,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="one week, 1x and 2x (smoke test)")
+    ap.add_argument("--start")
+    ap.add_argument("--end")
+    ap.add_argument("--scales", help="comma-separated multiples of the rows, e.g. 1,2,4,8")
+    ap.add_argument("--repeat", type=int)
+    ap.add_argument("--no-feast", action="store_true", help="skip Feast's own store")
+    ap.add_argument("--json", action="store_true", help="print the JSON object only")
+    a = ap.parse_args(argv)
+    size: dict[str, Any] = dict(QUICK if a.quick else FULL)
+    for k in ("start", "end", "repeat"):
+        if getattr(a, k) is not None:
+            size[k] = getattr(a, k)
+    if a.scales:
+        size["scales"] = [int(s) for s in a.scales.split(",")]
+    out = run(size["start"], size["end"], size["scales"], size["repeat"], not a.no_feast)
+    print(json.dumps(out, indent=None if a.json else 2, default=str))
+
+
+if __name__ == "__main__":
+    main()
