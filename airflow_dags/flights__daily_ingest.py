@@ -6,7 +6,7 @@ Airflow's triggerer (a deferrable operator: no worker slot is held while Dagster
 
 The simulated day is the logical date's day minus `MLOPS_CLOCK_OFFSET_DAYS` (default 0: a 2013
 logical date is that day). A day outside the data (2013-01-01 .. 2013-12-31) is a **skipped**
-run whose log says why. `mlops clock --today 2013-07-01` prints the offset that makes today
+run whose log says why. `flight-mlops clock --today 2013-07-01` prints the offset that makes today
 2013-07-01; see docs/airflow.md. Replay days with
 `airflow backfill create --dag-id flights__daily_ingest --from-date 2013-01-01 --to-date 2013-01-08`.
 

@@ -1,13 +1,13 @@
 """The platform's simulated clock, as the DAGs read it (stdlib only: no Airflow, no Dagster).
 
 The data is one year of flights (2013-01-01 .. 2013-12-31). One setting maps real dates onto
-that calendar, shared by the Airflow schedules, the replay and the CLI (``mlops clock``):
+that calendar, shared by the Airflow schedules, the replay and the CLI (``flight-mlops clock``):
 
     MLOPS_CLOCK_OFFSET_DAYS=N   simulated day = real day - N days   (default 0)
 
 With the default, a 2013 logical date (a manual trigger or ``airflow backfill``) is that very
 day, and today's real date is outside the data, so a scheduled run is *skipped* with the reason.
-``mlops clock --today 2013-07-01`` prints the N that makes today 2013-07-01. The same rule lives
+``flight-mlops clock --today 2013-07-01`` prints the N that makes today 2013-07-01. The same rule lives
 in ``dagster_project/platform/clock.py`` for the Dagster side; a test keeps the two equal.
 """
 

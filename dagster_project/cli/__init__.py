@@ -19,8 +19,9 @@ import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from dagster_project.cli import clock_cmd
 from dagster_project.features.feast_objects import TABLES
-from dagster_project.platform import names, settings
+from dagster_project.platform import clock, names, settings
 
 
 def _instance() -> Any:
@@ -196,7 +197,7 @@ def demo(args: argparse.Namespace) -> int:
     from dagster_project.definitions import build_definitions
     from dagster_project.orchestration.partitions import range_tags
 
-    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    start, end = replay_window(args.start, args.end)
     paths = settings.paths()
     print(f"[demo] tier={settings.profile()} state={settings.mlops_home()}")
     instance = _instance()
@@ -271,12 +272,24 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def replay_window(start: str | None, end: str | None) -> tuple[date, date]:
+    """The replay's days: given ones, else from the simulated clock (shared with Airflow)."""
+    if start:
+        first = date.fromisoformat(start)
+    elif clock.is_set() and clock.in_data(clock.simulated_today()):
+        first = clock.simulated_today()
+    else:
+        first = date(2013, 7, 1)
+    last = date.fromisoformat(end) if end else min(clock.DATA_LAST, first + timedelta(days=91))
+    return first, last
+
+
 def replay(args: argparse.Namespace) -> int:
     from dagster_project.definitions import build_definitions
     from dagster_project.orchestration.replay import ReplayError
     from dagster_project.orchestration.replay import replay as run_replay
 
-    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    start, end = replay_window(args.start, args.end)
     paths = settings.paths()
     print(f"[replay] tier={settings.profile()} state={settings.mlops_home()} {start}..{end}")
     try:
@@ -513,8 +526,15 @@ def main(argv: list[str] | None = None) -> int:
         "the endpoint and judged against its outcomes; the retraining sensors decide on "
         "retrains. Ends with a table of the retrains and the HTML report's path.",
     )
-    p.add_argument("--start", default="2013-07-01", help="first simulated day (YYYY-MM-DD)")
-    p.add_argument("--end", default="2013-09-30", help="last simulated day, inclusive")
+    p.add_argument(
+        "--start",
+        default=None,
+        help="first simulated day (YYYY-MM-DD; default: the clock's simulated today when "
+        "MLOPS_CLOCK_OFFSET_DAYS is set, else 2013-07-01)",
+    )
+    p.add_argument(
+        "--end", default=None, help="last simulated day, inclusive (default: 91 days on)"
+    )
     p.add_argument("--trials", type=int, default=4, help="Optuna trials for the first model")
     p.add_argument(
         "--no-land",
@@ -522,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         help="use the files already in the landing zone instead of copying the data set's",
     )
     p.set_defaults(func=replay)
+    clock_cmd.add_parser(sub)
     p = sub.add_parser("init", help="prepare the tier (server: databases, bucket, dagster.yaml)")
     p.set_defaults(func=init)
     p = sub.add_parser(
