@@ -35,7 +35,7 @@ def clock_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "clock",
         help="the simulated clock: real today -> simulated day (MLOPS_CLOCK_OFFSET_DAYS)",

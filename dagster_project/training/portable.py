@@ -101,13 +101,12 @@ def log_datasets(splits: Mapping[str, pd.DataFrame], name_prefix: str) -> dict[s
     """``mlflow.log_input`` for each split (context = its name: training, validation, holdout);
     returns {context: digest}. Call inside an active run."""
     import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
 
     digests: dict[str, str] = {}
     for context, frame in splits.items():
         digest = dataset_digest(frame)
-        dataset = mlflow.data.from_pandas(
-            frame, targets=LABEL, name=f"{name_prefix}_{context}", digest=digest
-        )
+        dataset = from_pandas(frame, targets=LABEL, name=f"{name_prefix}_{context}", digest=digest)
         mlflow.log_input(dataset, context=context, tags={"rows": str(len(frame))})
         digests[context] = digest
     return digests

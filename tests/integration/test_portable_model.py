@@ -35,6 +35,7 @@ BIN = Path(sys.executable).parent
 
 SCORE = r"""
 import json, sys
+import pandas as pd
 import mlflow.pyfunc
 
 try:
@@ -121,6 +122,7 @@ def _mlflow_server(uri: str, root: Path, log: Path) -> tuple[subprocess.Popen, s
     raise TimeoutError(f"mlflow server not ready:\n{log.read_text()[-3000:]}")
 
 
+@pytest.mark.slow  # the first build of the environment downloads and installs for ~5 minutes
 def test_champion_loads_and_scores_in_a_venv_with_only_its_requirements(champion, tmp_path):
     uri, root, training_set, _outcome = champion
     requirements = Path(mlflow.pyfunc.get_model_dependencies("models:/flight_delay@champion"))
