@@ -116,7 +116,11 @@ DAY ?= 2013-01-05
 SERVICES := RUN_DIR=$(RUN_DIR) PY=$(CURDIR)/$(BIN)/python bash infra/local/services.sh
 # Airflow 3 standalone (api-server, scheduler, dag-processor, triggerer): DAGs from airflow_dags/,
 # no examples, no login (every local user is admin), the Dagster connection preconfigured.
+# The triggerer runs the deferred Dagster waits; it imports dagster_trigger.trigger by classpath,
+# hence the DAGs folder on PYTHONPATH. MLOPS_CLOCK_OFFSET_DAYS (the simulated clock, default 0:
+# scheduled runs for today's date are skipped) passes through: see docs/airflow.md.
 AIRFLOW_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" \
+	PYTHONPATH="$(CURDIR)/airflow_dags$${PYTHONPATH:+:$$PYTHONPATH}" \
 	AIRFLOW_HOME=$(MLOPS_HOME)/airflow \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/airflow_dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \

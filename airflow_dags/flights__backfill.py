@@ -1,15 +1,15 @@
 """### flights__backfill
 
 Manual: runs Dagster's `ingest_features_job` over the inclusive date range in the params
-(`start_date` .. `end_date`) as **one** Dagster run (the assets' single-run backfill policy),
-and waits for it.
+(`start_date` .. `end_date`, data days, not shifted by the clock) as **one** Dagster run (the
+assets' single-run backfill policy), and waits for it in Airflow's triggerer.
 """
 
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, task
-from dagster_trigger.airflow_task import date_range, run_dagster_job
+from airflow.sdk import Param, dag
+from dagster_trigger.operators import DagsterRunOperator
 
 DAGSTER_TIMEOUT_S = 6 * 60 * 60
 
@@ -28,18 +28,13 @@ DAGSTER_TIMEOUT_S = 6 * 60 * 60
     doc_md=__doc__,
 )
 def flights__backfill() -> None:
-    @task(execution_timeout=timedelta(seconds=DAGSTER_TIMEOUT_S + 300))
-    def ingest_range(params: dict | None = None) -> dict:
-        """Run ingest_features_job in Dagster for start_date..end_date in one run."""
-        params = params or {}
-        return run_dagster_job(
-            "ingest_features_job",
-            partition_range=date_range(params["start_date"], params["end_date"]),
-            run_config=params.get("run_config") or {},
-            timeout=DAGSTER_TIMEOUT_S,
-        )
-
-    ingest_range()
+    DagsterRunOperator(
+        task_id="ingest_range",
+        job_name="ingest_features_job",
+        partition_range=("{{ params.start_date }}", "{{ params.end_date }}"),
+        dagster_timeout=DAGSTER_TIMEOUT_S,
+        execution_timeout=timedelta(seconds=DAGSTER_TIMEOUT_S + 300),
+    )
 
 
 flights__backfill()

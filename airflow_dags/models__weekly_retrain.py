@@ -1,15 +1,20 @@
 """### models__weekly_retrain
 
-Every week, runs Dagster's training job and waits for it. The job name comes from the
-`job_name` param, else the Airflow Variable `dagster_training_job`, else `training_job`;
-`run_config` is passed to Dagster as the run's config.
+Every week, runs Dagster's training job on the **simulated week** and waits for it in Airflow's
+triggerer. The week is the seven simulated days before the logical date (simulated = real -
+`MLOPS_CLOCK_OFFSET_DAYS`, see docs/airflow.md); the training set is the 120 days up to its last
+day (holdout and validation 14 days each). A week outside the data, or one with under 42 days
+of history, is a **skipped** run whose log says why.
+
+The job name comes from the `job_name` param, else the Airflow Variable `dagster_training_job`,
+else `training_job`; a non-empty `run_config` param replaces the clock's run config.
 """
 
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, Variable, dag, task
-from dagster_trigger.airflow_task import run_dagster_job
+from airflow.sdk import Param, dag
+from dagster_trigger.operators import DagsterRunOperator
 
 DAGSTER_TIMEOUT_S = 4 * 60 * 60
 
@@ -31,18 +36,13 @@ DAGSTER_TIMEOUT_S = 4 * 60 * 60
     doc_md=__doc__,
 )
 def models__weekly_retrain() -> None:
-    @task(execution_timeout=timedelta(seconds=DAGSTER_TIMEOUT_S + 300))
-    def retrain(params: dict | None = None) -> dict:
-        """Run the Dagster training job."""
-        params = params or {}
-        job_name = params.get("job_name") or Variable.get(
-            "dagster_training_job", default="training_job"
-        )
-        return run_dagster_job(
-            job_name, run_config=params.get("run_config") or {}, timeout=DAGSTER_TIMEOUT_S
-        )
-
-    retrain()
+    DagsterRunOperator(
+        task_id="retrain",
+        job_name="{{ params.job_name or var.value.get('dagster_training_job', 'training_job') }}",
+        partition="week",
+        dagster_timeout=DAGSTER_TIMEOUT_S,
+        execution_timeout=timedelta(seconds=DAGSTER_TIMEOUT_S + 300),
+    )
 
 
 models__weekly_retrain()

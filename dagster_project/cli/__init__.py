@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 
+from dagster_project.cli import clock_cmd
 from dagster_project.cli.admin import consume, init, serve, status
 from dagster_project.cli.spine import demo, replay
 from dagster_project.platform import settings
@@ -58,8 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         "the endpoint and judged against its outcomes; the retraining sensors decide on "
         "retrains. Ends with a table of the retrains and the HTML report's path.",
     )
-    p.add_argument("--start", default="2013-07-01", help="first simulated day (YYYY-MM-DD)")
-    p.add_argument("--end", default="2013-09-30", help="last simulated day, inclusive")
+    p.add_argument(
+        "--start",
+        default=None,
+        help="first simulated day (YYYY-MM-DD; default: the clock's simulated today when "
+        "MLOPS_CLOCK_OFFSET_DAYS is set, else 2013-07-01)",
+    )
+    p.add_argument(
+        "--end", default=None, help="last simulated day, inclusive (default: 91 days on)"
+    )
     p.add_argument("--trials", type=int, default=4, help="Optuna trials for the first model")
     p.add_argument(
         "--no-land",
@@ -67,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         help="use the files already in the landing zone instead of copying the data set's",
     )
     p.set_defaults(func=replay)
+    clock_cmd.add_parser(sub)
     p = sub.add_parser("init", help="prepare the tier (server: databases, bucket, dagster.yaml)")
     p.set_defaults(func=init)
     p = sub.add_parser(

@@ -16,7 +16,7 @@ from dagster_project.cli.output import (
     _summary,
     _training_summary,
 )
-from dagster_project.platform import settings
+from dagster_project.platform import clock, settings
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -24,7 +24,7 @@ def demo(args: argparse.Namespace) -> int:
     from dagster_project.defs.run_config import training_run_config
     from dagster_project.orchestration.partitions import range_tags
 
-    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    start, end = replay_window(args.start, args.end)
     paths = settings.paths()
     print(f"[demo] tier={settings.profile()} state={settings.mlops_home()}")
     instance = _instance()
@@ -96,12 +96,24 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def replay_window(start: str | None, end: str | None) -> tuple[date, date]:
+    """The replay's days: given ones, else from the simulated clock (shared with Airflow)."""
+    if start:
+        first = date.fromisoformat(start)
+    elif clock.is_set() and clock.in_data(clock.simulated_today()):
+        first = clock.simulated_today()
+    else:
+        first = date(2013, 7, 1)
+    last = date.fromisoformat(end) if end else min(clock.DATA_LAST, first + timedelta(days=91))
+    return first, last
+
+
 def replay(args: argparse.Namespace) -> int:
     from dagster_project.definitions import build_definitions
     from dagster_project.replay import ReplayError
     from dagster_project.replay import replay as run_replay
 
-    start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    start, end = replay_window(args.start, args.end)
     paths = settings.paths()
     print(f"[replay] tier={settings.profile()} state={settings.mlops_home()} {start}..{end}")
     try:

@@ -18,7 +18,7 @@ import pandas as pd
 from dagster_project.features.engineering import LABEL
 from dagster_project.platform import compute_classes, metering, names
 from dagster_project.platform.settings import TIMEZONE
-from dagster_project.training import evaluation, models, tracking
+from dagster_project.training import evaluation, models, portable, tracking
 from dagster_project.training.preprocess import FEATURES, input_frame
 
 Progress = Callable[[str], None]
@@ -184,9 +184,10 @@ def reference_sample(
     return out
 
 
-def log_model(model: models.DelayModel, sample: pd.DataFrame, metadata: dict) -> Any:
+def log_model(model: models.DelayModel, sample: pd.DataFrame, metadata: dict, kind: str) -> Any:
     """Log ``model`` to the active MLflow run as a ``pyfunc`` model with signature and input
-    example (from ``sample``). Returns MLflow's ``ModelInfo``."""
+    example (from ``sample``), the pyfunc's code (``code_paths``) and only the ``kind``'s
+    requirements, so it loads without the project installed. Returns MLflow's ``ModelInfo``."""
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
@@ -195,19 +196,15 @@ def log_model(model: models.DelayModel, sample: pd.DataFrame, metadata: dict) ->
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "model"
         model.save(folder)
+        code = portable.code_package(Path(tmp) / "code")
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=models.FlightDelayPyfunc(),
             artifacts={"model_dir": str(folder)},
+            code_paths=[str(code)],
             signature=signature,
             input_example=example.head(5),
-            pip_requirements=[
-                "mlflow==3.17.2",
-                "xgboost==3.2.0",
-                "torch==2.13.0",
-                "pandas<3",
-                "scikit-learn",
-            ],
+            pip_requirements=portable.requirements(kind),
             metadata=metadata,
         )
 
@@ -250,6 +247,11 @@ def train_and_register(
             }
             | {f"{k}_window": v for k, v in split.windows.items()}
         )
+        digests = portable.log_datasets(
+            {"training": split.train, "validation": split.validation, "holdout": split.holdout},
+            names.MODEL_NAME,
+        )
+        mlflow.set_tags({f"dataset_digest_{k}": v for k, v in digests.items()})
         found = [tune(k, split, options, tags, progress) for k in options.model_kinds]
         best = max(found, key=lambda c: c.validation.roc_auc)
         threshold = best.validation.threshold
@@ -280,6 +282,7 @@ def train_and_register(
             best.model,
             split.validation.sample(min(200, len(split.validation)), random_state=0),
             {"model_kind": best.kind, "threshold": threshold, **tags},
+            best.kind,
         )
         usage = meter.stop(cls)
         mlflow.log_metrics(usage.mlflow_metrics())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,50 @@ def test_no_dagster_import_in_dag_files_or_trigger(path: Path):
     }
     dagster_imports = {m for m in dagster_imports if not m.startswith("dagster_trigger.")}
     assert not dagster_imports, f"{path.name} imports {dagster_imports}"
+
+
+@pytest.mark.parametrize(
+    ("logical", "offset", "expected"),
+    [
+        # offset 0: a 2013 logical date is that day
+        ("2013-03-10", "0", ("2013-03-10", "2013-03-03..2013-03-09")),
+        # today's real date mapped onto the data (leap days included in the offset)
+        ("2026-12-01", str((date(2026, 12, 1) - date(2013, 7, 1)).days), None),
+    ],
+)
+def test_the_clock_maps_logical_dates_onto_the_data(
+    airflow_home: Path, monkeypatch: pytest.MonkeyPatch, logical: str, offset: str, expected
+):
+    from dagster_trigger.operators import on_the_clock
+
+    monkeypatch.setenv("MLOPS_CLOCK_OFFSET_DAYS", offset)
+    day, _config, tags = on_the_clock("day", date.fromisoformat(logical))
+    _key, config, week_tags = on_the_clock("week", date.fromisoformat(logical))
+    window = config["ops"]["training_set"]["config"]
+    if expected:
+        assert (day, week_tags["mlops/simulated_week"]) == expected[:2]
+        assert window == {"start_date": "2013-01-01", "end_date": "2013-03-09"}
+    else:
+        assert day == tags["mlops/simulated_day"] == "2013-07-01"
+        assert week_tags["mlops/simulated_week"] == "2013-06-24..2013-06-30"
+        assert window == {"start_date": "2013-03-03", "end_date": "2013-06-30"}  # 120 days
+
+
+@pytest.mark.parametrize(
+    ("mode", "logical", "reason"),
+    [
+        ("day", "2026-12-01", "simulated 2026-12-01 is outside the data"),
+        ("day", "2012-12-31", "simulated 2012-12-31 is outside the data"),
+        ("week", "2014-01-03", "simulated 2013-12-27 .. 2014-01-02 is outside the data"),
+        ("week", "2013-01-20", "has only 19 days of history"),
+    ],
+)
+def test_dates_without_data_skip_the_run_with_the_reason(
+    airflow_home: Path, monkeypatch: pytest.MonkeyPatch, mode: str, logical: str, reason: str
+):
+    from airflow.sdk.exceptions import AirflowSkipException
+    from dagster_trigger.operators import on_the_clock
+
+    monkeypatch.setenv("MLOPS_CLOCK_OFFSET_DAYS", "0")
+    with pytest.raises(AirflowSkipException, match=reason):
+        on_the_clock(mode, date.fromisoformat(logical))

@@ -157,7 +157,7 @@ def test_gate_rejection_blocks_deployment_and_is_recorded(spine, first_model):
 
 def _register(registry, model, sample) -> tracking.VersionInfo:
     with mlflow.start_run() as run:
-        info = pipeline.log_model(model, sample, {})
+        info = pipeline.log_model(model, sample, {}, "xgboost")
     version = registry.register(info.model_uri, run.info.run_id, {"threshold": "0.3"})
     registry.set_alias(names.CHALLENGER, version.version)
     return version
