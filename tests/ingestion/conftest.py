@@ -3,7 +3,6 @@
 from datetime import date
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from dagster_project.ingestion import expectations, sources
@@ -35,6 +34,3 @@ def day_csv() -> str:
 
 def rows(result, reason_part: str) -> list[int]:
     return [i for i, r in result.rejected.items() if isinstance(r, str) and reason_part in r]
-
-
-__all__ = ["DAY", "pd", "rows"]

@@ -85,7 +85,8 @@ def test_a_row_dated_otherwise_than_its_partition_is_quarantined(
 
 def test_the_real_day_passes_every_rule(tmp_path, gate, known, day_csv):
     result = gate.validate(expectations.FLIGHTS, _land(tmp_path, day_csv), known)
-    assert result.passed and result.rejected_rows == 0, result.message
+    assert result.passed, result.message
+    assert result.rejected_rows == 0
 
 
 def test_a_line_that_is_not_data_fails_the_gate_naming_file_column_rule(
@@ -95,7 +96,8 @@ def test_a_line_that_is_not_data_fails_the_gate_naming_file_column_rule(
     result = gate.validate(expectations.FLIGHTS, df, known)
     assert not result.passed
     message = result.message
-    assert "2013-03-05.csv" in message and "column 'year'" in message
+    assert "2013-03-05.csv" in message
+    assert "column 'year'" in message
     assert "expect_column_values_to_be_in_type_list" in message
     assert "line 967: 'Total rows: 965' is not a number" in message
     _metadata_is_strict_json(result)
@@ -106,6 +108,7 @@ def test_reference_tables_pass_their_format_rules(tmp_path, gate, table):
     df = sources.load_table(table).assign(_source_file=f"{table}.csv", _partition="reference")
     df["_source_line"] = range(2, len(df) + 2)
     result = gate.validate(expectations.RULES[table], df, {})
-    assert result.passed and result.rejected_rows == 0, result.message
+    assert result.passed, result.message
+    assert result.rejected_rows == 0
     df.loc[0, next(iter(expectations.RULES[table].formats))] = "x" * 5000
     assert gate.validate(expectations.RULES[table], df, {}).rejected.iloc[0]
