@@ -26,30 +26,39 @@ def run_contract(app: Any, examples_per_operation: int = 40) -> dict[str, Any]:
         operation = result.ok()
         report["operations"] += 1
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            found: list[str] = []
-            counted = [0]
-
-            @settings(
-                max_examples=examples_per_operation,
-                derandomize=True,
-                deadline=None,
-                database=None,
-                suppress_health_check=list(HealthCheck),
-            )
-            @given(case=operation.as_strategy(generation_mode=mode))
-            def probe(case: Any) -> None:
-                counted[0] += 1
-                try:
-                    case.call_and_validate(checks=checks)
-                # a check failure is a FailureGroup (or one Failure); an app error propagates
-                except (Exception, BaseExceptionGroup) as exc:
-                    if not found:
-                        found.append(f"{operation.label} [{mode.value}]: {type(exc).__name__}: {_text(exc)}")
-
-            probe()
-            report["cases"] += counted[0]
+            cases, found = _probe(operation, mode, checks, examples_per_operation)
+            report["cases"] += cases
             report["failures"] += found
     return report
+
+
+def _probe(
+    operation: Any, mode: GenerationMode, checks: list[Any], examples: int
+) -> tuple[int, list[str]]:
+    found: list[str] = []
+    counted = [0]
+
+    @settings(
+        max_examples=examples,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def probe(case: Any) -> None:
+        counted[0] += 1
+        try:
+            case.call_and_validate(checks=checks)
+        # a check failure is a FailureGroup (or one Failure); an app error propagates
+        except (Exception, BaseExceptionGroup) as exc:
+            if not found:
+                found.append(
+                    f"{operation.label} [{mode.value}]: {type(exc).__name__}: {_text(exc)}"
+                )
+
+    probe()
+    return counted[0], found
 
 
 def _text(exc: BaseException) -> str:
