@@ -35,6 +35,13 @@ from dagster_project.serving.schemas import (
 )
 
 log = logging.getLogger("flight_delay.serving")
+# What a route taking a body may answer besides 200 and 422 (documented in the OpenAPI schema).
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the body is not valid JSON"},
+    401: {"description": "missing or malformed credentials (when a token is configured)"},
+    403: {"description": "bearer token not accepted"},
+    413: {"description": "the body is over the size limit"},
+}
 
 
 def create_app(config: ServingConfig | None = None) -> FastAPI:
@@ -151,7 +158,9 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
             "run_id": current.info.run_id,
         }
 
-    @app.post("/admin/reload", tags=["ops"], dependencies=[Depends(authorize)])
+    @app.post(
+        "/admin/reload", tags=["ops"], dependencies=[Depends(authorize)], responses=BODY_ERRORS
+    )
     def admin_reload() -> dict[str, Any]:
         """Load the version the alias now points at (the deployer calls this after promotion)."""
         changed = reload()
@@ -163,7 +172,11 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         }
 
     @app.post(
-        "/predict", response_model=Prediction, tags=["predict"], dependencies=[Depends(authorize)]
+        "/predict",
+        response_model=Prediction,
+        tags=["predict"],
+        dependencies=[Depends(authorize)],
+        responses=BODY_ERRORS,
     )
     async def predict_one(flight: Flight) -> Prediction:
         """Delay probability and decision for one flight."""
@@ -175,6 +188,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         response_model=BatchResponse,
         tags=["predict"],
         dependencies=[Depends(authorize)],
+        responses=BODY_ERRORS,
     )
     def predict_batch(body: BatchRequest) -> Response:
         """The same for up to 10,000 flights in one call."""
