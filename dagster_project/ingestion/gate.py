@@ -22,7 +22,7 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 from dagster_project.ingestion import when
 from dagster_project.ingestion.expectations import TableRules
 from dagster_project.ingestion.landing import PARTITION, SOURCE_FILE, SOURCE_LINE
-from dagster_project.ingestion.safe_values import plain, short
+from dagster_project.ingestion.safe_values import plain, plain_cells, short
 from dagster_project.platform import storage
 
 REJECTED_BY = "_rejected_by"
@@ -254,7 +254,7 @@ class Gate:
         ctx = self._context()
         present = [c for c in df.columns if c in rules.columns]
         names = {n for pair in agreeing_pairs(rules, present) for n in pair}
-        frame = when.add_columns(df.reset_index(drop=True), names)
+        frame = when.add_columns(plain_cells(df.reset_index(drop=True)), names)
         partitions = int(df[PARTITION].nunique()) if PARTITION in df.columns else 1
         suite = _replace_suite(ctx, build_suite(rules, present, known_sets or {}, partitions))
         source = ctx.data_sources.add_or_update_pandas("landing_zone")
@@ -353,7 +353,7 @@ class Gate:
 
 def quarantine_frame(df: pd.DataFrame, result: GateResult) -> pd.DataFrame:
     """The rejected rows with the rule that rejected them."""
-    frame = df.reset_index(drop=True)
+    frame = plain_cells(df.reset_index(drop=True))
     bad = result.rejected.notna()
     out = frame.loc[bad].copy()
     out[REJECTED_BY] = result.rejected[bad]

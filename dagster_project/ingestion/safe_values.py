@@ -68,3 +68,19 @@ def json_safe(value: Any) -> Any:
     out = plain(value)
     json.dumps(out, allow_nan=False)
     return out
+
+
+_CELL_TYPES = (str, int, float, bool, dt.datetime, dt.date)
+
+
+def plain_cells(df: Any) -> Any:
+    """``df`` with every object-column cell that is not text, a number, a boolean, a date or
+    missing replaced by its ``repr`` (bytes, containers, arbitrary objects), so that hashing,
+    comparing and writing the frame cannot fail; the rules then see a wrong value, not a crash."""
+    out = df.copy()
+    for col in out.columns[out.dtypes.astype(str) == "object"]:
+        values = out[col]
+        odd = values.map(lambda v: v is not None and not isinstance(v, _CELL_TYPES) and v == v)
+        if odd.any():
+            out[col] = values.where(~odd, values[odd].map(lambda v: short(repr(v), 10_000)))
+    return out
