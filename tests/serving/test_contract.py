@@ -25,7 +25,7 @@ def contract_app(spine, first_model):
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # the failing example is not generated on every run
     reason="open: a scheduled_departure far outside the data (year 0001) is valid by the schema "
     "and answers 503 'feature store unavailable: OverflowError' (issue 21, not fixed yet)",
 )
