@@ -12,6 +12,7 @@ from dagster_project.ingestion import landing as landing_lib
 from dagster_project.ingestion import sources as sources_lib
 from dagster_project.ingestion.gate import GateResult
 from dagster_project.ingestion.landing import LINEAGE_COLUMNS
+from dagster_project.ingestion.safe_values import json_safe
 from dagster_project.ingestion.sources import DAILY_TABLES, REFERENCE_TABLES
 from dagster_project.orchestration.compute_classes import compute_asset
 from dagster_project.orchestration.metadata import (
@@ -61,18 +62,23 @@ def landed_reference_files(landing: LandingZone) -> dg.MaterializeResult:
 
 
 def gate_check_result(asset_name: str, result: GateResult) -> dg.AssetCheckResult:
-    """Per-expectation results (unexpected counts, sample bad values) as check metadata."""
+    """Per-expectation results (unexpected counts, sample bad values) as check metadata.
+
+    Every value goes through ``json_safe``: whatever a landing file's cells hold (NaN, huge
+    strings, bytes), the metadata is strict, size-bounded JSON."""
     per_rule: dict[str, Any] = {}
     for r in result.rules:
-        per_rule[f"{r.rule}({r.column})"] = dg.MetadataValue.json(
-            {
-                "success": r.success,
-                "level": r.level,
-                "unexpected_count": r.unexpected_count,
-                "sample": r.sample,
-                "observed": r.observed,
-                "files": r.files,
-            }
+        per_rule[f"{r.rule}({r.column})"[:200]] = dg.MetadataValue.json(
+            json_safe(
+                {
+                    "success": r.success,
+                    "level": r.level,
+                    "unexpected_count": r.unexpected_count,
+                    "sample": r.sample,
+                    "observed": r.observed,
+                    "files": r.files,
+                }
+            )
         )
     return dg.AssetCheckResult(
         check_name="gx_gate",
@@ -83,8 +89,10 @@ def gate_check_result(asset_name: str, result: GateResult) -> dg.AssetCheckResul
         metadata={
             "rows": dg.MetadataValue.int(result.rows),
             "rows_quarantined": dg.MetadataValue.int(result.rejected_rows),
-            "bad_share_by_partition": dg.MetadataValue.json(result.bad_share_by_partition),
-            "failures": dg.MetadataValue.json(result.failures),
+            "bad_share_by_partition": dg.MetadataValue.json(
+                json_safe(result.bad_share_by_partition)
+            ),
+            "failures": dg.MetadataValue.json(json_safe(result.failures)),
             "data_docs": dg.MetadataValue.url(result.docs_url or ""),
             **per_rule,
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dagster_project.ingestion.expectations import WEATHER
 from dagster_project.ingestion.gate import accepted_rows
 from dagster_project.ingestion.landing import LINEAGE_COLUMNS, PARTITION, SOURCE_FILE, SOURCE_LINE
 from dagster_project.platform.settings import TIMEZONE
@@ -62,7 +63,10 @@ def validated_flights(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def validated_weather(raw: pd.DataFrame) -> pd.DataFrame:
+    """Accepted weather, its columns in the rules' order whatever order the file had."""
     df = accepted_rows(raw).drop(columns=[SOURCE_FILE, SOURCE_LINE], errors="ignore")
+    known = [c for c in WEATHER.columns if c in df.columns]
+    df = df[known + [c for c in df.columns if c not in known]]
     df["time_hour"] = _utc(df["time_hour"])
     return df.sort_values(["origin", "time_hour"]).reset_index(drop=True)
 

@@ -18,6 +18,15 @@ NYC_ORIGINS = frozenset({"EWR", "JFK", "LGA"})
 # (Puerto Rico and the US Virgin Islands).
 TERRITORY_AIRPORTS = frozenset({"BQN", "PSE", "SJU", "STT"})
 
+# Formats of key and code columns: (pattern, maximum length). Checked per row; a failing row is
+# quarantined with the rule, so a broken export (a key of megabytes, a code with a stray
+# character) never becomes a validated row or an online-store key.
+CARRIER = (r"^[A-Z0-9]{2}$", 2)
+AIRPORT = (r"^[A-Z0-9]{3,4}$", 4)  # FAA location identifiers (some have digits: 04G)
+NYC_AIRPORT = (r"^[A-Z]{3}$", 3)
+TAILNUM = (r"^[A-Z0-9-]{2,10}$", 10)  # N-numbers are at most 6; foreign marks are longer
+NAME = (r"^[^\x00-\x1f\x7f]+$", 200)  # free text: any printable characters, one line
+
 
 @dataclass(frozen=True)
 class TableRules:
@@ -27,7 +36,10 @@ class TableRules:
     unique: tuple[str, ...]  # compound key, unique (row level: duplicates are quarantined)
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # row level
     sets: Mapping[str, str] = field(default_factory=dict)  # column -> name of a known set
-    partition_timestamp: str | None = None  # its local date must be the partition's day
+    formats: Mapping[str, tuple[str, int]] = field(default_factory=dict)  # (pattern, max len)
+    # pairs of "when" values (see when.py) that must be equal on every row (row level)
+    agree: tuple[tuple[str, str], ...] = ()
+    partition_timestamp: str | None = None  # the timestamp downstream tables use
     min_rows: int = 1
     # table level: at most this many rows per partition day (reference tables: in all); a
     # file far larger than usual (duplicated, concatenated, another table) fails the gate
@@ -85,6 +97,16 @@ FLIGHTS = TableRules(
         "minute": (0, 59),
     },
     sets={"origin": "nyc_origins", "dest": "airports", "carrier": "airlines"},
+    formats={"carrier": CARRIER, "tailnum": TAILNUM, "origin": NYC_AIRPORT, "dest": AIRPORT},
+    # validated_flights builds flight_id, flight_date and sched_dep_ts from year/month/day and
+    # sched_dep_time: each must agree with the partition day and with time_hour.
+    agree=(
+        ("year/month/day", "partition day"),
+        ("time_hour local date", "partition day"),
+        ("time_hour local hour", "hour"),
+        ("sched_dep_time hour", "hour"),
+        ("sched_dep_time minute", "minute"),
+    ),
     partition_timestamp="time_hour",
     max_rows=3000,  # the busiest day of 2013 had 1,014 departures
 )
@@ -123,6 +145,13 @@ WEATHER = TableRules(
         "hour": (0, 23),
     },
     sets={"origin": "nyc_origins"},
+    formats={"origin": NYC_AIRPORT},
+    # validated_weather keeps time_hour (joined on it); year/month/day/hour must say the same
+    agree=(
+        ("time_hour local date", "partition day"),
+        ("year/month/day", "partition day"),
+        ("time_hour local hour", "hour"),
+    ),
     partition_timestamp="time_hour",
     max_rows=300,  # 3 airports x 24 hours (25 on the autumn DST day)
 )
@@ -143,6 +172,7 @@ PLANES = TableRules(
     keys=("tailnum",),
     unique=("tailnum",),
     ranges={"year": (1940, 2013), "engines": (1, 4), "seats": (1, 1000), "speed": (0, 1000)},
+    formats={"tailnum": TAILNUM, "type": NAME, "manufacturer": NAME, "model": NAME, "engine": NAME},
     max_rows=100_000,
 )
 
@@ -151,6 +181,7 @@ AIRLINES = TableRules(
     columns={"carrier": TEXT, "name": TEXT},
     keys=("carrier", "name"),
     unique=("carrier",),
+    formats={"carrier": CARRIER, "name": NAME},
     max_rows=10_000,
 )
 
@@ -169,6 +200,12 @@ AIRPORTS = TableRules(
     keys=("faa",),
     unique=("faa",),
     ranges={"lat": (-90, 90), "lon": (-180, 180), "alt": (-1500, 30000)},
+    formats={
+        "faa": AIRPORT,
+        "name": NAME,
+        "dst": (r"^[AENOUZ]$", 1),  # daylight saving rule letter of the OpenFlights data
+        "tzone": (r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+){0,2}$", 64),
+    },
     max_rows=100_000,
 )
 

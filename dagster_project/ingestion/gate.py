@@ -19,13 +19,13 @@ import great_expectations.expectations as gxe
 import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
+from dagster_project.ingestion import when
 from dagster_project.ingestion.expectations import TableRules
 from dagster_project.ingestion.landing import PARTITION, SOURCE_FILE, SOURCE_LINE
+from dagster_project.ingestion.safe_values import plain, plain_cells, short
 from dagster_project.platform import storage
-from dagster_project.platform.settings import TIMEZONE
 
 REJECTED_BY = "_rejected_by"
-LOCAL_DATE = "_local_date"
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +41,7 @@ class RuleResult:
     files: list[str] = field(default_factory=list)
 
     def describe(self, table: str) -> str:
-        where = f" in {', '.join(self.files[:3])}" if self.files else ""
+        where = f" in {', '.join(short(f) for f in self.files[:3])}" if self.files else ""
         if self.level == "table":
             seen = f" (observed {self.observed})" if self.observed is not None else ""
             return f"table '{table}', column '{self.column}', rule {self.rule}: failed{seen}{where}"
@@ -79,15 +79,16 @@ class GateResult:
 def _rule_column(cfg: Any, rules: TableRules, observed: Any) -> str:
     """The column(s) a rule is about, as a person would name them."""
     kw = cfg.kwargs
+    if (cfg.meta or {}).get("about"):
+        return str(cfg.meta["about"])
     if cfg.type == "expect_table_columns_to_match_set" and isinstance(observed, list):
-        expected, seen = set(kw["column_set"]), set(observed) - {LOCAL_DATE}
+        seen = {str(c) for c in observed if not str(c).startswith(when.PREFIX)}
+        expected = set(kw["column_set"])
         missing, extra = sorted(expected - seen), sorted(seen - expected)
-        parts = [f"missing {m}" for m in missing] + [f"unexpected {e}" for e in extra]
-        return ", ".join(parts) or "*"
+        parts = [f"missing {m}" for m in missing] + [f"unexpected {short(e, 60)}" for e in extra]
+        return ", ".join(parts[:10]) or "*"
     if cfg.type == "expect_table_row_count_to_be_between":
         return "(row count)"
-    if kw.get("column_A") == LOCAL_DATE:
-        return f"{rules.partition_timestamp} (local date vs partition day)"
     if kw.get("column"):
         return str(kw["column"])
     if kw.get("column_list"):
@@ -112,8 +113,8 @@ def build_suite(
     table = {"level": "table"}
     row = {"level": "row"}
     lineage = [SOURCE_FILE, SOURCE_LINE, PARTITION]
-    if rules.partition_timestamp and rules.partition_timestamp in present:
-        lineage.append(LOCAL_DATE)
+    pairs = agreeing_pairs(rules, present)
+    lineage += [when.column(n) for n in sorted({n for pair in pairs for n in pair})]
     expectations.append(
         gxe.ExpectTableColumnsToMatchSet(
             column_set=[*rules.columns, *lineage], exact_match=True, meta=table
@@ -136,6 +137,16 @@ def build_suite(
             expectations.append(
                 gxe.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi, meta=row)
             )
+    for col, (pattern, max_length) in rules.formats.items():
+        if col in present:
+            expectations.append(
+                gxe.ExpectColumnValueLengthsToBeBetween(
+                    column=col, min_value=1, max_value=max_length, meta=row
+                )
+            )
+            expectations.append(
+                gxe.ExpectColumnValuesToMatchRegex(column=col, regex=pattern, meta=row)
+            )
     for col, set_name in rules.sets.items():
         if col in present:
             expectations.append(
@@ -149,42 +160,63 @@ def build_suite(
         expectations.append(
             gxe.ExpectCompoundColumnsToBeUnique(column_list=list(rules.unique), meta=row)
         )
-    if rules.partition_timestamp and rules.partition_timestamp in present:
+    for a, b in pairs:
         expectations.append(
-            gxe.ExpectColumnPairValuesToBeEqual(column_A=LOCAL_DATE, column_B=PARTITION, meta=row)
+            gxe.ExpectColumnPairValuesToBeEqual(
+                column_A=when.column(a),
+                column_B=when.column(b),
+                ignore_row_if="neither",  # a value that cannot be read fails the rule too
+                meta={"level": "row", "about": f"{a} vs {b}"},
+            )
         )
     return gx.ExpectationSuite(name=f"raw_{rules.table}", expectations=expectations)
 
 
-def _with_local_date(df: pd.DataFrame, ts_col: str | None) -> pd.DataFrame:
-    """Add the local (New York) date of the table's timestamp, to compare with the partition."""
-    if not ts_col or ts_col not in df.columns:
-        return df
-    out = df.copy()
-    ts = out[ts_col]
-    if pd.api.types.is_datetime64_any_dtype(ts):
-        out[LOCAL_DATE] = ts.dt.tz_localize("UTC").dt.tz_convert(TIMEZONE).dt.strftime("%Y-%m-%d")
-    else:
-        out[LOCAL_DATE] = None
-    return out
+def agreeing_pairs(rules: TableRules, present: list[str]) -> list[tuple[str, str]]:
+    """The consistency rules whose columns are all present (a missing one fails the table)."""
+    return [
+        (a, b) for a, b in rules.agree if all(c in present for n in (a, b) for c in when.SOURCES[n])
+    ]
 
 
-def _files_with_bad_type(df: pd.DataFrame, col: str, dtypes: tuple[str, ...]) -> list[str]:
-    """The source files whose values in ``col`` are not of the expected kind."""
-    if SOURCE_FILE not in df.columns:
-        return []
-    bad = []
+def _files_with_bad_type(
+    df: pd.DataFrame, col: str, dtypes: tuple[str, ...]
+) -> tuple[list[str], str | None]:
+    """The source files whose values in ``col`` are not of the expected kind, and the first
+    such value with its line (a report's footer line, a word in a number column)."""
+    if SOURCE_FILE not in df.columns or col not in df.columns:
+        return [], None
+    bad, first = [], None
     for name, part in df.groupby(SOURCE_FILE, sort=True):
         values = part[col].dropna()
         if "float64" in dtypes:
-            ok = pd.to_numeric(values, errors="coerce").notna().all()
+            kind = "a number"
+            ok = values.map(_is_number)
         elif "object" in dtypes:
-            ok = values.map(lambda v: isinstance(v, str)).all()
+            kind = "text"
+            ok = values.map(lambda v: isinstance(v, str))
         else:
-            ok = pd.to_datetime(values, errors="coerce", utc=True).notna().all()
-        if not ok:
+            kind = "a timestamp"
+            ok = pd.to_datetime(values.astype(str), errors="coerce", utc=True).notna()
+        if not ok.all():
             bad.append(str(name))
-    return bad
+            if first is None:
+                i = ok[~ok].index[0]
+                line = part.at[i, SOURCE_LINE] if SOURCE_LINE in part else "?"
+                first = f"line {line}: {short(repr(part.at[i, col]), 80)} is not {kind}"
+    return bad, first
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float) or hasattr(value, "dtype"):
+        return True
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _replace_suite(ctx: Any, suite: gx.ExpectationSuite) -> gx.ExpectationSuite:
@@ -220,8 +252,9 @@ class Gate:
         known_sets: Mapping[str, frozenset[str]] | None = None,
     ) -> GateResult:
         ctx = self._context()
-        frame = _with_local_date(df.reset_index(drop=True), rules.partition_timestamp)
         present = [c for c in df.columns if c in rules.columns]
+        names = {n for pair in agreeing_pairs(rules, present) for n in pair}
+        frame = when.add_columns(plain_cells(df.reset_index(drop=True)), names)
         partitions = int(df[PARTITION].nunique()) if PARTITION in df.columns else 1
         suite = _replace_suite(ctx, build_suite(rules, present, known_sets or {}, partitions))
         source = ctx.data_sources.add_or_update_pandas("landing_zone")
@@ -267,21 +300,23 @@ class Gate:
                 level=level,
                 success=bool(r.success),
                 unexpected_count=int(res.get("unexpected_count") or 0),
-                sample=[_plain(v) for v in (res.get("partial_unexpected_list") or [])][:5],
-                observed=_plain(res.get("observed_value")),
+                sample=[plain(v) for v in (res.get("partial_unexpected_list") or [])[:5]],
+                observed=plain(res.get("observed_value")),
             )
             exc = (r.exception_info or {}).get("exception_message") if r.exception_info else None
             if exc:
-                rr.success, rr.observed = False, f"error: {exc}"
+                rr.success, rr.observed = False, short(f"error: {exc}")
             if level == "row" and not rr.success and not exc:
                 idx = [i for i in (res.get("unexpected_index_list") or []) if i in rejected.index]
-                reason = f"{cfg.type}({col.split(' ')[0]})"
+                reason = f"{cfg.type}({col})"
                 fresh = rejected.loc[idx].isna()
                 rejected.loc[fresh[fresh].index] = reason
-                rr.files = sorted(frame.loc[idx, SOURCE_FILE].astype(str).unique().tolist())[:3]
+                if SOURCE_FILE in frame:
+                    rr.files = sorted(frame.loc[idx, SOURCE_FILE].astype(str).unique())[:3]
             elif not rr.success:
                 if cfg.type == "expect_column_values_to_be_in_type_list":
-                    rr.files = _files_with_bad_type(frame, col, rules.columns[col])
+                    rr.files, first = _files_with_bad_type(frame, col, rules.columns[col])
+                    rr.observed = first or rr.observed
                 elif SOURCE_FILE in frame and frame[SOURCE_FILE].nunique() == 1:
                     rr.files = [str(frame[SOURCE_FILE].iloc[0])]
                 failures.append(rr.describe(rules.table))
@@ -316,22 +351,9 @@ class Gate:
         return result
 
 
-def _plain(value: Any) -> Any:
-    """JSON-friendly version of a GX observed/unexpected value."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return value
-
-
 def quarantine_frame(df: pd.DataFrame, result: GateResult) -> pd.DataFrame:
     """The rejected rows with the rule that rejected them."""
-    frame = df.reset_index(drop=True)
+    frame = plain_cells(df.reset_index(drop=True))
     bad = result.rejected.notna()
     out = frame.loc[bad].copy()
     out[REJECTED_BY] = result.rejected[bad]

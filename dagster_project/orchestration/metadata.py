@@ -73,6 +73,12 @@ def image(alt: str, png: bytes) -> dg.MetadataValue:
     return dg.MetadataValue.md(plots.markdown_image(alt, png))
 
 
+def _short_cells(df: pd.DataFrame, limit: int = 80) -> pd.DataFrame:
+    """A preview whose text cells are at most ``limit`` characters (a landing file may hold a
+    cell of megabytes)."""
+    return df.map(lambda v: f"{v[:limit]}..." if isinstance(v, str) and len(v) > limit else v)
+
+
 def frame_metadata(
     df: pd.DataFrame, preview_rows: int = 5, plot_title: str | None = None
 ) -> dict[str, Any]:
@@ -81,7 +87,9 @@ def frame_metadata(
     out: dict[str, Any] = {
         "dagster/row_count": dg.MetadataValue.int(len(df)),
         "dagster/column_schema": column_schema({str(c): str(t) for c, t in df.dtypes.items()}),
-        "preview": dg.MetadataValue.md(df.head(preview_rows).to_markdown(index=False)),
+        "preview": dg.MetadataValue.md(
+            _short_cells(df.head(preview_rows)).to_markdown(index=False)
+        ),
     }
     columns = plots.numeric_columns(df)
     if plot_title and len(df) and columns:

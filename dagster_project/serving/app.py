@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -47,6 +47,13 @@ BEARER = HTTPBearer(
     auto_error=False,
     description="MLOPS_SERVING_TOKEN of the endpoint (required on the server and k8s tiers)",
 )
+# What a route taking a body may answer besides 200 and 422 (documented in the OpenAPI schema).
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the body is not valid JSON"},
+    401: {"description": "missing or malformed credentials (when a token is configured)"},
+    403: {"description": "bearer token not accepted"},
+    413: {"description": "the body is over the size limit"},
+}
 
 
 def create_app(config: ServingConfig | None = None) -> FastAPI:
@@ -132,7 +139,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
             problems.append(redact(f"feature store: {type(exc).__name__}: {exc}")[:300])
         return problems
 
-    @app.get("/ready", tags=["ops"])
+    @app.get("/ready", tags=["ops"], responses={503: {"description": "not ready"}})
     def ready() -> JSONResponse:
         """Readiness: a model is loaded and the feature store answers an online lookup."""
         problems = ready_problems()
@@ -144,7 +151,12 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         }
         return JSONResponse(body, status_code=200 if not problems else 503)
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+    )
     def prometheus() -> Response:
         """Prometheus text format (all workers' values in multiprocess mode)."""
         return Response(generate_latest(metrics.exposition), media_type=CONTENT_TYPE_LATEST)
@@ -164,7 +176,9 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
             "run_id": current.info.run_id,
         }
 
-    @app.post("/admin/reload", tags=["ops"], dependencies=[Security(authorize)])
+    @app.post(
+        "/admin/reload", tags=["ops"], dependencies=[Security(authorize)], responses=BODY_ERRORS
+    )
     def admin_reload() -> dict[str, Any]:
         """Load the version the alias now points at (the deployer calls this after promotion)."""
         changed = reload()
@@ -176,7 +190,11 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         }
 
     @app.post(
-        "/predict", response_model=Prediction, tags=["predict"], dependencies=[Security(authorize)]
+        "/predict",
+        response_model=Prediction,
+        tags=["predict"],
+        dependencies=[Security(authorize)],
+        responses=BODY_ERRORS,
     )
     async def predict_one(flight: Flight) -> Prediction:
         """Delay probability and decision for one flight."""
@@ -188,6 +206,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         response_model=BatchResponse,
         tags=["predict"],
         dependencies=[Security(authorize)],
+        responses=BODY_ERRORS,
     )
     def predict_batch(body: BatchRequest) -> Response:
         """The same for up to 10,000 flights in one call."""

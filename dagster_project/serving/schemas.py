@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import JsonDict
 
 from dagster_project.ingestion import sources
 from dagster_project.ingestion.expectations import NYC_ORIGINS, TERRITORY_AIRPORTS
@@ -21,18 +22,43 @@ EXAMPLE_FLIGHT: dict[str, Any] = {
 }
 
 
+def _origins(schema: JsonDict) -> None:
+    schema["enum"] = sorted(NYC_ORIGINS)
+
+
+def _destinations(schema: JsonDict) -> None:
+    schema["enum"] = sorted(known_airports())
+
+
+# The OpenAPI document states everything the validators enforce (enums, patterns, lengths,
+# ranges), so that a request valid by the schema is accepted and an invalid one is a 422.
+# Values are taken as sent (no whitespace stripping): " UA" is not a carrier code.
+
+
 class Flight(BaseModel):
     """One scheduled departure. A naive ``scheduled_departure`` is New York local time."""
 
-    model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=True, json_schema_extra={"example": EXAMPLE_FLIGHT}
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_FLIGHT})
 
-    carrier: str = Field(pattern=r"^[A-Z0-9]{2}$", description="two-character airline code")
-    origin: str = Field(description="NYC departure airport: EWR, JFK or LGA")
-    dest: str = Field(pattern=r"^[A-Z]{3}$", description="FAA code of the destination airport")
-    tailnum: str | None = Field(default=None, max_length=10, description="aircraft tail number")
-    scheduled_departure: datetime
+    carrier: str = Field(
+        pattern=r"^[A-Z0-9]{2}$",
+        min_length=2,
+        max_length=2,
+        description="two-character airline code (an unknown one gets the fallback)",
+    )
+    origin: str = Field(
+        description="NYC departure airport: EWR, JFK or LGA", json_schema_extra=_origins
+    )
+    dest: str = Field(
+        description="FAA code of the destination airport", json_schema_extra=_destinations
+    )
+    tailnum: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z0-9-]{1,10}$",
+        max_length=10,
+        description="aircraft tail number (an unknown one gets the fallback)",
+    )
+    scheduled_departure: datetime = Field(description="ISO 8601; naive = New York local time")
     distance: float = Field(gt=0, le=10000, description="route distance in miles")
     flight_id: str | None = Field(default=None, max_length=64, description="caller's reference")
 

