@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.json_schema import JsonDict
+from pydantic.json_schema import JsonDict, JsonValue
 
 from dagster_project.ingestion import sources
 from dagster_project.ingestion.expectations import NYC_ORIGINS, TERRITORY_AIRPORTS
@@ -23,11 +23,11 @@ EXAMPLE_FLIGHT: dict[str, Any] = {
 
 
 def _origins(schema: JsonDict) -> None:
-    schema["enum"] = sorted(NYC_ORIGINS)
+    schema["enum"] = list[JsonValue](sorted(NYC_ORIGINS))
 
 
 def _destinations(schema: JsonDict) -> None:
-    schema["enum"] = sorted(known_airports())
+    schema["enum"] = list[JsonValue](sorted(known_airports()))
 
 
 # The OpenAPI document states everything the validators enforce (enums, patterns, lengths,
