@@ -203,7 +203,8 @@ def _files_with_bad_type(
             if first is None:
                 i = ok[~ok].index[0]
                 line = part.at[i, SOURCE_LINE] if SOURCE_LINE in part else "?"
-                first = f"line {line!r}: {short(repr(part.at[i, col]), 80)} is not {kind}"
+                where = str(line)
+                first = f"line {where}: {short(repr(part.at[i, col]), 80)} is not {kind}"
     return bad, first
 
 
