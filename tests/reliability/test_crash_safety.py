@@ -158,6 +158,7 @@ import sys
 import numpy as np
 import mlflow, mlflow.sklearn
 from sklearn.linear_model import LogisticRegression
+from dagster_project.platform import names
 from dagster_project.training import tracking
 uri, artifacts = sys.argv[1], sys.argv[2]
 tracking.configure(uri, artifacts)
