@@ -17,7 +17,7 @@ from dagster_project.defs import (
 )
 from dagster_project.defs.jobs import jobs
 from dagster_project.defs.sensors import schedules, sensors
-from dagster_project.orchestration.compute_classes import k8s_executor
+from dagster_project.orchestration.compute_asset import k8s_executor
 from dagster_project.orchestration.io_managers import LakeIOManager
 from dagster_project.orchestration.resources import (
     Deployer,

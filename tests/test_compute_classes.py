@@ -7,7 +7,7 @@ import pytest
 from dagster_k8s import k8s_job_executor
 
 from dagster_project.definitions import build_definitions, defs
-from dagster_project.orchestration.compute_classes import (
+from dagster_project.orchestration.compute_asset import (
     COMPUTE_CLASS_TAG,
     K8S_CONFIG_TAG,
     compute_asset,

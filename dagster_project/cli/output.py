@@ -146,7 +146,7 @@ def _training_summary(result: Any, seconds: float) -> list[tuple[str, str]]:
 def _cost_rows(result: Any) -> list[tuple[str, str]]:
     """Each materialized asset's resource usage and estimated cost at its compute class's price
     (what the step would cost on the `k8s` tier; dagster_project/platform/profiles.yaml)."""
-    from dagster_project.orchestration.compute_classes import usage_from_metadata
+    from dagster_project.orchestration.compute_asset import usage_from_metadata
     from dagster_project.platform.metering import cost_table
 
     return cost_table(

@@ -9,7 +9,7 @@ import pandas as pd
 from dagster_project.features import engineering, feast_store
 from dagster_project.features import feast_objects as feast_objects_module
 from dagster_project.features.feast_objects import build as feast_objects
-from dagster_project.orchestration.compute_classes import compute_asset
+from dagster_project.orchestration.compute_asset import compute_asset
 from dagster_project.orchestration.metadata import (
     OWNERS,
     code_version,

@@ -14,7 +14,7 @@ from dagster_project.ingestion.gate import GateResult
 from dagster_project.ingestion.landing import LINEAGE_COLUMNS
 from dagster_project.ingestion.safe_values import json_safe
 from dagster_project.ingestion.sources import DAILY_TABLES, REFERENCE_TABLES
-from dagster_project.orchestration.compute_classes import compute_asset
+from dagster_project.orchestration.compute_asset import compute_asset
 from dagster_project.orchestration.metadata import (
     OWNERS,
     code_version,

@@ -11,7 +11,7 @@ import pandas as pd
 
 from dagster_project.ingestion.landing import PARTITION
 from dagster_project.monitoring import measures, plots, report, retraining
-from dagster_project.orchestration.compute_classes import compute_asset
+from dagster_project.orchestration.compute_asset import compute_asset
 from dagster_project.orchestration.metadata import ML_OWNERS, code_version, image
 from dagster_project.orchestration.partitions import daily_2013
 from dagster_project.orchestration.resources import MlflowResource, MonitoringResource

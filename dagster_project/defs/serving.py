@@ -6,7 +6,7 @@ from datetime import timedelta
 import dagster as dg
 
 from dagster_project.defs.training import flight_delay_model
-from dagster_project.orchestration.compute_classes import compute_asset
+from dagster_project.orchestration.compute_asset import compute_asset
 from dagster_project.orchestration.metadata import ML_OWNERS, code_version
 from dagster_project.orchestration.partitions import daily_2013, partition_days
 from dagster_project.orchestration.resources import Deployer, MlflowResource

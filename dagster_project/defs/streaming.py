@@ -6,7 +6,7 @@ import pandas as pd
 
 from dagster_project.defs.features import feast_definitions
 from dagster_project.features import feast_store
-from dagster_project.orchestration.compute_classes import compute_asset
+from dagster_project.orchestration.compute_asset import compute_asset
 from dagster_project.orchestration.metadata import OWNERS, code_version
 from dagster_project.orchestration.partitions import daily_2013, single_run
 from dagster_project.orchestration.resources import FeastResource, StreamResource

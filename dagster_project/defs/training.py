@@ -7,7 +7,7 @@ import pandas as pd
 
 from dagster_project.features.feast_objects import build as feast_objects
 from dagster_project.monitoring import plots, retraining
-from dagster_project.orchestration.compute_classes import compute_asset
+from dagster_project.orchestration.compute_asset import compute_asset
 from dagster_project.orchestration.metadata import ML_OWNERS, code_version, image
 from dagster_project.orchestration.resources import MlflowResource, MonitoringResource
 from dagster_project.platform import names

@@ -5,7 +5,7 @@ import pandas as pd
 
 from dagster_project.ingestion import cleaning
 from dagster_project.ingestion.sources import REFERENCE_TABLES
-from dagster_project.orchestration.compute_classes import compute_asset
+from dagster_project.orchestration.compute_asset import compute_asset
 from dagster_project.orchestration.metadata import OWNERS, code_version, frame_metadata
 from dagster_project.orchestration.partitions import daily_2013, single_run
 

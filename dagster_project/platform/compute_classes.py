@@ -3,7 +3,7 @@ of each class, and which class each asset group runs on.
 
 The classes ship with the package (``profiles.yaml`` beside this module);
 ``MLOPS_COMPUTE_PROFILES`` names another file. Nothing here imports Dagster:
-``dagster_project/orchestration/compute_classes.py`` turns a class into the op tags of an asset.
+``dagster_project/orchestration/compute_asset.py`` turns a class into the op tags of an asset.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from dagster_k8s.job import (
 )
 
 from dagster_project.definitions import defs
-from dagster_project.orchestration.compute_classes import k8s_executor
+from dagster_project.orchestration.compute_asset import k8s_executor
 from dagster_project.platform import compute_classes
 from tests.infra.manifests import INFRA, KUBERNETES_VERSION
 

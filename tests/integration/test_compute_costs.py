@@ -3,7 +3,7 @@
 import dagster as dg
 
 from dagster_project.cli.output import _cost_rows
-from dagster_project.orchestration.compute_classes import usage_from_metadata
+from dagster_project.orchestration.compute_asset import usage_from_metadata
 from dagster_project.platform import names
 from dagster_project.training import tracking
 
