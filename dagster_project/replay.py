@@ -23,6 +23,7 @@ from dagster_project.defs.run_config import retrain_run_config
 from dagster_project.defs.sensors import sensors as retrain_sensors
 from dagster_project.monitoring import retraining
 from dagster_project.orchestration.partitions import range_tags
+from dagster_project.orchestration.resources import resolved
 from dagster_project.platform import names
 from dagster_project.platform.settings import Paths
 from dagster_project.training import tracking
@@ -143,7 +144,7 @@ def evaluate_sensors(
     """One tick of each retraining sensor, in process; a requested run is executed right away
     (a run_key that already ran is skipped, as the daemon would)."""
     done = []
-    resources = {"monitor": _resource(defs, "monitor")}
+    resources = {"monitor": resolved(defs, "monitor")}
     for sensor in sensors:
         context = dg.build_sensor_context(
             instance=instance,
@@ -202,9 +203,9 @@ def replay(
 
     if end < start:
         raise ReplayError(f"nothing to replay: {start} is after {end}")
-    monitor = _resource(defs, "monitor")
+    monitor = resolved(defs, "monitor")
     policy = monitor.policy()
-    endpoint = _resource(defs, "deployer").endpoint()
+    endpoint = resolved(defs, "deployer").endpoint()
     already_up = endpoint.is_up()
     result = ReplayResult()
     began = time.perf_counter()
@@ -240,10 +241,6 @@ def replay(
             say(f"[replay] stopped the endpoint it started ({endpoint.url})")
     result.seconds = time.perf_counter() - began
     return result
-
-
-def _resource(defs: dg.Definitions, key: str) -> Any:
-    return (defs.resources or {})[key]
 
 
 def _quality_meta(run: dg.ExecuteInProcessResult) -> dict[str, Any]:

@@ -23,6 +23,7 @@ def demo(args: argparse.Namespace) -> int:
     from dagster_project.definitions import build_definitions
     from dagster_project.defs.run_config import training_run_config
     from dagster_project.orchestration.partitions import range_tags
+    from dagster_project.orchestration.resources import resolved
 
     start, end = replay_window(args.start, args.end)
     paths = settings.paths()
@@ -47,7 +48,7 @@ def demo(args: argparse.Namespace) -> int:
     if args.skip_training:
         return 0
 
-    endpoint = (defs.resources or {})["deployer"].endpoint()
+    endpoint = resolved(defs, "deployer").endpoint()  # its token is an EnvVar on `server`
     already_up = endpoint.is_up()
     print(f"[demo] 2/3 train (Optuna, {args.trials} trials per family) -> gate -> deploy")
     try:

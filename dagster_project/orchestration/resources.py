@@ -208,3 +208,10 @@ class StreamResource(dg.ConfigurableResource):
             batch_size=self.batch_size,
             keep_pushed=keep_pushed,
         )
+
+
+def resolved(defs: dg.Definitions, key: str) -> Any:
+    """The resource ``key`` of ``defs`` as a run sees it: ``EnvVar`` fields resolved (code
+    outside a run, such as the CLI, may not read them off the definitions directly)."""
+    with dg.build_resources({key: (defs.resources or {})[key]}) as built:
+        return getattr(built, key)
