@@ -8,6 +8,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+# prometheus_client chooses, once per process at its import, between in-memory values and
+# files under PROMETHEUS_MULTIPROCESS_DIR; importing Feast first sets that variable (for its
+# gunicorn workers), and then every app a test builds in this process would add to the same
+# files. Imported first, this process's metrics stay in memory, as in one endpoint process.
+import prometheus_client.values  # noqa: F401  (before anything imports Feast)
 import pytest
 
 from dagster_project.platform.settings import Paths

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from dagster_project.serving.metrics import MULTIPROC_ENV, PROMETHEUS_ENV
+
 
 class DeployError(RuntimeError):
     pass
@@ -59,6 +61,11 @@ class LocalEndpoint:
         """Spawn ``python -m dagster_project.serving`` in its own session; wait for /health."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         env = os.environ | self.env
+        if MULTIPROC_ENV not in env:
+            # Feast's import points these at a temporary folder of *this* process (removed
+            # when it exits); one endpoint process keeps its metrics in memory instead
+            for name in PROMETHEUS_ENV:
+                env.pop(name, None)
         if self.token:
             env["MLOPS_SERVING_TOKEN"] = self.token
         with self.log_file.open("ab") as log:
