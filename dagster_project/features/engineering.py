@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -107,18 +107,70 @@ REQUEST_TIME_COLUMNS = ("dep_hour", "dep_dow", "dep_month", "log_distance")
 SMALL_REQUEST = 64  # rows up to which the per-row path beats pandas' vectorised one
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ZONE = ZoneInfo(TIMEZONE)
+# The vectorised path agrees with zoneinfo from 1900 to 2036: pandas cannot hold instants
+# outside 1677..2262 and applies no DST after 2037; those take the row path
+_VECTOR_SECONDS = (
+    int(datetime(1900, 1, 1, tzinfo=UTC).timestamp()),
+    int(datetime(2037, 1, 1, tzinfo=UTC).timestamp()),
+)
+
+
+def epoch_seconds(ts: datetime) -> int:
+    """Whole seconds since 1970 (floored) of ``ts``; a naive ``ts`` is New York local time.
+    Any datetime has one, including those whose UTC or New York time falls outside
+    ``datetime``'s years 1..9999 (``ts.timestamp()`` raises there)."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=_ZONE)
+    return (ts - EPOCH) // timedelta(seconds=1)
+
+
+def _civil_from_days(days: int) -> tuple[int, int, int]:
+    """(year, month, day) of the proleptic Gregorian day ``days`` after 1970-01-01, for any
+    integer (H. Hinnant's days_from_civil inverse): years 0 and 10000 included."""
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (month <= 2), month, day
+
+
+def local_time(epoch_s: int) -> tuple[int, int, int, int, int]:
+    """(year, month, day, hour, weekday with Monday 0) in New York at ``epoch_s``. Beyond the
+    years ``datetime`` can hold, the zone's offset at the nearest end of that range applies."""
+    try:
+        t = datetime.fromtimestamp(epoch_s, _ZONE)
+        return t.year, t.month, t.day, t.hour, t.weekday()
+    except (OverflowError, ValueError, OSError):
+        edge = datetime.min if epoch_s < 0 else datetime.max
+        offset = edge.replace(tzinfo=_ZONE).utcoffset() or timedelta(0)
+        days, seconds = divmod(epoch_s + int(offset.total_seconds()), 86_400)
+        year, month, day = _civil_from_days(days)
+        return year, month, day, seconds // 3600, (days + 3) % 7  # 1970-01-01 was a Thursday
+
+
+def local_date_iso(epoch_s: int) -> str:
+    """The New York calendar day of ``epoch_s`` as YYYY-MM-DD."""
+    year, month, day, _, _ = local_time(epoch_s)
+    return f"{year:04d}-{month:02d}-{day:02d}"
+
+
 def request_time_values(
     epoch_s: Sequence[int], distance: Sequence[float]
 ) -> dict[str, list[int] | list[float]]:
     """:func:`request_time_features` row by row with ``zoneinfo`` (no pandas): what a
-    request-sized input takes; the same values as the vectorised path (a test checks every hour
-    of 2013, DST changes included)."""
-    tz = ZoneInfo(TIMEZONE)
-    local = [datetime.fromtimestamp(int(s), tz) for s in epoch_s]
+    request-sized input takes, and any instant pandas cannot hold; the same values as the
+    vectorised path (a test checks every hour of 2013, DST changes included)."""
+    local = [local_time(int(s)) for s in epoch_s]
     return {
-        "dep_hour": [t.hour for t in local],
-        "dep_dow": [t.weekday() for t in local],
-        "dep_month": [t.month for t in local],
+        "dep_hour": [t[3] for t in local],
+        "dep_dow": [t[4] for t in local],
+        "dep_month": [t[1] for t in local],
         "log_distance": [math.log1p(float(d)) for d in distance],
     }
 
@@ -126,7 +178,9 @@ def request_time_values(
 def request_time_features(request: pd.DataFrame) -> pd.DataFrame:
     """Features computable from the request alone (the on-demand feature view calls this, and
     the endpoint calls it through :meth:`FeatureStoreClient.online_lookup`)."""
-    if len(request) <= SMALL_REQUEST:
+    epochs = request["sched_dep_epoch_s"]
+    outside = (epochs < _VECTOR_SECONDS[0]) | (epochs > _VECTOR_SECONDS[1])
+    if len(request) <= SMALL_REQUEST or bool(outside.any()):
         values = request_time_values(
             request["sched_dep_epoch_s"].tolist(), request["distance"].tolist()
         )

@@ -10,13 +10,12 @@ import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 from fastapi import HTTPException
 
+from dagster_project.features.engineering import epoch_seconds, local_date_iso
 from dagster_project.features.feast_store import FeatureStoreClient
-from dagster_project.platform import settings
 from dagster_project.platform.names import FEATURE_SERVICE
 from dagster_project.serving.config import ServingConfig, redact
 from dagster_project.serving.metrics import Metrics
@@ -37,12 +36,6 @@ def settle_heap() -> None:
     of milliseconds that lands on whichever request triggers it (the p99 at 200 req/s)."""
     gc.collect()
     gc.freeze()
-
-
-def epoch_seconds(ts: datetime) -> int:
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=ZoneInfo(settings.TIMEZONE))
-    return int(ts.timestamp())
 
 
 def entity_row(f: Flight) -> dict[str, Any]:
@@ -187,14 +180,11 @@ class Predictor:
             out.append(pred)
             decisions[delayed] += 1
             n_fallbacks += bool(fallbacks)
-            local = f.scheduled_departure
-            if local.tzinfo is not None:
-                local = local.astimezone(ZoneInfo(settings.TIMEZONE))
             records.append(
                 {
                     "request_id": str(uuid.UUID(bytes=ids[16 * i : 16 * i + 16], version=4)),
                     "logged_at": logged_at,
-                    "scheduled_date": local.date().isoformat(),
+                    "scheduled_date": local_date_iso(rows[i]["sched_dep_epoch_s"]),
                     "flight": f.model_dump(mode="json"),
                     **{k: v for k, v in pred.items() if k != "flight_id"},
                 }

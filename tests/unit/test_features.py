@@ -1,8 +1,12 @@
 """Feature functions: values and strict as-of timestamps."""
 
+from datetime import timedelta, timezone
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dagster_project.features import engineering
 
@@ -138,3 +142,56 @@ def test_request_time_features_row_path_equals_the_vectorised_path():
     pd.testing.assert_frame_equal(whole.reset_index(drop=True), rows, check_dtype=False)
     small = request_time_features(request.iloc[:50])
     pd.testing.assert_frame_equal(small, whole.iloc[:50])
+
+
+def test_calendar_arithmetic_matches_the_calendar_at_both_ends_and_between():
+    """The arithmetic fallback (for New York times outside years 1..9999) is the proleptic
+    Gregorian calendar: it names the same day as ``date`` for every day it can hold."""
+    from datetime import date
+
+    from dagster_project.features.engineering import _civil_from_days
+
+    unix = date(1970, 1, 1).toordinal()
+    for ordinal in [*range(1, 800), *range(unix - 400, unix + 400), *range(3_652_000, 3_652_059)]:
+        d = date.fromordinal(ordinal)
+        assert _civil_from_days(ordinal - unix) == (d.year, d.month, d.day)
+    assert _civil_from_days(date(1, 1, 1).toordinal() - unix - 1) == (0, 12, 31)
+    assert _civil_from_days(date(9999, 12, 31).toordinal() - unix + 1) == (10000, 1, 1)
+
+
+@given(
+    st.datetimes(
+        timezones=st.none()
+        | st.timezones()
+        | st.builds(lambda m: timezone(timedelta(minutes=m)), st.integers(-1439, 1439))
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_any_scheduled_departure_has_request_time_features(ts):
+    """Whatever datetime a request holds (the schema allows years 1..9999 with any UTC
+    offset), it has an epoch and request-time features, equal to ``zoneinfo``'s wherever
+    New York's wall clock is a ``datetime``; both paths of the on-demand view agree."""
+    from zoneinfo import ZoneInfo
+
+    from dagster_project.features.engineering import (
+        epoch_seconds,
+        local_date_iso,
+        request_time_features,
+        request_time_values,
+    )
+
+    epoch = epoch_seconds(ts)
+    values = request_time_values([epoch], [100.0])
+    local_date_iso(epoch)
+    ny = ts.replace(tzinfo=ZoneInfo("America/New_York")) if ts.tzinfo is None else ts
+    try:
+        wall = ny.astimezone(ZoneInfo("America/New_York"))
+    except (OverflowError, ValueError):
+        wall = None  # past the ends of datetime: the arithmetic's answer stands
+    if wall is not None:
+        assert (values["dep_hour"][0], values["dep_dow"][0], values["dep_month"][0]) == (
+            wall.hour, wall.weekday(), wall.month,
+        )  # fmt: skip
+        assert local_date_iso(epoch) == wall.date().isoformat()
+    many = pd.DataFrame({"sched_dep_epoch_s": [epoch] * 100, "distance": [100.0] * 100})
+    assert request_time_features(many)["dep_hour"].tolist() == values["dep_hour"] * 100
