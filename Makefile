@@ -133,7 +133,7 @@ AIRFLOW_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 	AIRFLOW_CONN_DAGSTER_DEFAULT='{"conn_type": "http", "host": "127.0.0.1", "port": $(DAGSTER_PORT)}'
 ARGS ?= dags list
-.PHONY: down airflow airflow-trigger feast-registry
+.PHONY: down airflow airflow-env airflow-trigger feast-registry
 
 # PROFILE=server without an S3 endpoint of your own: the in-memory one (idempotent).
 START_LOCAL_S3 = if [ -n "$(LOCAL_S3)" ]; then \
@@ -185,6 +185,9 @@ feast-registry: setup ## write the tier's Feast config under MLOPS_HOME; `feast 
 
 airflow: setup ## run an Airflow CLI command against the local Airflow: make airflow ARGS="dags list"
 	@env $(AIRFLOW_ENV) $(BIN)/airflow $(ARGS)
+
+airflow-env: ## print the environment `make up` starts Airflow in, one VAR=value a line (the scheduler test reads it)
+	@env $(AIRFLOW_ENV) env
 
 airflow-trigger: setup ## trigger flights__daily_ingest in the running Airflow for DAY (default 2013-01-05)
 	@env $(AIRFLOW_ENV) $(BIN)/airflow dags trigger flights__daily_ingest \
