@@ -102,6 +102,7 @@ class LoadResult:
             rss = [s[1] for s in self.samples]
             fds = [s[2] for s in self.samples]
             out |= {
+                "samples": len(self.samples),
                 "rss_start_mib": round(rss[0], 1),
                 "rss_end_mib": round(rss[-1], 1),
                 "rss_max_mib": round(max(rss), 1),

@@ -9,10 +9,13 @@ real flights of ``--day``, prints the figures, and exits non-zero when a bound i
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import socket
 import sys
 from dataclasses import asdict, dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any, TypeVar
 
 from benchmarks import loadgen
@@ -71,6 +74,22 @@ class SoakBounds:
         return out
 
 
+def _soak(
+    url: str, bodies: list[Any], args: argparse.Namespace, token: str | None, pid: int | None
+) -> loadgen.LoadResult | None:
+    def say(line: str) -> None:
+        if not args.json:  # --json: stdout is the one JSON object
+            print(line, flush=True)
+
+    say(f"endpoint pid {pid} on {url}; warm-up {args.warmup:.0f} s")
+    warm = loadgen.open_loop(url, bodies, args.rate, args.warmup, token, pid, max_in_flight=64)
+    if warm.ok == 0:
+        print(f"no successful request during warm-up: {warm.figures()}", file=sys.stderr)
+        return None
+    say(f"soak: {args.seconds:.0f} s at {args.rate:.0f} req/s")
+    return loadgen.open_loop(url, bodies, args.rate, args.seconds, token, pid, max_in_flight=64)
+
+
 def main(argv: list[str] | None = None) -> int:
     from dagster_project.platform import settings
     from dagster_project.serving.deploy import LocalEndpoint
@@ -81,44 +100,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=15, help="seconds of load not counted")
     parser.add_argument("--day", default="2013-08-01", help="whose flights to send")
     parser.add_argument("--port", type=int, default=0, help="0: a free loopback port")
-    args = parser.parse_args(argv)
-
-    import socket
-
-    port = args.port
-    if not port:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-    home = settings.mlops_home()
-    token = os.environ.get("MLOPS_SERVING_TOKEN") or None
-    endpoint = LocalEndpoint(
-        "127.0.0.1",
-        port,
-        home / "run",
-        env={"MLOPS_SERVING_RELOAD_S": "0", "MLOPS_HOME": str(home)},
-        token=token,
+    parser.add_argument(
+        "--url", help="soak this running endpoint's /predict instead of starting one"
     )
-    bodies = flight_requests(date.fromisoformat(args.day))
-    pid = endpoint.start()
-    try:
-        url = f"{endpoint.url}/predict"
-        print(f"endpoint pid {pid} on {endpoint.url}; warm-up {args.warmup:.0f} s", flush=True)
-        warm = loadgen.open_loop(url, bodies, args.rate, args.warmup, token, pid, max_in_flight=64)
-        if warm.ok == 0:
-            print(f"no successful request during warm-up: {warm.figures()}", file=sys.stderr)
-            return 2
-        print(f"soak: {args.seconds:.0f} s at {args.rate:.0f} req/s", flush=True)
-        result = loadgen.open_loop(
-            url, bodies, args.rate, args.seconds, token, pid, max_in_flight=64
+    parser.add_argument("--pid", type=int, help="with --url: the endpoint's process (RSS, fds)")
+    parser.add_argument("--bodies", help="a JSON file of request bodies instead of --day's flights")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object: figures, problems, met"
+    )
+    args = parser.parse_args(argv)
+    token = os.environ.get("MLOPS_SERVING_TOKEN") or None
+    bodies = (
+        json.loads(Path(args.bodies).read_text())
+        if args.bodies
+        else flight_requests(date.fromisoformat(args.day))
+    )
+    if args.url:
+        result = _soak(args.url.rstrip("/") + "/predict", bodies, args, token, args.pid)
+    else:
+        port = args.port
+        if not port:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+        home = settings.mlops_home()
+        endpoint = LocalEndpoint(
+            "127.0.0.1",
+            port,
+            home / "run",
+            env={"MLOPS_SERVING_RELOAD_S": "0", "MLOPS_HOME": str(home)},
+            token=token,
         )
-    finally:
-        endpoint.stop()
+        pid = endpoint.start()
+        try:
+            result = _soak(f"{endpoint.url}/predict", bodies, args, token, pid)
+        finally:
+            endpoint.stop()
+    if result is None:
+        return 2
     figures = result.figures()
-    for key, value in figures.items():
-        print(f"  {key:15} {value}")
     problems = SoakBounds().problems(result)
     met = result.sustained and figures["p99_ms"] <= 10 and not problems
+    if args.json:
+        print(json.dumps({"figures": figures, "problems": problems, "target_met": met}))
+        return 1 if problems else 0
+    for key, value in figures.items():
+        print(f"  {key:15} {value}")
     print(
         f"target ({args.rate:.0f} req/s sustained, p99 <= 10 ms, no errors): "
         + ("met" if met else "NOT met")
