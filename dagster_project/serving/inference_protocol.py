@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, Security
+from fastapi import APIRouter
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -174,16 +175,23 @@ def flights_from(request: InferenceRequest) -> list[Flight]:
 
 def router(
     predictor: Predictor,
-    authorize: Callable[..., Any],
+    protected: list[Any],
     ready_problems: Callable[[], list[str]],
 ) -> APIRouter:
-    """The v2 routes over ``predictor``; ``authorize`` is the endpoint's bearer dependency."""
+    """The v2 routes over ``predictor``; ``protected`` is the endpoint's bearer dependency
+    (empty when no token is configured)."""
     name = predictor.config.model_name
     holder = predictor.holder
     api = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
     def unknown(model: str) -> JSONResponse:
         return _error(404, f"model {model!r} not found: this server serves {name!r}")
+
+    # The one model this server has, stated in the OpenAPI document; another name is a 404
+    # (a default, not an Annotated alias: this module's annotations are strings)
+    model_param = PathParam(
+        description="the served model's name", json_schema_extra={"enum": [name]}
+    )
 
     @api.get("")
     def server_metadata() -> dict[str, Any]:
@@ -195,14 +203,14 @@ def router(
         """Liveness: the process answers."""
         return {"live": True}
 
-    @api.get("/health/ready")
+    @api.get("/health/ready", responses={503: {}})
     def ready() -> JSONResponse:
         """Readiness: a model is loaded and the feature store answers (else a 503)."""
         ok = not ready_problems()
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
-    @api.get("/models/{model}/ready")
-    def model_ready(model: str) -> JSONResponse:
+    @api.get("/models/{model}/ready", responses={404: {}, 503: {}})
+    def model_ready(model: str = model_param) -> JSONResponse:
         """Whether this model can serve (404 for a model this server does not have)."""
         if model != name:
             return unknown(model)
@@ -210,7 +218,7 @@ def router(
         return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
 
     @api.get("/models/{model}", response_model=ModelMetadata, responses={404: {}, 503: {}})
-    def model_metadata(model: str) -> Any:
+    def model_metadata(model: str = model_param) -> Any:
         """The model's inputs and outputs, and the version served now."""
         if model != name:
             return unknown(model)
@@ -240,9 +248,9 @@ def router(
         "/models/{model}/infer",
         response_model=InferenceResponse,
         responses={400: {}, 404: {}, 503: {}},
-        dependencies=[Security(authorize)],
+        dependencies=protected,
     )
-    def infer(model: str, request: InferenceRequest) -> Any:
+    def infer(request: InferenceRequest, model: str = model_param) -> Any:
         """Entity rows in (one tensor per flight field), probabilities and decisions out."""
         if model != name:
             return unknown(model)

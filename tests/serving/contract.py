@@ -9,6 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.config import SchemathesisConfig
+
+from tests.paths import REPO_ROOT
 
 
 def all_checks() -> list[Any]:
@@ -20,7 +23,9 @@ def run_contract(app: Any, examples_per_operation: int = 40) -> dict[str, Any]:
     """Generate positive and negative cases for every operation, call the app in process and
     run every schemathesis check on each response. Returns counts and the failures found
     (operation, check message, the request), at most one per operation and mode."""
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    # the project's schemathesis.toml, as `st run` in the checkout reads it (its one exception)
+    config = SchemathesisConfig.from_path(REPO_ROOT / "schemathesis.toml")
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
     checks = all_checks()
     report: dict[str, Any] = {"cases": 0, "operations": 0, "failures": []}
     for result in schema.get_all_operations():

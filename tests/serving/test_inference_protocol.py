@@ -157,8 +157,14 @@ def test_infer_is_behind_the_same_bearer_auth(config):
         assert c.get("/v2/models/flight_delay").status_code == 200
 
 
-def test_openapi_declares_http_bearer_on_the_protected_routes(client):
-    doc = client.get("/openapi.json").json()
+def test_openapi_declares_http_bearer_on_the_protected_routes(config, client):
+    """With a token the protected routes declare the bearer scheme; without one (the local
+    tier's default) they are open and the document says so (no security anywhere)."""
+    with TestClient(create_app(replace(config, api_token="s3cret-tok"))) as c:
+        doc = c.get("/openapi.json").json()
+    open_doc = client.get("/openapi.json").json()
+    assert "securitySchemes" not in open_doc.get("components", {})
+    assert not [op for ops in open_doc["paths"].values() for op in ops.values() if "security" in op]
     assert doc["components"]["securitySchemes"]["HTTPBearer"] == {
         "type": "http",
         "scheme": "bearer",
