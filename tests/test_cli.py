@@ -13,6 +13,7 @@ from dagster_project import cli
 from tests.conftest import free_port
 
 
+@pytest.mark.slow  # 90 s; the default suite runs the same CLI demo on the server tier
 def test_demo_runs_the_spine_and_prints_the_summary(tmp_path, monkeypatch, capsys):
     home = tmp_path / "mlops"
     monkeypatch.setenv("MLOPS_HOME", str(home))
