@@ -22,6 +22,9 @@ class TrainingConfig(dg.Config):
     holdout_days: int = pipeline.TrainingOptions.holdout_days
     validation_days: int = pipeline.TrainingOptions.validation_days
     torch_max_epochs: int = pipeline.TrainingOptions.torch_max_epochs
+    # base_rate (flag as many as are delayed on validation), cost (miss_cost_ratio) or f1
+    threshold_policy: str = pipeline.TrainingOptions.threshold_policy
+    miss_cost_ratio: float = pipeline.TrainingOptions.miss_cost_ratio
 
 
 @compute_asset(
@@ -53,6 +56,8 @@ def flight_delay_model(
             holdout_days=config.holdout_days,
             validation_days=config.validation_days,
             torch_max_epochs=config.torch_max_epochs,
+            threshold_policy=config.threshold_policy,
+            miss_cost_ratio=config.miss_cost_ratio,
         )
         outcome = pipeline.train_and_register(
             training_set, options, lineage, mlflow.registry(), context.log.info
@@ -69,6 +74,7 @@ def flight_delay_model(
             "mlflow_run_id": outcome.run_id,
             "model_uri": outcome.version.uri,
             "threshold": dg.MetadataValue.float(outcome.threshold),
+            "threshold_policy": outcome.threshold_policy,
             "windows": dg.MetadataValue.json(outcome.windows),
             "candidates_validation": dg.MetadataValue.json(outcome.candidates),
             **{

@@ -176,6 +176,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
             "version": current.info.version,
             "kind": current.kind,
             "threshold": current.info.threshold,
+            "threshold_policy": current.info.threshold_policy,
             "alias": config.alias,
             "run_id": current.info.run_id,
         }

@@ -239,6 +239,7 @@ def router(
             parameters={
                 "kind": current.kind,
                 "threshold": current.info.threshold,
+                "threshold_policy": current.info.threshold_policy,
                 "alias": predictor.config.alias,
                 "required_inputs": [n for n, (_, req) in INPUTS.items() if req],
             },
@@ -269,7 +270,11 @@ def router(
             model_name=name,
             model_version=first["model_version"],
             id=request.id,
-            parameters={"threshold": first["threshold"], "model_kind": first["model_kind"]},
+            parameters={
+                "threshold": first["threshold"],
+                "threshold_policy": first["threshold_policy"],
+                "model_kind": first["model_kind"],
+            },
             outputs=[
                 ResponseOutput(name=o, shape=[len(records)], datatype=OUTPUTS[o], data=columns[o])
                 for o in wanted

@@ -169,6 +169,7 @@ class Predictor:
                 "probability": p,
                 "delayed": delayed,
                 "threshold": threshold,
+                "threshold_policy": current.info.threshold_policy,
                 "model_name": current.info.name,
                 "model_version": current.info.version,
                 "model_kind": current.kind,

@@ -97,6 +97,11 @@ class Prediction(BaseModel):
     probability: float = Field(description="probability of departing more than 15 minutes late")
     delayed: bool = Field(description="the decision: probability >= threshold")
     threshold: float
+    threshold_policy: str = Field(
+        description="the rule that chose the model's threshold on its validation window: "
+        "base_rate (flags as many flights as are delayed), cost:<ratio> (a missed delay costs "
+        "<ratio> false alarms) or f1"
+    )
     model_name: str
     model_version: str
     model_kind: str

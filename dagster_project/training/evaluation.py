@@ -66,6 +66,66 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
+THRESHOLD_POLICIES = ("base_rate", "cost", "f1")
+
+
+def _cut_points(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores in descending order, and for each "flag everything scoring at least this" cut
+    (only at the end of a run of tied scores): how many are flagged and how many of those
+    are delayed."""
+    order = np.argsort(-p, kind="stable")
+    scores, labels = p[order], y[order]
+    last_of_tie = np.r_[scores[1:] != scores[:-1], True]
+    flagged = np.flatnonzero(last_of_tie) + 1
+    return scores[flagged - 1], flagged, np.cumsum(labels)[flagged - 1]
+
+
+@dataclass(frozen=True)
+class ThresholdPolicy:
+    """How the decision threshold is chosen, on the validation window (never the holdout).
+
+    - ``base_rate`` (the default): flag as many flights as are delayed, so the predicted
+      delayed share matches the validation window's base rate;
+    - ``cost``: minimise ``miss_cost_ratio`` x missed delays + false alarms (a missed delay
+      costs ``miss_cost_ratio`` false alarms);
+    - ``f1``: maximise F1 (the earlier rule; it flags far more flights than are delayed).
+    """
+
+    name: str = "base_rate"
+    miss_cost_ratio: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.name not in THRESHOLD_POLICIES:
+            raise ValueError(
+                f"threshold_policy must be one of {THRESHOLD_POLICIES}, got {self.name!r}"
+            )
+        if not self.miss_cost_ratio > 0:
+            raise ValueError(f"miss_cost_ratio must be positive, got {self.miss_cost_ratio}")
+
+    @property
+    def label(self) -> str:
+        """What the model version, its metadata and every prediction name the rule by."""
+        return f"cost:{self.miss_cost_ratio:g}" if self.name == "cost" else self.name
+
+    def pick(self, y: np.ndarray, p: np.ndarray) -> float:
+        y = np.asarray(y, dtype="int64")
+        p = np.asarray(p, dtype="float64")
+        if self.name == "f1":
+            return best_f1_threshold(y, p)
+        scores, flagged, hits = _cut_points(y, p)
+        if self.name == "base_rate":
+            # the cut whose flagged share is nearest the share delayed
+            i = int(np.argmin(np.abs(flagged - y.sum())))
+        else:
+            misses = y.sum() - hits
+            false_alarms = flagged - hits
+            cost = self.miss_cost_ratio * misses + false_alarms
+            i = int(np.argmin(cost))
+            if self.miss_cost_ratio * y.sum() <= cost[i]:  # flagging nothing is cheaper
+                return float(np.nextafter(scores[0], np.inf))
+        return float(scores[i])
+
+
 def calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[float, list]:
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)

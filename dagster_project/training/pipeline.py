@@ -36,8 +36,15 @@ class TrainingOptions:
     validation_days: int = 14
     torch_max_epochs: int = 6
     seed: int = 13
+    threshold_policy: str = "base_rate"  # see evaluation.ThresholdPolicy
+    miss_cost_ratio: float = 3.0  # for threshold_policy="cost"
+
+    @property
+    def policy(self) -> evaluation.ThresholdPolicy:
+        return evaluation.ThresholdPolicy(self.threshold_policy, self.miss_cost_ratio)
 
     def __post_init__(self) -> None:
+        self.policy  # noqa: B018  (an unknown policy or a bad ratio is refused here)
         unknown = set(self.model_kinds) - set(models.KINDS)
         if unknown or not self.model_kinds:
             raise ValueError(
@@ -138,7 +145,7 @@ def tune(
         ) as run:
             model = models.FITTERS[kind](split.train, split.validation, params, progress)
             p = model.predict_proba(split.validation)
-            ev = evaluation.evaluate(y_val, p, evaluation.best_f1_threshold(y_val, p))
+            ev = evaluation.evaluate(y_val, p, options.policy.pick(y_val, p))
             mlflow.log_params({f"{k}": v for k, v in model.params.items()})
             mlflow.log_metrics(ev.metrics("val_") | {"fit_seconds": time.perf_counter() - started})
         progress(
@@ -164,6 +171,7 @@ class TrainingOutcome:
     run_id: str
     kind: str
     threshold: float
+    threshold_policy: str
     validation: evaluation.Evaluation
     holdout: evaluation.Evaluation
     candidates: dict[str, dict[str, float]]
@@ -244,6 +252,7 @@ def train_and_register(
                 "train_rows": len(split.train),
                 "validation_rows": len(split.validation),
                 "holdout_rows": len(split.holdout),
+                "threshold_policy": options.policy.label,
             }
             | {f"{k}_window": v for k, v in split.windows.items()}
         )
@@ -281,7 +290,12 @@ def train_and_register(
         info = log_model(
             best.model,
             split.validation.sample(min(200, len(split.validation)), random_state=0),
-            {"model_kind": best.kind, "threshold": threshold, **tags},
+            {
+                "model_kind": best.kind,
+                "threshold": threshold,
+                "threshold_policy": options.policy.label,
+                **tags,
+            },
             best.kind,
         )
         usage = meter.stop(cls)
@@ -292,6 +306,7 @@ def train_and_register(
             | {
                 "model_kind": best.kind,
                 "threshold": f"{threshold:.6f}",
+                "threshold_policy": options.policy.label,
                 "holdout_window": split.windows["holdout"],
                 "holdout_roc_auc": f"{holdout.roc_auc:.6f}",
                 "best_trial_run_id": best.trial_run_id,
@@ -316,6 +331,7 @@ def train_and_register(
         run_id=parent.info.run_id,
         kind=best.kind,
         threshold=threshold,
+        threshold_policy=options.policy.label,
         validation=best.validation,
         holdout=holdout,
         candidates=candidates,

@@ -169,6 +169,11 @@ class VersionInfo:
     def threshold(self) -> float:
         return float(self.tags.get("threshold", 0.5))
 
+    @property
+    def threshold_policy(self) -> str:
+        """The rule that chose :attr:`threshold` (versions from before the tag: F1)."""
+        return self.tags.get("threshold_policy", "f1")
+
 
 class Registry:
     """The `flight_delay` registered model: versions, aliases and decision tags."""

@@ -74,6 +74,20 @@ def test_training_run_logs_metrics_plots_model_and_nested_trials(spine, first_mo
     assert all("val_roc_auc" in t.data.metrics for t in trials)
 
 
+def test_the_default_threshold_flags_as_many_flights_as_are_delayed(spine, first_model):
+    """The base-rate policy (the default): on the validation window the predicted delayed
+    share is within 2 points of the share delayed; the version and its run name the rule."""
+    registry = _registry(spine)
+    champion = registry.by_alias(names.CHAMPION)
+    run = registry.client.get_run(champion.run_id)
+    base_rate = run.data.metrics["val_positive_rate"]
+    flagged = run.data.metrics["val_predicted_positive_rate"]
+    assert abs(flagged - base_rate) <= 0.02, (flagged, base_rate)
+    assert champion.threshold_policy == "base_rate"
+    assert run.data.params["threshold_policy"] == "base_rate"
+    assert champion.threshold == float(champion.tags["threshold"])
+
+
 def test_deployed_endpoint_serves_the_champion_on_a_real_uvicorn(spine, first_model):
     champion = _registry(spine).by_alias(names.CHAMPION)
     events = first_model.get_asset_materialization_events()

@@ -43,6 +43,7 @@ def test_valid_request_returns_probability_decision_version_and_features(client,
     assert 0 < body["probability"] < 1
     assert body["delayed"] == (body["probability"] >= body["threshold"])
     champion = tracking.Registry(config.tracking_uri).by_alias("champion")
+    assert body["threshold_policy"] == champion.threshold_policy == "base_rate"
     assert body["model_version"] == champion.version
     assert body["features"]["route"] == "EWR-ORD"
     assert body["features"]["dep_hour"] == 8
