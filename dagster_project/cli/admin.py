@@ -14,8 +14,9 @@ from dagster_project.platform import names, settings
 
 def loop_records(paths: settings.Paths) -> list[dict[str, Any]]:
     from dagster_project.monitoring import retraining
+    from dagster_project.platform import storage
 
-    return retraining.read_retrains(paths.monitoring_dir / "retrains.jsonl")
+    return retraining.read_retrains(storage.join(paths.monitoring_url, "retrains"))
 
 
 def _model_rows(tracking_uri: str) -> list[tuple[str, str]]:
