@@ -68,6 +68,7 @@ def build_resources(paths: settings.Paths, serving_port: int | None = None) -> d
             api_token=dg.EnvVar("MLOPS_SERVING_TOKEN")
             if "MLOPS_SERVING_TOKEN" in os.environ
             else None,
+            serving_url=settings.serving_url(),
         ),
     }
 

@@ -119,7 +119,13 @@ class MlflowResource(dg.ConfigurableResource):
 
 
 class Deployer(dg.ConfigurableResource):
-    """Deploys the champion. On `local`: a uvicorn process on loopback, reloaded on promotion.
+    """Deploys the champion.
+
+    Without ``serving_url`` (`local`, `server`: one machine) a uvicorn process on loopback,
+    started once and reloaded on promotion. With it (`k8s`: the serving Service of the
+    namespace, ``MLOPS_SERVING_URL``) no process is started: the deployment waits, for at most
+    ``rollout_timeout_s``, until the Service's replicas serve the promoted version (they poll
+    the `champion` alias) and a smoke request answers with it.
 
     ``api_token`` (e.g. ``dg.EnvVar("MLOPS_SERVING_TOKEN")``) turns on the endpoint's bearer auth.
     """
@@ -128,8 +134,14 @@ class Deployer(dg.ConfigurableResource):
     port: int = 8000
     mlops_home: str
     api_token: str | None = None
+    serving_url: str | None = None
+    rollout_timeout_s: float = 300.0
 
-    def endpoint(self) -> deploy.LocalEndpoint:
+    def endpoint(self) -> deploy.LocalEndpoint | deploy.ServiceEndpoint:
+        if self.serving_url:
+            return deploy.ServiceEndpoint(
+                self.serving_url, token=self.api_token, timeout_s=self.rollout_timeout_s
+            )
         return deploy.LocalEndpoint(
             host=self.host,
             port=self.port,

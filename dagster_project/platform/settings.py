@@ -279,6 +279,22 @@ def serving_port() -> int:
     return int(os.environ.get("MLOPS_SERVING_PORT", "8000"))
 
 
+K8S_SERVING_URL = "http://serving"  # the serving Service of infra/k8s/base/serving.yaml
+
+
+def serving_url() -> str | None:
+    """The URL of a serving Service that runs on its own (``MLOPS_SERVING_URL``).
+
+    Set, the deployer starts no process: it waits until that Service serves the promoted
+    version (its replicas poll the `champion` alias). On `k8s` it defaults to the serving
+    Service of the same namespace; on `local` and `server` it is unset by default, and the
+    deployer runs the endpoint itself on loopback."""
+    url = os.environ.get("MLOPS_SERVING_URL", "").strip()
+    if url:
+        return url.rstrip("/")
+    return K8S_SERVING_URL if profile() == "k8s" else None
+
+
 def paths() -> Paths:
     """The current tier's locations: ``MLOPS_HOME``, plus the server settings off `local`."""
     server = ServerSettings.from_env() if profile() != "local" else None
