@@ -13,7 +13,7 @@ import pytest
 from dagster_project.platform import compute_classes, settings
 from tests.infra.manifests import INFRA, KUBERNETES_VERSION, OVERLAYS, render
 
-WORKLOADS = {"Deployment", "StatefulSet"}
+WORKLOADS = {"Deployment", "StatefulSet", "Job"}
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
@@ -47,6 +47,7 @@ def test_every_manifest_is_valid_for_the_kubernetes_version(overlay):
         ("StatefulSet", "redis"),
         ("Service", "redis"),
         ("ConfigMap", "mlops-config"),
+        ("Job", "mlops-init"),
     } <= kinds, name
 
 
@@ -230,3 +231,17 @@ def test_serving_keeps_no_state_on_its_own_disk(overlay):
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts["/var/lib/mlops"] == "scratch"
     assert not any("prediction" in name for name in mounts.values())
+
+
+def test_an_init_job_creates_the_databases_and_bucket_the_stores_need(overlay):
+    """The prediction log's database (`<ns>_serving`), Feast's and MLflow's, and the bucket
+    exist before anything writes to them: `python -m dagster_project init`, idempotent."""
+    _, docs = overlay
+    job = by_kind(docs, "Job")["mlops-init"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "dagster_project", "init"]
+    env = {e["name"] for e in container["env"]}
+    assert {"MLOPS_PG_PASSWORD", "MLOPS_REDIS_PASSWORD"} <= env
+    refs = {s.get("configMapRef", s.get("secretRef", {})).get("name") for s in container["envFrom"]}
+    assert {"mlops-config", "mlops-storage"} <= refs
+    assert "serving" in settings.SERVER_STORES
