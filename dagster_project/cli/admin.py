@@ -106,6 +106,10 @@ def init(args: argparse.Namespace) -> int:
         rows += [
             ("MLflow store", paths.mlflow_tracking_uri),
             ("landing zone", paths.landing_url),
+            ("lake", paths.lake_url),
+            ("prediction log", paths.prediction_log_url),
+            ("monitoring", paths.monitoring_url),
+            ("GX Data Docs", f"{paths.gx_docs_url}/data_docs/index.html"),
             ("Feast project", paths.server.feast_project),
             ("Redis keys", f"{paths.server.redis_prefix}* on {paths.server.redis_url()}"),
         ]

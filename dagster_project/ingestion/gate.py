@@ -306,7 +306,8 @@ class Gate:
         storage.upload_tree(
             self.gx_dir.joinpath(*RESULTS), storage.join(self.publish_url, "validations")
         )
-        storage.upload_tree(site, storage.join(self.publish_url, "data_docs"))
+        # GX's static assets (4 MB, the same for every validation) are uploaded once
+        storage.upload_tree(site, storage.join(self.publish_url, "data_docs"), once=("static/",))
         return storage.join(self.publish_url, "data_docs", "index.html")
 
     def _apply_policy(

@@ -120,15 +120,18 @@ def read_bytes(url: str) -> bytes:
     return bytes(fs.cat_file(path))
 
 
-def upload_tree(folder: str | os.PathLike[str], url: str) -> int:
+def upload_tree(folder: str | os.PathLike[str], url: str, once: tuple[str, ...] = ()) -> int:
     """Copy every file under the local ``folder`` to the same relative key under ``url``
-    (each one atomically); returns how many were copied."""
+    (each one atomically); files under the relative prefixes ``once`` (assets that never
+    change) are skipped where the target already exists. Returns how many were copied."""
     root = os.fspath(folder)
     copied = 0
     for parent, _, files in os.walk(root):
         for name in files:
             local = os.path.join(parent, name)
             rel = os.path.relpath(local, root).replace(os.sep, "/")
+            if once and rel.startswith(once) and exists(join(url, rel)):
+                continue
             with open(local, "rb") as fh:
                 write_bytes_atomic(join(url, rel), fh.read())
             copied += 1

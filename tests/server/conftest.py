@@ -1,6 +1,6 @@
 """Server-tier fixtures: the real PostgreSQL and Redis of the machine, and an S3-compatible server
 (moto in server mode) on a loopback port. Each test gets its own namespace (databases
-``<ns>_dagster|mlflow|feast``, Redis keys ``<ns>:*``, S3 prefix ``<ns>/``, Feast project) and
+``<ns>_dagster|mlflow|feast|serving``, Redis keys ``<ns>:*``, S3 prefix ``<ns>/``, Feast project) and
 removes it afterwards.
 
 PostgreSQL or Redis down: the tests fail in CI (``CI=true``) and are skipped with the reason

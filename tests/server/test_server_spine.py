@@ -116,6 +116,7 @@ def test_spine_runs_on_postgres_redis_and_s3(server_tier, monkeypatch):
     assert f"{server_tier.namespace}/gx/data_docs/index.html" in docs
     assert any("/gx/validations/" in k and k.endswith(".json") for k in docs)
     assert any("/gx/data_docs/validations/" in k and k.endswith(".html") for k in docs)
+    assert any("/gx/data_docs/static/" in k for k in docs)  # uploaded once, then kept
 
     # The endpoint reads the champion from MLflow and the features from Redis; on this tier
     # it needs a bearer token (it refuses to start without one, see tests/reliability). Its
