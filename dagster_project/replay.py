@@ -235,7 +235,7 @@ def replay(
             result.days += 1
         report = run_job(defs, "report_job", instance)
         _require(report, "monitoring report")
-        result.report = str(paths.monitoring_dir / "report.html")
+        result.report = monitor.url("report.html")
     finally:
         if not already_up and endpoint.stop():
             say(f"[replay] stopped the endpoint it started ({endpoint.url})")

@@ -4,7 +4,6 @@ data, and report."""
 import functools
 from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -65,12 +64,10 @@ def prediction_quality(
     training data (feature and prediction drift, over the trailing week)."""
     day = context.partition_key
     thresholds = monitor.thresholds()
-    log_dir = Path(monitor.prediction_log_dir)
-    predictions = measures.predictions_frame(retraining.read_prediction_log(log_dir, day))
+    log = monitor.predictions()
+    predictions = measures.predictions_frame(log.read_day(day))
     week = [str(date.fromisoformat(day) - timedelta(days=i)) for i in range(DRIFT_DAYS)]
-    recent = measures.predictions_frame(
-        [r for d in week for r in retraining.read_prediction_log(log_dir, d)]
-    )
+    recent = measures.predictions_frame([r for d in week for r in log.read_day(d)])
     labeled = measures.join_labels(predictions, retraining.labels(flights))
     quality = measures.daily_quality(labeled, thresholds)
     registry = mlflow.registry()
@@ -83,7 +80,7 @@ def prediction_quality(
         pred_drift = measures.prediction_drift(
             reference["probability"].to_numpy(), recent["probability"].to_numpy()
         )
-    plot = report.plot_day(day, quality, drift, Path(monitor.folder) / "days" / f"{day}.png")
+    plot = report.plot_day(day, quality, drift, monitor.url("days", f"{day}.png"))
     errors = drift.loc[drift["level"] == "error", "feature"].tolist()
     warns = drift.loc[drift["level"] == "warn", "feature"].tolist()
     row = {
@@ -169,9 +166,9 @@ def monitoring_report(days: pd.DataFrame, monitor: MonitoringResource) -> dg.Mat
             "auc_after": r["auc_after"],
             "version": r["challenger_version"],
         }
-        for r in retraining.read_retrains(monitor.retrains_path)
+        for r in retraining.read_retrains(monitor.retrains_url)
     ]
-    out = report.render_report(history, retrains, Path(monitor.folder) / "report.html")
+    out = report.render_report(history, retrains, monitor.url("report.html"))
     return dg.MaterializeResult(
         metadata={
             "report": dg.MetadataValue.path(str(out)),

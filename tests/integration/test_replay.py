@@ -13,6 +13,7 @@ from dagster_project.orchestration.resources import MonitoringResource
 from dagster_project.platform import names
 from dagster_project.platform.settings import Paths
 from dagster_project.replay import ReplayError, replay
+from dagster_project.serving.prediction_log import FilePredictionLog
 from dagster_project.training import tracking
 from tests.conftest import free_port
 
@@ -38,8 +39,8 @@ def _plant_drift(paths: Paths) -> None:
 def replayed(tmp_path_factory):
     paths = Paths(tmp_path_factory.mktemp("replay") / "mlops")
     monitor = MonitoringResource(
-        prediction_log_dir=str(paths.prediction_log_dir),
-        folder=str(paths.monitoring_dir),
+        prediction_log=paths.prediction_log_url,
+        folder=paths.monitoring_url,
         auc_floor=0.0,  # only the planted drift may trigger
         calibration_error_max=1.0,
         min_labeled=100,
@@ -68,7 +69,7 @@ def test_planted_drift_triggers_a_gated_retrain(replayed):
     assert first.day >= str(DRIFT_FROM)
     assert "visib" in first.reason or "wind_speed" in first.reason
     assert first.breach_to_start_s < 60
-    records = retraining.read_retrains(paths.monitoring_dir / "retrains.jsonl")
+    records = retraining.read_retrains(paths.monitoring_dir / "retrains")
     gated = [r for r in records if r["trigger"] == "quality_breach_sensor"]
     assert gated
     assert gated[0]["decision"] in {"promoted", "rejected"}
@@ -80,12 +81,12 @@ def test_planted_drift_triggers_a_gated_retrain(replayed):
 
 def test_a_promoted_retrain_is_what_the_endpoint_serves_next(replayed):
     paths, _, _ = replayed
-    records = retraining.read_retrains(paths.monitoring_dir / "retrains.jsonl")
+    records = retraining.read_retrains(paths.monitoring_dir / "retrains")
     promoted = [
         r for r in records if r["decision"] == "promoted" and r["trigger"] != "replay_bootstrap"
     ]
     champion = tracking.Registry(paths.mlflow_tracking_uri).by_alias(names.CHAMPION)
-    log = retraining.read_prediction_log(paths.prediction_log_dir, str(END + timedelta(days=1)))
+    log = FilePredictionLog(paths.prediction_log_dir).read_day(str(END + timedelta(days=1)))
     assert log, "the last day scored the next day's flights"
     served = {r["model_version"] for r in log}
     if promoted:
