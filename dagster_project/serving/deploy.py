@@ -141,13 +141,23 @@ class LocalEndpoint:
             return False
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            _reap(pid)
             try:
                 os.killpg(pid, 0)
             except ProcessLookupError:
                 return True
-            time.sleep(0.2)
-        os.killpg(pid, signal.SIGKILL)
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        _reap(pid)
         return True
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid``'s exit status if this process started it: an exited child stays a
+    zombie (still signalable, so "still running" to ``killpg(pid, 0)``) until it is waited for."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 @dataclass

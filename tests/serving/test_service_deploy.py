@@ -143,3 +143,22 @@ def test_the_serving_url_setting_per_tier(monkeypatch):
     assert settings.serving_url() == "http://serving.flight-mlops.svc:80"
     monkeypatch.setenv("MLOPS_PROFILE", "local")
     assert settings.serving_url() == "http://serving.flight-mlops.svc:80"
+
+
+def test_stopping_an_endpoint_this_process_started_does_not_wait_out_the_timeout(tmp_path):
+    """An exited child stays a zombie until waited for, and a zombie still answers
+    ``killpg(pid, 0)``: stop() reaps it, so it returns once the process has exited (it used
+    to wait the whole 15 s and then SIGKILL an already finished process)."""
+    import subprocess
+    import time
+
+    from dagster_project.serving.deploy import LocalEndpoint
+
+    endpoint = LocalEndpoint("127.0.0.1", 1, tmp_path)
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    endpoint.pid_file.write_text(str(proc.pid))
+    started = time.monotonic()
+    assert endpoint.stop(timeout_s=15)
+    assert time.monotonic() - started < 5
+    assert proc.poll() is not None  # already reaped: poll() sees it has ended
+    assert not endpoint.pid_file.exists()
