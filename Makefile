@@ -193,6 +193,17 @@ airflow-trigger: setup ## trigger flights__daily_ingest in the running Airflow f
 	@env $(AIRFLOW_ENV) $(BIN)/airflow dags trigger flights__daily_ingest \
 		--logical-date $(DAY)T00:00:00+00:00 --output plain
 
+# ---- the container tier's image: air-gapped (mmdebstrap base, wheelhouse, --network none) -------
+IMAGE ?= flight-mlops:0.1.0
+export IMAGE
+.PHONY: image docker-engine
+
+docker-engine: ## install docker.io + mmdebstrap when missing (Debian) and start dockerd when it does not answer
+	@bash infra/docker/engine.sh
+
+image: setup ## build IMAGE air-gapped: Debian base (mmdebstrap) or PYTHON_IMAGE=python:3.11..., wheelhouse, docker build --network none; prints the size
+	@PY=$(CURDIR)/$(BIN)/python bash infra/docker/image.sh
+
 # ---- Kubernetes tier: manifests in infra/k8s, Helm values in infra/helm, image in infra/docker ----
 OVERLAYS ?= staging prod
 .PHONY: k8s-render kubectl promtool
