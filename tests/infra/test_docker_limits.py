@@ -75,3 +75,30 @@ def test_executor_choice(monkeypatch):
     monkeypatch.setenv("MLOPS_EXECUTOR", "swarm")
     with pytest.raises(ValueError, match="MLOPS_EXECUTOR='swarm'"):
         settings.executor()
+
+
+def test_dagster_yaml_launches_runs_in_containers_on_k8s_docker(monkeypatch):
+    """The tier's dagster.yaml: DockerRunLauncher with the tier's image, host network, the
+    settings by name and the engine's socket for the run worker only."""
+    from dagster_project.platform import server
+
+    monkeypatch.setenv("MLOPS_PROFILE", "k8s")
+    monkeypatch.setenv("MLOPS_NAMESPACE", "t_yaml")
+    monkeypatch.delenv("MLOPS_EXECUTOR", raising=False)
+    probe = settings.ServerSettings.from_env()
+    assert "run_launcher" not in server.dagster_yaml(probe)
+    monkeypatch.setenv("MLOPS_EXECUTOR", "docker")
+    launcher = server.dagster_yaml(probe)["run_launcher"]
+    assert (launcher["module"], launcher["class"]) == ("dagster_docker", "DockerRunLauncher")
+    config = launcher["config"]
+    assert config["image"] == settings.docker_image()
+    assert config["network"] == "host"
+    assert "MLOPS_EXECUTOR" in config["env_vars"]
+    assert "MLOPS_HOME" not in config["env_vars"]
+    assert config["container_kwargs"]["volumes"] == [
+        f"{server.DOCKER_SOCKET}:{server.DOCKER_SOCKET}"
+    ]
+    # dagster-docker accepts it
+    from dagster_docker import DockerRunLauncher
+
+    DockerRunLauncher(**config)
