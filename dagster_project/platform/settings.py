@@ -40,7 +40,8 @@ def docker_image() -> str:
 
 
 CONTAINER_ENV_PREFIXES = ("MLOPS_", "AWS_", "MLFLOW_", "GX_")
-HOST_ONLY_ENV = ("MLOPS_HOME", "MLOPS_COMPUTE_PROFILES")  # paths on the host, not in the image
+# paths on the host, not in the image (which has its own MLOPS_HOME and CA store)
+HOST_ONLY_ENV = ("MLOPS_HOME", "MLOPS_COMPUTE_PROFILES", "AWS_CA_BUNDLE")
 
 
 def container_env() -> list[str]:

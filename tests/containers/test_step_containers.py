@@ -69,6 +69,40 @@ def run_worker(
         container.remove(force=True)
 
 
+# Settings the container test sets that the Kubernetes tier does not need, each for a reason.
+DOCKER_ONLY = {
+    "MLOPS_EXECUTOR": "k8s is the default executor of the k8s tier",
+    "AWS_DEFAULT_REGION": "moto's region; a real bucket's region comes with its endpoint",
+    "MLFLOW_S3_ENDPOINT_URL": "MLflow's own S3 client; on k8s the MLflow server proxies artifacts",
+}
+
+
+def manifest_keys() -> set[str]:
+    """Settings keys the rendered manifests and the Dagster Helm values give every workload:
+    the ConfigMap's data, the Secrets' declared keys, the user deployment's env."""
+    import yaml
+
+    from tests.infra.manifests import INFRA, OVERLAYS, render
+
+    keys: set[str] = set()
+    for overlay in OVERLAYS:
+        for doc in render(INFRA / "k8s" / "overlays" / overlay):
+            if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].endswith("mlops-config"):
+                keys |= set(doc["data"])
+            if doc["kind"] == "Secret":
+                declared = doc["metadata"].get("annotations", {}).get("flight-mlops/keys", "")
+                keys |= {k for k in declared.split(",") if k}
+    values = yaml.safe_load((INFRA / "helm" / "dagster-values.yaml").read_text())
+    for deployment in values["dagster-user-deployments"]["deployments"]:
+        keys |= set(deployment.get("env") or {})
+    return keys
+
+
+def container_keys(attrs: dict[str, Any]) -> set[str]:
+    names = {e.split("=", 1)[0] for e in attrs["Config"]["Env"]}
+    return {n for n in names if n.startswith(settings.CONTAINER_ENV_PREFIXES)}
+
+
 def step_containers(client: Any, run_id: str) -> list[Any]:
     return client.containers.list(all=True, filters={"label": f"{RUN_ID_LABEL}={run_id}"})
 
@@ -127,6 +161,12 @@ def test_each_step_in_its_own_container_sharing_state_only_through_s3(
             assert attrs["HostConfig"]["NanoCpus"] > 0
             assert attrs["HostConfig"]["Memory"] > 0
             assert attrs["State"]["ExitCode"] == 0
+        # the settings the step containers ran with are the ones Kubernetes gives its pods
+        # (what the test passed in, not the image's own ENV)
+        ran_with = set().union(*(container_keys(containers[c].attrs) for c in started.values()))
+        baked = container_keys(docker_client.images.get(image).attrs)
+        missing = ran_with - baked - set(DOCKER_ONLY) - manifest_keys()
+        assert not missing, f"set in the container test, absent from infra/k8s and Helm: {missing}"
         # the second step read what the first landed, and wrote its table to the S3 lake
         from dagster_project.platform import storage
 
