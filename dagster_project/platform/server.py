@@ -159,6 +159,7 @@ def dagster_yaml(server: ServerSettings) -> dict[str, Any]:
 
 
 DOCKER_SOCKET = "/var/run/docker.sock"
+TIER_LABEL = "flight-mlops/tier"
 
 
 def docker_run_launcher(socket: str = DOCKER_SOCKET) -> dict[str, Any]:
@@ -167,7 +168,10 @@ def docker_run_launcher(socket: str = DOCKER_SOCKET) -> dict[str, Any]:
     settings passed by name from the launching process. The run worker mounts the engine's
     socket (with the socket's group) to start its step containers; the docker executor strips
     that mount from the step containers, which mount nothing."""
-    kwargs: dict[str, Any] = {"volumes": [f"{socket}:{socket}"]}
+    kwargs: dict[str, Any] = {
+        "volumes": [f"{socket}:{socket}"],
+        "labels": {TIER_LABEL: "k8s-docker"},  # `make down PROFILE=k8s-docker` removes by it
+    }
     if os.path.exists(socket):
         kwargs["group_add"] = [str(os.stat(socket).st_gid)]
     return {

@@ -41,7 +41,14 @@ def docker_image() -> str:
 
 CONTAINER_ENV_PREFIXES = ("MLOPS_", "AWS_", "MLFLOW_", "GX_")
 # paths on the host, not in the image (which has its own MLOPS_HOME and CA store)
-HOST_ONLY_ENV = ("MLOPS_HOME", "MLOPS_COMPUTE_PROFILES", "AWS_CA_BUNDLE")
+HOST_ONLY_ENV = (
+    "MLOPS_HOME",
+    "MLOPS_COMPUTE_PROFILES",
+    "AWS_CA_BUNDLE",
+    # the CLI's own default (set in its process only) and the image's ENV: a name listed for
+    # the run launcher must be set in the webserver's and daemon's environment too
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
+)
 
 
 def container_env() -> list[str]:
