@@ -7,12 +7,21 @@ STAMP := $(VENV)/.installed
 export MLOPS_HOME ?= $(CURDIR)/.mlops
 export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster_home
 # The tier: `make up PROFILE=server` (or MLOPS_PROFILE=server in the environment).
+# PROFILE=k8s-docker: the k8s tier on a Docker engine (MLOPS_EXECUTOR=docker, docs/tiers.md).
 PROFILE ?= $(or $(MLOPS_PROFILE),local)
+ifeq ($(PROFILE),k8s-docker)
+export MLOPS_PROFILE := k8s
+export MLOPS_EXECUTOR := docker
+export MLOPS_SERVING_URL ?= http://127.0.0.1:$(or $(MLOPS_SERVING_PORT),8000)
+STORES_PROFILE := server
+else
 export MLOPS_PROFILE := $(PROFILE)
+STORES_PROFILE := $(PROFILE)
+endif
 # Server tier without an S3 endpoint of your own: `make up` starts an in-memory S3-compatible
 # server (moto) on S3_PORT; its throwaway credentials are moto's, not secrets.
 S3_PORT ?= 9000
-ifeq ($(PROFILE),server)
+ifeq ($(STORES_PROFILE),server)
 ifeq ($(origin MLOPS_S3_ENDPOINT_URL),undefined)
 LOCAL_S3 := 1
 export MLOPS_S3_ENDPOINT_URL := http://127.0.0.1:$(S3_PORT)
@@ -144,6 +153,15 @@ START_LOCAL_S3 = if [ -n "$(LOCAL_S3)" ]; then \
 MLFLOW_STORE = $(shell $(BIN)/python -c 'from dagster_project.platform import settings; \
 	p = settings.paths(); print("--backend-store-uri", p.mlflow_tracking_uri, "--default-artifact-root", p.mlflow_artifacts)')
 
+ifeq ($(PROFILE),k8s-docker)
+up: setup ## PROFILE=k8s-docker: dockerd, the image, code server + serving + consumer containers, Dagster webserver/daemon launching runs and steps in containers
+	@$(START_LOCAL_S3)
+	@RUN_DIR=$(RUN_DIR) PY=$(CURDIR)/$(BIN)/python BIN=$(CURDIR)/$(BIN) bash infra/docker/tier.sh up
+
+down: ## stop what `make up` started
+	@RUN_DIR=$(RUN_DIR) PY=$(CURDIR)/$(BIN)/python BIN=$(CURDIR)/$(BIN) bash infra/docker/tier.sh down
+	@$(SERVICES) stop s3
+else
 up: setup ## start Dagster (UI + daemon), Airflow, MLflow UI, Feast UI, serving and the stream consumer in the background (PROFILE=server: on PostgreSQL, Redis, S3)
 	@mkdir -p $(RUN_DIR) $(DAGSTER_HOME) $(MLOPS_HOME)/airflow $(MLOPS_HOME)/mlflow/artifacts
 	@echo "Starting the $(PROFILE) tier's services (state in $(MLOPS_HOME), logs in $(RUN_DIR)):"
@@ -174,6 +192,7 @@ up: setup ## start Dagster (UI + daemon), Airflow, MLflow UI, Feast UI, serving 
 
 down: ## stop what `make up` started
 	@$(SERVICES) stop consumer serving feast mlflow airflow dagster s3
+endif
 
 feast-registry: setup ## write the tier's Feast config under MLOPS_HOME; `feast apply` (on `local` only if no registry yet)
 	@$(BIN)/python -c 'from dagster_project.features import feast_store as f; from dagster_project.platform import settings as s; \
@@ -192,6 +211,17 @@ airflow-env: ## print the environment `make up` starts Airflow in, one VAR=value
 airflow-trigger: setup ## trigger flights__daily_ingest in the running Airflow for DAY (default 2013-01-05)
 	@env $(AIRFLOW_ENV) $(BIN)/airflow dags trigger flights__daily_ingest \
 		--logical-date $(DAY)T00:00:00+00:00 --output plain
+
+# ---- the container tier's image: air-gapped (mmdebstrap base, wheelhouse, --network none) -------
+IMAGE ?= flight-mlops:0.1.0
+export IMAGE
+.PHONY: image docker-engine
+
+docker-engine: ## install docker.io + mmdebstrap when missing (Debian) and start dockerd when it does not answer
+	@bash infra/docker/engine.sh
+
+image: setup ## build IMAGE air-gapped: Debian base (mmdebstrap) or PYTHON_IMAGE=python:3.11..., wheelhouse, docker build --network none; prints the size
+	@PY=$(CURDIR)/$(BIN)/python bash infra/docker/image.sh
 
 # ---- Kubernetes tier: manifests in infra/k8s, Helm values in infra/helm, image in infra/docker ----
 OVERLAYS ?= staging prod

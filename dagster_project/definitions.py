@@ -18,6 +18,7 @@ from dagster_project.defs import (
 from dagster_project.defs.jobs import jobs
 from dagster_project.defs.sensors import schedules, sensors
 from dagster_project.orchestration.compute_asset import k8s_executor
+from dagster_project.orchestration.docker_executor import docker_step_executor
 from dagster_project.orchestration.io_managers import LakeIOManager
 from dagster_project.orchestration.resources import (
     Deployer,
@@ -107,8 +108,11 @@ def build_definitions(
 def executor(tier: str) -> dg.ExecutorDefinition:
     """On a laptop one process per run: a process per step re-imports Feast, GX and torch for
     every step (minutes per launched run on 2 cores instead of seconds). On `k8s` one pod per
-    step, shaped by the step's compute class (its `dagster-k8s/config` tag)."""
+    step, shaped by the step's compute class (its `dagster-k8s/config` tag); with
+    ``MLOPS_EXECUTOR=docker`` one container per step, limited by the same class."""
     if tier == "k8s":
+        if settings.executor() == "docker":
+            return docker_step_executor(settings.docker_image(), settings.container_env())
         return k8s_executor()
     return dg.in_process_executor if tier == "local" else dg.multiprocess_executor
 

@@ -83,6 +83,36 @@ class ComputeClass:
             "pod_spec_config": pod_spec,
         }
 
+    def docker_limits(
+        self, host_cpus: float | None = None, host_memory: int | None = None, gpus: bool = False
+    ) -> dict[str, Any]:
+        """The class as Docker container limits (docker-py ``containers.create`` arguments), for
+        the ``docker`` executor: the CPU limit becomes ``nano_cpus``, the CPU request relative
+        ``cpu_shares`` (1024 a core), the memory limit ``mem_limit`` and the request
+        ``mem_reservation``; a GPU limit becomes a device request when the engine has GPUs
+        (``gpus``). Docker refuses more CPUs than the host has, so limits are capped at
+        ``host_cpus`` / ``host_memory`` where given (a laptop is smaller than a node pool)."""
+        cpu_limit = parse_quantity(self.limits["cpu"])
+        cpu_request = parse_quantity(self.requests["cpu"])
+        memory_limit = int(parse_quantity(self.limits["memory"]))
+        memory_request = int(parse_quantity(self.requests["memory"]))
+        if host_cpus:
+            cpu_limit = min(cpu_limit, host_cpus)
+            cpu_request = min(cpu_request, cpu_limit)
+        if host_memory:
+            memory_limit = min(memory_limit, host_memory)
+            memory_request = min(memory_request, memory_limit)
+        out: dict[str, Any] = {
+            "nano_cpus": round(cpu_limit * 1e9),
+            "cpu_shares": max(2, round(cpu_request * 1024)),
+            "mem_limit": memory_limit,
+            "mem_reservation": memory_request,
+            "labels": {"flight-mlops/compute-class": self.name},
+        }
+        if gpus and self.gpus:
+            out["device_requests"] = [{"count": self.gpus, "capabilities": [["gpu"]]}]
+        return out
+
     def cost(self, seconds: float) -> float:
         """Estimated cost in USD of holding this class for ``seconds``."""
         return self.price_per_hour * seconds / 3600.0

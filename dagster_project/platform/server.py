@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from dagster_project.platform import settings
 from dagster_project.platform.settings import SERVER_STORES, ServerSettings
 
 
@@ -142,7 +143,7 @@ def dagster_yaml(server: ServerSettings) -> dict[str, Any]:
     }
     if os.environ.get(ServerSettings.PG_PASSWORD):
         db["password"] = {"env": ServerSettings.PG_PASSWORD}
-    return {
+    config: dict[str, Any] = {
         "storage": {"postgres": {"postgres_db": db}},
         # Runs launched from the UI start at once (no daemon needed for a single user);
         # `make up` runs the daemon anyway for sensors and schedules.
@@ -151,6 +152,37 @@ def dagster_yaml(server: ServerSettings) -> dict[str, Any]:
             "class": "DefaultRunCoordinator",
         },
         "telemetry": {"enabled": False},
+    }
+    if settings.profile() == "k8s" and settings.executor() == "docker":
+        config["run_launcher"] = docker_run_launcher()
+    return config
+
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+TIER_LABEL = "flight-mlops/tier"
+
+
+def docker_run_launcher(socket: str = DOCKER_SOCKET) -> dict[str, Any]:
+    """dagster-docker's ``DockerRunLauncher`` for ``MLOPS_EXECUTOR=docker``: each run in a
+    container of the tier's image on the host network (the stores on 127.0.0.1), the tier's
+    settings passed by name from the launching process. The run worker mounts the engine's
+    socket (with the socket's group) to start its step containers; the docker executor strips
+    that mount from the step containers, which mount nothing."""
+    kwargs: dict[str, Any] = {
+        "volumes": [f"{socket}:{socket}"],
+        "labels": {TIER_LABEL: "k8s-docker"},  # `make down PROFILE=k8s-docker` removes by it
+    }
+    if os.path.exists(socket):
+        kwargs["group_add"] = [str(os.stat(socket).st_gid)]
+    return {
+        "module": "dagster_docker",
+        "class": "DockerRunLauncher",
+        "config": {
+            "image": settings.docker_image(),
+            "network": "host",
+            "env_vars": settings.container_env(),
+            "container_kwargs": kwargs,
+        },
     }
 
 

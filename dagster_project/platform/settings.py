@@ -20,6 +20,46 @@ def profile() -> str:
     return value
 
 
+EXECUTORS = ("k8s", "docker")
+DOCKER_IMAGE = "flight-mlops:0.1.0"  # what `make image` tags (IMAGE)
+
+
+def executor() -> str:
+    """How the `k8s` tier runs each step (``MLOPS_EXECUTOR``): ``k8s`` (default, a pod per step,
+    ``k8s_job_executor``) or ``docker`` (a container per step on a Docker engine,
+    ``docker_executor``), both sized by the step's compute class."""
+    value = os.environ.get("MLOPS_EXECUTOR", "k8s").strip() or "k8s"
+    if value not in EXECUTORS:
+        raise ValueError(f"MLOPS_EXECUTOR={value!r} is not one of {', '.join(EXECUTORS)}")
+    return value
+
+
+def docker_image() -> str:
+    """The image of the run and step containers (``MLOPS_IMAGE``, default ``flight-mlops:0.1.0``)."""
+    return os.environ.get("MLOPS_IMAGE", "").strip() or DOCKER_IMAGE
+
+
+CONTAINER_ENV_PREFIXES = ("MLOPS_", "AWS_", "MLFLOW_", "GX_")
+# paths on the host, not in the image (which has its own MLOPS_HOME and CA store)
+HOST_ONLY_ENV = (
+    "MLOPS_HOME",
+    "MLOPS_COMPUTE_PROFILES",
+    "AWS_CA_BUNDLE",
+    # the CLI's own default (set in its process only) and the image's ENV: a name listed for
+    # the run launcher must be set in the webserver's and daemon's environment too
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
+)
+
+
+def container_env() -> list[str]:
+    """Names of the settings a run or step container inherits from the process that starts it:
+    the tier's ``MLOPS_*``, ``AWS_*``, ``MLFLOW_*`` and ``GX_*`` variables that are set, less
+    host paths (the image has its own ``MLOPS_HOME``)."""
+    return sorted(
+        k for k in os.environ if k.startswith(CONTAINER_ENV_PREFIXES) and k not in HOST_ONLY_ENV
+    )
+
+
 def mlops_home() -> Path:
     """The one folder that holds all local state (``MLOPS_HOME``, default ``./.mlops``; the
     Makefile sets it to ``<checkout>/.mlops``)."""
