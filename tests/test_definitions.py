@@ -97,7 +97,11 @@ def test_gates_are_blocking_checks():
     assert blocking == {"gx_gate", "promotion_gate"}
     assert len([s for s in specs if s.name == "gx_gate"]) == 5
     # monitoring checks warn or fail but never block the loop
-    assert {s.name for s in specs if not s.blocking} == {"quality_floor", "feature_drift"}
+    assert {s.name for s in specs if not s.blocking} == {
+        "quality_floor",
+        "feature_drift",
+        "prediction_drift",
+    }
     job = defs.resolve_job_def("ingest_features_job")
     assert job.partitions_def is not None
 

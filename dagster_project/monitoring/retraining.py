@@ -21,8 +21,10 @@ TAG_TRIGGER = "retrain/trigger"
 TAG_REASON = "retrain/reason"
 TAG_DAY = "retrain/day"
 TAG_BREACH_AT = "retrain/breach_recorded_at"
+TAG_REPLAY = "replay/id"  # every run a replay starts: its retrains are the replay's
 
-# Features whose drift alone justifies a retrain (the strongest signals of the model).
+# The fixed drift rule's features (drift_mode="fixed"): drift on one of them alone justified a
+# retrain. The calibrated rule weighs every feature by the champion's own importance instead.
 IMPORTANT_FEATURES = (
     "carrier_mean_dep_delay_7d",
     "carrier_delayed_share_7d",
@@ -95,6 +97,10 @@ class DayStatus:
     breaches: list[str] = field(default_factory=list)
     drift_errors: list[str] = field(default_factory=list)
     recorded_at: float = 0.0  # when monitoring recorded the verdict (epoch seconds)
+    # The day's drift alarm as monitoring decided it (None: a record from before the alarm
+    # was recorded; then the fixed rule decides: an error on an important feature).
+    drift_alarm: bool | None = None
+    drift_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,7 @@ def breach_trigger(
     history: list[DayStatus], policy: RetrainPolicy, last_trigger: str | None = None
 ) -> Trigger | None:
     """Retrain when the last ``breach_days`` judged days all breached the quality floor, or all
-    drifted (error level) on an important feature. ``history`` holds the days after
+    raised the drift alarm (see ``monitoring.drift``). ``history`` holds the days after
     ``last_trigger`` (the previous retrain's day), in any order; no retrain within
     ``cooldown_days`` of the previous one."""
     judged = sorted((s for s in history if s.judged), key=lambda s: s.day)
@@ -128,14 +134,17 @@ def breach_trigger(
             day=recent[-1].day,
             reason=f"quality below floor on {span}: {'; '.join(recent[-1].breaches)}",
         )
-    drifted = [[f for f in s.drift_errors if f in policy.important_features] for s in recent]
-    if all(drifted):
-        return Trigger(
-            key=f"drift:{span}",
-            day=recent[-1].day,
-            reason=f"drift on {span} in {', '.join(drifted[-1])}",
-        )
+    if all(_drifted(s, policy) for s in recent):
+        last = recent[-1]
+        why = ", ".join(last.drift_errors) or last.drift_reason or "the score distribution"
+        return Trigger(key=f"drift:{span}", day=last.day, reason=f"drift on {span} in {why}")
     return None
+
+
+def _drifted(status: DayStatus, policy: RetrainPolicy) -> bool:
+    if status.drift_alarm is not None:
+        return status.drift_alarm
+    return any(f in policy.important_features for f in status.drift_errors)
 
 
 def labels_trigger(history: list[DayStatus], policy: RetrainPolicy) -> Trigger | None:
@@ -172,6 +181,7 @@ class RetrainRecord:
     auc_before: float | None
     auc_after: float | None
     champion_version: str
+    replay_id: str | None = None  # the replay that started the run (None: not a replay's)
 
 
 def append_retrain(path: Path, record: RetrainRecord) -> None:
@@ -184,3 +194,32 @@ def read_retrains(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class ReplayRecord:
+    """The replay a state folder last ran: the report covers its days and its retrains."""
+
+    replay_id: str
+    start: str
+    end: str
+    started_at: str
+    baseline_version: str | None
+    drift_mode: str
+
+    def covers(self, day: str) -> bool:
+        return self.start <= str(day)[:10] <= self.end
+
+
+def write_replay(path: Path, record: ReplayRecord) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(asdict(record), indent=1))
+    tmp.replace(path)
+
+
+def read_replay(path: Path) -> ReplayRecord | None:
+    """The last replay's record, or None when this folder has seen no replay."""
+    if not path.exists():
+        return None
+    return ReplayRecord(**json.loads(path.read_text()))
