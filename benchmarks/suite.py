@@ -585,7 +585,7 @@ def in_process(
         model.predict(input_frame(frame))
 
     config = ServingConfig.for_paths(
-        state.paths, prediction_log_dir=state.paths.home / "bench_predictions", reload_interval_s=0
+        state.paths, prediction_log=str(state.paths.home / "bench_predictions"), reload_interval_s=0
     )
     predictor = Predictor(config)
     predictor.reload()

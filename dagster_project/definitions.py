@@ -37,7 +37,11 @@ def build_resources(paths: settings.Paths, serving_port: int | None = None) -> d
     feast = paths.feast_overrides()
     return {
         "landing": LandingZone(url=paths.landing_url),
-        "gate": ValidationGate(gx_dir=str(paths.gx_dir), quarantine_url=paths.quarantine_url),
+        "gate": ValidationGate(
+            gx_dir=str(paths.gx_dir),
+            quarantine_url=paths.quarantine_url,
+            docs_url=paths.gx_docs_url,
+        ),
         "feast": FeastResource(
             config_template=str(paths.feast_template),
             state_dir=str(paths.feast_dir),
@@ -51,7 +55,7 @@ def build_resources(paths: settings.Paths, serving_port: int | None = None) -> d
             tracking_uri=paths.mlflow_tracking_uri, artifact_location=paths.mlflow_artifacts
         ),
         "monitor": MonitoringResource(
-            prediction_log_dir=str(paths.prediction_log_dir), folder=str(paths.monitoring_dir)
+            prediction_log=paths.prediction_log_url, folder=paths.monitoring_url
         ),
         "events": StreamResource(
             folder=str(paths.stream_dir),
@@ -64,6 +68,7 @@ def build_resources(paths: settings.Paths, serving_port: int | None = None) -> d
             api_token=dg.EnvVar("MLOPS_SERVING_TOKEN")
             if "MLOPS_SERVING_TOKEN" in os.environ
             else None,
+            serving_url=settings.serving_url(),
         ),
     }
 

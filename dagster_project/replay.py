@@ -234,7 +234,7 @@ def replay(
     try:
         baseline = bootstrap(defs, instance, paths, start, policy, trials, say, replay_id)
         retraining.write_replay(
-            monitor.replay_path,
+            monitor.replay_url,
             retraining.ReplayRecord(
                 replay_id=replay_id,
                 start=str(start),
@@ -268,7 +268,7 @@ def replay(
         report = run_job(defs, "report_job", instance, tags=tags)
         _require(report, "monitoring report")
         result.figures = _report_figures(report)
-        result.report = str(paths.monitoring_dir / "report.html")
+        result.report = monitor.url("report.html")
     finally:
         if not already_up and endpoint.stop():
             say(f"[replay] stopped the endpoint it started ({endpoint.url})")

@@ -18,7 +18,7 @@ from dagster_project.orchestration.resources import MonitoringResource
 @pytest.fixture
 def monitor(tmp_path):
     return MonitoringResource(
-        prediction_log_dir=str(tmp_path / "log"),
+        prediction_log=str(tmp_path / "log"),
         folder=str(tmp_path / "mon"),
         breach_days=2,
         new_label_days=3,

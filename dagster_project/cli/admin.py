@@ -14,8 +14,9 @@ from dagster_project.platform import names, settings
 
 def loop_records(paths: settings.Paths) -> list[dict[str, Any]]:
     from dagster_project.monitoring import retraining
+    from dagster_project.platform import storage
 
-    return retraining.read_retrains(paths.monitoring_dir / "retrains.jsonl")
+    return retraining.read_retrains(storage.join(paths.monitoring_url, "retrains"))
 
 
 def _model_rows(tracking_uri: str) -> list[tuple[str, str]]:
@@ -105,6 +106,10 @@ def init(args: argparse.Namespace) -> int:
         rows += [
             ("MLflow store", paths.mlflow_tracking_uri),
             ("landing zone", paths.landing_url),
+            ("lake", paths.lake_url),
+            ("prediction log", paths.prediction_log_url),
+            ("monitoring", paths.monitoring_url),
+            ("GX Data Docs", f"{paths.gx_docs_url}/data_docs/index.html"),
             ("Feast project", paths.server.feast_project),
             ("Redis keys", f"{paths.server.redis_prefix}* on {paths.server.redis_url()}"),
         ]

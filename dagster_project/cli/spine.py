@@ -91,9 +91,12 @@ def demo(args: argparse.Namespace) -> int:
     print(f"               MLflow store: {paths.mlflow_tracking_uri}")
     print(f"  make serve   the prediction endpoint alone, {endpoint.url}/docs")
     print("  python -m dagster_project status   the champion and the last runs")
-    print(
-        f"  Great Expectations Data Docs: {paths.gx_dir}/gx/uncommitted/data_docs/local_site/index.html"
+    docs = (
+        f"{paths.gx_docs_url}/data_docs/index.html"
+        if paths.gx_docs_url
+        else f"{paths.gx_dir}/gx/uncommitted/data_docs/local_site/index.html"
     )
+    print(f"  Great Expectations Data Docs: {docs}")
     return 0
 
 

@@ -114,15 +114,13 @@ def prediction_quality(
     the trailing week)."""
     day = context.partition_key
     thresholds = monitor.thresholds()
-    log_dir = Path(monitor.prediction_log_dir)
-    predictions = measures.predictions_frame(retraining.read_prediction_log(log_dir, day))
+    log = monitor.predictions()
+    predictions = measures.predictions_frame(log.read_day(day))
     week = [
         str(date.fromisoformat(day) - timedelta(days=i))
         for i in range(thresholds.drift_window_days)
     ]
-    recent = measures.predictions_frame(
-        [r for d in week for r in retraining.read_prediction_log(log_dir, d)]
-    )
+    recent = measures.predictions_frame([r for d in week for r in log.read_day(d)])
     # The days of the window that had traffic (fewer than the window at a replay's start): the
     # bars are drawn from windows of as many days, so a short window is not drift by itself.
     covered = max(1, int(recent["scheduled_date"].nunique())) if len(recent) else 1
@@ -149,9 +147,7 @@ def prediction_quality(
     new = drift.verdict(table, pred_drift, thresholds)
     chosen = new if thresholds.drift_mode == "calibrated" else old
     shadow = _shadow(registry, uri, labeled, thresholds)
-    plot = report.plot_day(
-        day, quality, table, Path(monitor.folder) / "days" / f"{day}.png", thresholds
-    )
+    plot = report.plot_day(day, quality, table, monitor.url("days", f"{day}.png"), thresholds)
     errors = chosen.drifted
     warns = (
         table.loc[table["level"] == "warn", "feature"].tolist()
@@ -328,8 +324,8 @@ def monitoring_report(days: pd.DataFrame, monitor: MonitoringResource) -> dg.Mat
     """One HTML page over the state folder's last replay: quality (served vs frozen) and drift
     over time, alarms judged against outcomes, retraining events marked."""
     history = days.sort_values("day").reset_index(drop=True)
-    records = retraining.read_retrains(monitor.retrains_path)
-    replay = retraining.read_replay(monitor.replay_path)
+    records = retraining.read_retrains(monitor.retrains_url)
+    replay = retraining.read_replay(monitor.replay_url)
     scope = None
     if replay is not None:  # that replay's days and retrains only (not a demo's, not older ones)
         history = history[[replay.covers(d) for d in history["day"]]].reset_index(drop=True)
@@ -355,7 +351,7 @@ def monitoring_report(days: pd.DataFrame, monitor: MonitoringResource) -> dg.Mat
     out = report.render_report(
         history,
         retrains,
-        Path(monitor.folder) / "report.html",
+        monitor.url("report.html"),
         thresholds=thresholds,
         scope=scope,
     )

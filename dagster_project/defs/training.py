@@ -137,7 +137,7 @@ def promotion_gate(
     tags = context.run.tags
     champion_now = registry.by_alias(names.CHAMPION)
     retraining.append_retrain(
-        monitor.retrains_path,
+        monitor.retrains_url,
         retraining.RetrainRecord(
             recorded_at=datetime.now(UTC).isoformat(timespec="seconds"),
             dagster_run_id=context.run.run_id,

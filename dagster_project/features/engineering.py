@@ -109,10 +109,11 @@ SMALL_REQUEST = 64  # rows up to which the per-row path beats pandas' vectorised
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ZONE = ZoneInfo(TIMEZONE)
-# The vectorised path agrees with zoneinfo from 1900 to 2036: pandas cannot hold instants
-# outside 1677..2262 and applies no DST after 2037; those take the row path
+# The vectorised path agrees with zoneinfo from 1902 to 2036: pandas cannot hold instants
+# outside 1677..2262, gives New York's local mean time until the 32-bit epoch's first instant
+# (1901-12-13) and applies no DST after 2037; those take the row path
 _VECTOR_SECONDS = (
-    int(datetime(1900, 1, 1, tzinfo=UTC).timestamp()),
+    int(datetime(1902, 1, 1, tzinfo=UTC).timestamp()),
     int(datetime(2037, 1, 1, tzinfo=UTC).timestamp()),
 )
 

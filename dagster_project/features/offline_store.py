@@ -11,7 +11,15 @@ on-demand feature views, keys without feature rows (nulls) and duplicate entity 
 
 It falls back to Feast's own join (same answer, Feast's speed) where it cannot apply: an entity
 SQL string instead of a DataFrame, ``filter_by_created_timestamp``, or a source that is not a
-local parquet ``FileSource``. Everything else (materialization, writes, monitoring) is Feast's.
+parquet ``FileSource``. Everything else (materialization, writes, monitoring) is Feast's.
+
+Parquet sources in an object store (``s3://``, the lake of the server tiers) are read through
+the platform's fsspec storage layer (:mod:`dagster_project.platform.storage`: the same
+endpoint and credentials as every other read), not through DuckDB's ``httpfs`` extension,
+which DuckDB downloads at run time (no download is possible where the platform runs without
+the internet, and no ``httpfs`` build matches the pinned DuckDB). The ASOF join registers
+that filesystem with its DuckDB connection; Feast's own paths (materialization, the fallback
+join) get a source reader that loads the table through it.
 
 Enable it in ``feature_store.yaml``::
 
@@ -21,25 +29,35 @@ Enable it in ``feature_store.yaml``::
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
 import ibis
 import pandas as pd
+import pyarrow.parquet as pq
 from feast import FeatureView, FileSource
 from feast.data_format import ParquetFormat
+from feast.data_source import DataSource
 from feast.infra.offline_stores import offline_utils
 from feast.infra.offline_stores.duckdb import (
     DuckDBOfflineStore,
     DuckDBOfflineStoreConfig,
+    _read_data_source,
     _write_data_source,
 )
-from feast.infra.offline_stores.ibis import IbisRetrievalJob
+from feast.infra.offline_stores.ibis import (
+    IbisRetrievalJob,
+    get_historical_features_ibis,
+    pull_all_from_table_or_query_ibis,
+    pull_latest_from_table_or_query_ibis,
+)
 from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
+
+from dagster_project.platform import storage
 
 ROW = "__asof_row"
 
@@ -53,15 +71,31 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _local_parquet(view: FeatureView) -> str | None:
-    src = view.batch_source
-    if not isinstance(src, FileSource) or src.path.startswith(("s3://", "gs://", "http")):
+def _parquet(src: DataSource | None) -> str | None:
+    """The path of a parquet ``FileSource`` the store reads itself: local, or ``s3://`` (read
+    through the storage layer); None for anything else."""
+    if not isinstance(src, FileSource) or src.path.startswith(("gs://", "http")):
         return None
     if src.file_format is not None and not isinstance(src.file_format, ParquetFormat):
         return None
     if src.file_format is None and not src.path.endswith(".parquet"):
         return None
     return src.path
+
+
+def _view_parquet(view: FeatureView) -> str | None:
+    return _parquet(view.batch_source)
+
+
+def read_source(data_source: DataSource, repo_path: str) -> ibis.Table:
+    """Feast's source reader, except that a parquet file in an object store is loaded through
+    the storage layer (fsspec) instead of DuckDB's ``httpfs``."""
+    path = _parquet(data_source)
+    if path is not None and storage.is_remote(path):
+        fs = storage.filesystem(path)
+        with fs.open(path, "rb") as fh:
+            return ibis.memtable(pq.read_table(fh))
+    return _read_data_source(data_source, repo_path)
 
 
 def _ttl_seconds(ttl: timedelta | None) -> float | None:
@@ -71,7 +105,7 @@ def _ttl_seconds(ttl: timedelta | None) -> float | None:
 def view_sql(view: FeatureView, refs: list[str], full_feature_names: bool, alias: str) -> tuple:
     """The feature view's side of the join: ``(cte, key pairs, output columns, ts column)``."""
     src = view.batch_source
-    path = _local_parquet(view)
+    path = _view_parquet(view)
     assert path is not None
     assert src is not None
     # field_mapping maps a source column to the name the view uses.
@@ -135,7 +169,60 @@ def asof_sql(
 
 
 class AsofDuckDBOfflineStore(DuckDBOfflineStore):
-    """Feast's DuckDB offline store with an ``ASOF JOIN`` point-in-time join."""
+    """Feast's DuckDB offline store with an ``ASOF JOIN`` point-in-time join, reading object
+    store sources through the platform's storage layer."""
+
+    @staticmethod
+    def pull_latest_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        start_date: datetime,
+        end_date: datetime,
+    ) -> RetrievalJob:
+        return pull_latest_from_table_or_query_ibis(
+            config=config,
+            data_source=data_source,
+            join_key_columns=join_key_columns,
+            feature_name_columns=feature_name_columns,
+            timestamp_field=timestamp_field,
+            created_timestamp_column=created_timestamp_column,
+            start_date=start_date,
+            end_date=end_date,
+            data_source_reader=read_source,
+            data_source_writer=_write_data_source,
+            staging_location=config.offline_store.staging_location,
+            staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
+        )
+
+    @staticmethod
+    def pull_all_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+    ) -> RetrievalJob:
+        return pull_all_from_table_or_query_ibis(
+            config=config,
+            data_source=data_source,
+            join_key_columns=join_key_columns,
+            feature_name_columns=feature_name_columns,
+            timestamp_field=timestamp_field,
+            created_timestamp_column=created_timestamp_column,
+            start_date=start_date,
+            end_date=end_date,
+            data_source_reader=read_source,
+            data_source_writer=_write_data_source,
+            staging_location=config.offline_store.staging_location,
+            staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
+        )
 
     @staticmethod
     def get_historical_features(  # type: ignore[override]
@@ -151,17 +238,21 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
         if (
             not isinstance(entity_df, pd.DataFrame)
             or filter_by_created_timestamp
-            or any(_local_parquet(v) is None for v in feature_views)
+            or any(_view_parquet(v) is None for v in feature_views)
         ):
-            return DuckDBOfflineStore.get_historical_features(
-                config,
-                feature_views,
-                feature_refs,
-                entity_df,
-                registry,
-                project,
-                full_feature_names,
-                filter_by_created_timestamp,
+            return get_historical_features_ibis(
+                config=config,
+                feature_views=feature_views,
+                feature_refs=feature_refs,
+                entity_df=entity_df,
+                registry=registry,
+                project=project,
+                full_feature_names=full_feature_names,
+                data_source_reader=read_source,
+                data_source_writer=_write_data_source,
+                staging_location=config.offline_store.staging_location,
+                staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
+                filter_by_created_timestamp=filter_by_created_timestamp,
             )
         schema = dict(zip(entity_df.columns, entity_df.dtypes, strict=False))
         ts_col = offline_utils.infer_event_timestamp_from_entity_df(entity_schema=schema)
@@ -176,6 +267,10 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
         )
         con = duckdb.connect()
         try:
+            paths = [str(_view_parquet(v)) for v in feature_views]
+            by_protocol = {p.split("://", 1)[0]: p for p in paths if storage.is_remote(p)}
+            for path in by_protocol.values():  # DuckDB reads s3:// through fsspec, not httpfs
+                con.register_filesystem(storage.filesystem(path))
             con.execute("SET TimeZone = 'UTC'")
             con.register("entity_df", entity)
             # The entity time is compared as TIMESTAMPTZ, as Feast does (naive means UTC).

@@ -228,12 +228,23 @@ def _replace_suite(ctx: Any, suite: gx.ExpectationSuite) -> gx.ExpectationSuite:
     return ctx.suites.add(suite)
 
 
-class Gate:
-    """Runs suites against a file-backed GX context (Data Docs land in ``gx_dir``)."""
+DOCS_SITE = ("gx", "uncommitted", "data_docs", "local_site")  # GX's file site, under gx_dir
+RESULTS = ("gx", "uncommitted", "validations")
 
-    def __init__(self, gx_dir: Path, max_bad_share: float = 0.05):
+
+class Gate:
+    """Runs suites against a file-backed GX context (Data Docs land in ``gx_dir``).
+
+    With ``publish_url`` (the server tiers' ``s3://.../gx``) ``gx_dir`` is only a working copy:
+    after each validation the Data Docs site is uploaded to ``<publish_url>/data_docs/`` and
+    the validation results to ``<publish_url>/validations/``, and the result links the
+    published index. Validation pages and results have unique names, so every step's survive
+    side by side; the index lists the validations of the context that uploaded it last."""
+
+    def __init__(self, gx_dir: Path, max_bad_share: float = 0.05, publish_url: str | None = None):
         self.gx_dir = Path(gx_dir)
         self.max_bad_share = max_bad_share
+        self.publish_url = publish_url
         self._ctx: Any = None
 
     def _context(self) -> Any:
@@ -278,11 +289,26 @@ class Gate:
         )
         run = checkpoint.run(batch_parameters={"dataframe": frame})
         outcome = next(iter(run.run_results.values()))
-        return self._apply_policy(rules, frame, outcome.results, self._docs_url())
+        return self._apply_policy(
+            rules, frame, outcome.results, self._publish() or self._docs_url()
+        )
 
     def _docs_url(self) -> str | None:
         sites = self._context().get_docs_sites_urls()
         return sites[0]["site_url"] if sites else None
+
+    def _publish(self) -> str | None:
+        """Upload the Data Docs and the validation results (``publish_url`` set); returns the
+        published index's URL."""
+        if not self.publish_url:
+            return None
+        site = self.gx_dir.joinpath(*DOCS_SITE)
+        storage.upload_tree(
+            self.gx_dir.joinpath(*RESULTS), storage.join(self.publish_url, "validations")
+        )
+        # GX's static assets (4 MB, the same for every validation) are uploaded once
+        storage.upload_tree(site, storage.join(self.publish_url, "data_docs"), once=("static/",))
+        return storage.join(self.publish_url, "data_docs", "index.html")
 
     def _apply_policy(
         self, rules: TableRules, frame: pd.DataFrame, results: list[Any], docs_url: str | None

@@ -12,16 +12,15 @@ import base64
 import html
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from dagster_project.monitoring import outcomes
 from dagster_project.monitoring.measures import Thresholds
+from dagster_project.platform import storage
 
 OUTCOME_COLOURS = {"promoted": "#2ca02c", "rejected": "#d62728"}
 OTHER_OUTCOME_COLOUR = "#7f7f7f"
@@ -74,17 +73,13 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _atomic_write(out: Path, data: bytes) -> Path:
-    """Write to a temporary file next to ``out``, then rename it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+Target = TypeVar("Target", Path, str)
+
+
+def _atomic_write(out: Target, data: bytes) -> Target:
+    """Write ``data`` to ``out`` (a path, or a URL such as ``s3://``) atomically: readers see
+    the old file or the new one (:func:`storage.write_bytes_atomic`)."""
+    storage.write_bytes_atomic(str(out), data)
     return out
 
 
@@ -110,9 +105,9 @@ def plot_day(
     day: str,
     quality: dict[str, Any],
     drift: pd.DataFrame,
-    out: Path,
+    out: Target,
     thresholds: Thresholds | None = None,
-) -> Path:
+) -> Target:
     """One PNG for one monitored day: the reliability diagram (left; from ``quality``'s
     ``calibration_curve`` as :func:`monitoring.daily_quality` returns it) and the top 10
     features by PSI coloured by level with the warn / error lines (right); the title carries
@@ -565,12 +560,13 @@ def assess(
 def render_report(
     history: pd.DataFrame,
     retrains: list[dict[str, Any]],
-    out: Path,
+    out: Target,
     title: str = "flight_delay monitoring",
     thresholds: Thresholds | None = None,
     scope: str | None = None,
-) -> Path:
-    """Write one self-contained HTML monitoring report and return its path.
+) -> Target:
+    """Write one self-contained HTML monitoring report to ``out`` (a path or a URL) and return
+    it.
 
     ``history`` has one row per day (``day``, ``roc_auc``, ``brier``, ``calibration_error``,
     ``positive_rate``, ``predicted_positive_rate``, ``volume``, ``max_psi``,

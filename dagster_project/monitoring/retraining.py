@@ -1,10 +1,10 @@
-"""The closed loop's rules, without Dagster: prediction log and labels, when to retrain, on
-which window, and the record of every retrain."""
+"""The closed loop's rules, without Dagster: labels, when to retrain, on which window, and the
+record of every retrain (the prediction log is :mod:`dagster_project.serving.prediction_log`)."""
 
 from __future__ import annotations
 
 import json
-import logging
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -13,8 +13,7 @@ from typing import Any
 import pandas as pd
 
 from dagster_project.features.engineering import DELAY_THRESHOLD_MIN
-
-log = logging.getLogger(__name__)
+from dagster_project.platform import storage
 
 # Run tags a triggered retrain carries (the promotion gate copies them into the retrain record).
 TAG_TRIGGER = "retrain/trigger"
@@ -35,33 +34,6 @@ IMPORTANT_FEATURES = (
     "wind_speed",
     "dep_hour",
 )
-
-
-def read_prediction_log(folder: Path, day: str) -> list[dict[str, Any]]:
-    """Every prediction the endpoint logged for flights scheduled on ``day``.
-
-    The log's guarantee (see ``serving.app.PredictionLog``): every complete line is one whole
-    record. A line cut short by a crash mid-append is not JSON (or not a record) and is skipped,
-    with a warning; it is never half-read."""
-    path = folder / f"{day}.jsonl"
-    if not path.exists():
-        return []
-    records, torn = [], 0
-    for line in path.read_bytes().split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            torn += 1
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            torn += 1
-    if torn:
-        log.warning("%s: skipped %d torn line(s) (a crash mid-append)", path, torn)
-    return records
 
 
 def labels(validated_flights: pd.DataFrame) -> pd.DataFrame:
@@ -184,16 +156,19 @@ class RetrainRecord:
     replay_id: str | None = None  # the replay that started the run (None: not a replay's)
 
 
-def append_retrain(path: Path, record: RetrainRecord) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(asdict(record)) + "\n")
+def append_retrain(url: str | Path, record: RetrainRecord) -> str:
+    """Add ``record`` to the retrain records at ``url`` (a folder or an ``s3://`` prefix): one
+    JSON object per record, written atomically under a name no other writer uses, so steps
+    on different machines add records without a shared file to append to. Returns its URL."""
+    stamp = "".join(c for c in record.recorded_at if c.isalnum())
+    target = storage.join(str(url), f"{stamp}-{uuid.uuid4().hex}.json")
+    storage.write_bytes_atomic(target, json.dumps(asdict(record)).encode())
+    return target
 
 
-def read_retrains(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def read_retrains(url: str | Path) -> list[dict[str, Any]]:
+    """Every retrain record at ``url``, oldest first."""
+    return [json.loads(storage.read_bytes(u)) for u in storage.list_files(str(url), ".json")]
 
 
 @dataclass(frozen=True)
@@ -211,15 +186,13 @@ class ReplayRecord:
         return self.start <= str(day)[:10] <= self.end
 
 
-def write_replay(path: Path, record: ReplayRecord) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(asdict(record), indent=1))
-    tmp.replace(path)
+def write_replay(url: str | Path, record: ReplayRecord) -> None:
+    """Record the replay at ``url`` (a path or an ``s3://`` URL), atomically."""
+    storage.write_bytes_atomic(str(url), json.dumps(asdict(record), indent=1).encode())
 
 
-def read_replay(path: Path) -> ReplayRecord | None:
-    """The last replay's record, or None when this folder has seen no replay."""
-    if not path.exists():
+def read_replay(url: str | Path) -> ReplayRecord | None:
+    """The last replay's record, or None when this state folder has seen no replay."""
+    if not storage.exists(str(url)):
         return None
-    return ReplayRecord(**json.loads(path.read_text()))
+    return ReplayRecord(**json.loads(storage.read_bytes(str(url))))

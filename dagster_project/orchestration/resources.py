@@ -1,5 +1,6 @@
 """Typed Dagster resources: each wraps one external system and delegates to a Dagster-free module."""
 
+import tempfile
 from collections.abc import Callable, Iterable
 from datetime import date
 from pathlib import Path
@@ -12,8 +13,9 @@ from dagster_project.features.feast_store import FeatureStoreClient
 from dagster_project.ingestion import gate, landing
 from dagster_project.ingestion.expectations import TableRules
 from dagster_project.monitoring import measures, retraining
-from dagster_project.platform import names
+from dagster_project.platform import names, storage
 from dagster_project.serving import deploy
+from dagster_project.serving.prediction_log import PredictionLog, open_log
 from dagster_project.streaming import consumer, event_log, window_state
 from dagster_project.training import tracking
 
@@ -45,17 +47,31 @@ def _read(table: str, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
 
 
 class ValidationGate(dg.ConfigurableResource):
-    """Great Expectations gate: Data Docs in ``gx_dir``, rejected rows in ``quarantine_url``."""
+    """Great Expectations gate: Data Docs in ``gx_dir``, rejected rows in ``quarantine_url``.
+
+    With ``docs_url`` (server tiers) GX works in a temporary folder that no other step or run
+    reads, and the Data Docs and validation results are published to ``docs_url``."""
 
     gx_dir: str
     quarantine_url: str
+    docs_url: str | None = None
     max_bad_share: float = 0.05
+
+    def _validate(
+        self, rules: TableRules, df: pd.DataFrame, known_sets: dict[str, frozenset[str]]
+    ) -> gate.GateResult:
+        if not self.docs_url:
+            return gate.Gate(Path(self.gx_dir), self.max_bad_share).validate(rules, df, known_sets)
+        with tempfile.TemporaryDirectory(prefix="gx-") as scratch:
+            return gate.Gate(Path(scratch), self.max_bad_share, self.docs_url).validate(
+                rules, df, known_sets
+            )
 
     def check(
         self, rules: TableRules, df: pd.DataFrame, known_sets: dict[str, frozenset[str]]
     ) -> tuple[gate.GateResult, pd.DataFrame]:
         """Validate, write the quarantine, and return the result and the annotated frame."""
-        result = gate.Gate(Path(self.gx_dir), self.max_bad_share).validate(rules, df, known_sets)
+        result = self._validate(rules, df, known_sets)
         gate.write_quarantine(self.quarantine_url, rules.table, df, result)
         annotated = df.reset_index(drop=True)
         annotated[gate.REJECTED_BY] = result.rejected.astype("string")
@@ -103,7 +119,13 @@ class MlflowResource(dg.ConfigurableResource):
 
 
 class Deployer(dg.ConfigurableResource):
-    """Deploys the champion. On `local`: a uvicorn process on loopback, reloaded on promotion.
+    """Deploys the champion.
+
+    Without ``serving_url`` (`local`, `server`: one machine) a uvicorn process on loopback,
+    started once and reloaded on promotion. With it (`k8s`: the serving Service of the
+    namespace, ``MLOPS_SERVING_URL``) no process is started: the deployment waits, for at most
+    ``rollout_timeout_s``, until the Service's replicas serve the promoted version (they poll
+    the `champion` alias) and a smoke request answers with it.
 
     ``api_token`` (e.g. ``dg.EnvVar("MLOPS_SERVING_TOKEN")``) turns on the endpoint's bearer auth.
     """
@@ -112,8 +134,14 @@ class Deployer(dg.ConfigurableResource):
     port: int = 8000
     mlops_home: str
     api_token: str | None = None
+    serving_url: str | None = None
+    rollout_timeout_s: float = 300.0
 
-    def endpoint(self) -> deploy.LocalEndpoint:
+    def endpoint(self) -> deploy.LocalEndpoint | deploy.ServiceEndpoint:
+        if self.serving_url:
+            return deploy.ServiceEndpoint(
+                self.serving_url, token=self.api_token, timeout_s=self.rollout_timeout_s
+            )
         return deploy.LocalEndpoint(
             host=self.host,
             port=self.port,
@@ -133,8 +161,8 @@ class MonitoringResource(dg.ConfigurableResource):
     """Where monitoring reads the prediction log and writes plots, the report and the retrain
     record; its thresholds (warnings and errors of the daily checks) and the retrain policy."""
 
-    prediction_log_dir: str
-    folder: str
+    prediction_log: str  # a folder or a postgresql:// URL (see open_log)
+    folder: str  # plots, the report, the retrain records: a local folder or an s3:// URL
     psi_warn: float = measures.Thresholds.psi_warn
     psi_error: float = measures.Thresholds.psi_error
     ks_pvalue: float = measures.Thresholds.ks_pvalue
@@ -190,14 +218,21 @@ class MonitoringResource(dg.ConfigurableResource):
             n_trials=self.retrain_trials,
         )
 
-    @property
-    def retrains_path(self) -> Path:
-        return Path(self.folder) / "retrains.jsonl"
+    def predictions(self) -> PredictionLog:
+        """The prediction log the endpoint appends to (``read_day`` per scheduled date)."""
+        return open_log(self.prediction_log)
+
+    def url(self, *parts: str) -> str:
+        return storage.join(self.folder, *parts)
 
     @property
-    def replay_path(self) -> Path:
+    def retrains_url(self) -> str:
+        return self.url("retrains")
+
+    @property
+    def replay_url(self) -> str:
         """The record of the last replay in this state folder (what the report covers)."""
-        return Path(self.folder) / "replay.json"
+        return self.url("replay.json")
 
 
 class StreamResource(dg.ConfigurableResource):

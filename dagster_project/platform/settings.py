@@ -26,8 +26,9 @@ def mlops_home() -> Path:
     return Path(os.environ.get("MLOPS_HOME") or Path.cwd() / ".mlops").resolve()
 
 
-SERVER_STORES = ("dagster", "mlflow", "feast")
-"""PostgreSQL databases of the server tier, one per store: ``<namespace>_<store>``."""
+SERVER_STORES = ("dagster", "mlflow", "feast", "serving")
+"""PostgreSQL databases of the server tier, one per store: ``<namespace>_<store>`` (``serving``
+holds the prediction log)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,16 @@ class ServerSettings:
         db = self.database(store) if store else "postgres"
         return f"{driver}://{auth}@{self.pg_host}:{self.pg_port}/{db}"
 
+    def pg_location(self, store: str) -> str:
+        """``store``'s database as a ``postgresql://`` URL without any password, for settings
+        that are shown or logged (a Dagster resource's config); whoever connects passes
+        :meth:`pg_password` separately."""
+        return f"postgresql://{self.pg_user}@{self.pg_host}:{self.pg_port}/{self.database(store)}"
+
+    @classmethod
+    def pg_password(cls) -> str | None:
+        return os.environ.get(cls.PG_PASSWORD) or None
+
     def redis_connection(self) -> str:
         """Feast's Redis ``connection_string``; the password as a ``${VAR}`` reference."""
         conn = f"{self.redis_host}:{self.redis_port},db={self.redis_db}"
@@ -120,14 +131,28 @@ class ServerSettings:
         return "flight_mlops" if self.namespace == "mlops" else f"flight_mlops_{self.namespace}"
 
 
+SHARED_STATE_ENV = (
+    "MLOPS_LANDING_URL",
+    "MLOPS_LAKE_URL",
+    "MLOPS_GX_DOCS_URL",
+    "MLOPS_MONITORING_URL",
+    "MLOPS_PREDICTION_LOG_URL",
+)
+"""Variables that override where a tier keeps a kind of shared state (each one's default is
+derived from the tier's settings in :class:`Paths`)."""
+
+
 @dataclass(frozen=True)
 class Paths:
     """Every location the platform writes to, derived from one root so tests can use a temp dir.
 
-    With ``server`` settings (the ``server``/``k8s`` tiers) the landing zone and the MLflow
-    artifacts live in S3, MLflow's and Feast's metadata in PostgreSQL and the online store in
-    Redis; the lake (Dagster's IO manager, Feast's offline parquet) stays under ``home`` unless
-    ``MLOPS_LAKE_URL`` points elsewhere."""
+    With ``server`` settings (the ``server``/``k8s`` tiers) every piece of state that more than
+    one process reads lives in the stores: the landing zone, the lake (Dagster's IO manager,
+    the quarantine, Feast's offline parquet), the GX Data Docs, the monitoring outputs and the
+    MLflow artifacts in S3; MLflow's and Feast's metadata and the prediction log in PostgreSQL;
+    the online store and the event stream in Redis. What stays under ``home`` there is
+    scratch that only its own process reads (the resolved ``feature_store.yaml``, GX's working
+    project, a local endpoint's pid and log files)."""
 
     home: Path
     server: ServerSettings | None = field(default=None)
@@ -135,11 +160,12 @@ class Paths:
     @property
     def landing_url(self) -> str:
         default = f"{self.server.s3_root}/landing" if self.server else str(self.home / "landing")
-        return os.environ.get("MLOPS_LANDING_URL", default)
+        return os.environ.get("MLOPS_LANDING_URL") or default
 
     @property
     def lake_url(self) -> str:
-        return os.environ.get("MLOPS_LAKE_URL", str(self.home / "lake"))
+        default = f"{self.server.s3_root}/lake" if self.server else str(self.home / "lake")
+        return os.environ.get("MLOPS_LAKE_URL") or default
 
     @property
     def features_url(self) -> str:
@@ -151,7 +177,16 @@ class Paths:
 
     @property
     def gx_dir(self) -> Path:
+        """GX's file-backed project (suites, results, Data Docs); on the server tiers only a
+        working copy whose Data Docs and results are uploaded to :attr:`gx_docs_url`."""
         return self.home / "gx"
+
+    @property
+    def gx_docs_url(self) -> str | None:
+        """Where the gate publishes GX Data Docs and validation results (server tiers; on
+        `local` they stay in :attr:`gx_dir`)."""
+        default = f"{self.server.s3_root}/gx" if self.server else None
+        return os.environ.get("MLOPS_GX_DOCS_URL") or default
 
     @property
     def feast_dir(self) -> Path:
@@ -210,11 +245,28 @@ class Paths:
 
     @property
     def prediction_log_dir(self) -> Path:
+        """The local tier's prediction log: one JSON-lines file per scheduled date."""
         return self.serving_dir / "predictions"
+
+    @property
+    def prediction_log_url(self) -> str:
+        """Where the endpoint appends and monitoring reads the prediction log: the local
+        folder, or on the server tiers a PostgreSQL table in ``<ns>_serving`` (a URL without
+        the password), which every serving replica appends to."""
+        default = (
+            self.server.pg_location("serving") if self.server else str(self.prediction_log_dir)
+        )
+        return os.environ.get("MLOPS_PREDICTION_LOG_URL") or default
 
     @property
     def monitoring_dir(self) -> Path:
         return self.home / "monitoring"
+
+    @property
+    def monitoring_url(self) -> str:
+        """Monitoring's plots, HTML report and retrain records (S3 on the server tiers)."""
+        default = f"{self.server.s3_root}/monitoring" if self.server else str(self.monitoring_dir)
+        return os.environ.get("MLOPS_MONITORING_URL") or default
 
 
 def feast_template(tier: str) -> Path:
@@ -225,6 +277,22 @@ def feast_template(tier: str) -> Path:
 def serving_port() -> int:
     """Loopback port of the local prediction endpoint (``MLOPS_SERVING_PORT``, default 8000)."""
     return int(os.environ.get("MLOPS_SERVING_PORT", "8000"))
+
+
+K8S_SERVING_URL = "http://serving"  # the serving Service of infra/k8s/base/serving.yaml
+
+
+def serving_url() -> str | None:
+    """The URL of a serving Service that runs on its own (``MLOPS_SERVING_URL``).
+
+    Set, the deployer starts no process: it waits until that Service serves the promoted
+    version (its replicas poll the `champion` alias). On `k8s` it defaults to the serving
+    Service of the same namespace; on `local` and `server` it is unset by default, and the
+    deployer runs the endpoint itself on loopback."""
+    url = os.environ.get("MLOPS_SERVING_URL", "").strip()
+    if url:
+        return url.rstrip("/")
+    return K8S_SERVING_URL if profile() == "k8s" else None
 
 
 def paths() -> Paths:

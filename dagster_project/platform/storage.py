@@ -29,6 +29,17 @@ def _fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, path
 
 
+def filesystem(url: str) -> fsspec.AbstractFileSystem:
+    """The fsspec filesystem that serves ``url`` (configured as :func:`storage_options` says),
+    e.g. to register with DuckDB, which then reads ``s3://`` through it."""
+    return _fs(url)[0]
+
+
+def is_remote(url: str) -> bool:
+    """Whether ``url`` names an object store (``s3://``...) rather than a local path."""
+    return "://" in url and not url.startswith("file://")
+
+
 def exists(url: str) -> bool:
     fs, path = _fs(url)
     return bool(fs.exists(path))
@@ -107,3 +118,21 @@ def size(url: str) -> int:
 def read_bytes(url: str) -> bytes:
     fs, path = _fs(url)
     return bytes(fs.cat_file(path))
+
+
+def upload_tree(folder: str | os.PathLike[str], url: str, once: tuple[str, ...] = ()) -> int:
+    """Copy every file under the local ``folder`` to the same relative key under ``url``
+    (each one atomically); files under the relative prefixes ``once`` (assets that never
+    change) are skipped where the target already exists. Returns how many were copied."""
+    root = os.fspath(folder)
+    copied = 0
+    for parent, _, files in os.walk(root):
+        for name in files:
+            local = os.path.join(parent, name)
+            rel = os.path.relpath(local, root).replace(os.sep, "/")
+            if once and rel.startswith(once) and exists(join(url, rel)):
+                continue
+            with open(local, "rb") as fh:
+                write_bytes_atomic(join(url, rel), fh.read())
+            copied += 1
+    return copied

@@ -58,7 +58,9 @@ class ServingConfig:
     feast_config_template: Path
     feast_state_dir: Path
     features_url: str
-    prediction_log_dir: Path
+    prediction_log: (
+        str  # a folder (local) or a postgresql:// URL (server tiers): see prediction_log.open_log
+    )
     feast_overrides: dict[str, str] = field(default_factory=dict)
     model_name: str = names.MODEL_NAME
     alias: str = names.CHAMPION
@@ -78,7 +80,7 @@ class ServingConfig:
             "feast_state_dir": paths.feast_dir,
             "feast_overrides": paths.feast_overrides(),
             "features_url": paths.features_url,
-            "prediction_log_dir": paths.prediction_log_dir,
+            "prediction_log": paths.prediction_log_url,
             "artifact_roots": (paths.mlflow_artifacts,),
         }
         return cls(**(values | overrides))

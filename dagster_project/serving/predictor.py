@@ -17,10 +17,10 @@ from fastapi import HTTPException
 from dagster_project.features.engineering import epoch_seconds, local_date_iso
 from dagster_project.features.feast_store import FeatureStoreClient
 from dagster_project.platform.names import FEATURE_SERVICE
+from dagster_project.serving import prediction_log
 from dagster_project.serving.config import ServingConfig, redact
 from dagster_project.serving.metrics import Metrics
 from dagster_project.serving.model_holder import ModelHolder
-from dagster_project.serving.prediction_log import PredictionLog
 from dagster_project.serving.schemas import (
     Flight,
     Prediction,
@@ -63,7 +63,7 @@ class Predictor:
     def __init__(self, config: ServingConfig, metrics: Metrics | None = None):
         self.config = config
         self.holder = ModelHolder(config)
-        self.log = PredictionLog(config.prediction_log_dir)
+        self.log = prediction_log.open_log(config.prediction_log)
         self.metrics = metrics or Metrics()
         self._feast: FeatureStoreClient | None = None
         self._feast_lock = threading.Lock()

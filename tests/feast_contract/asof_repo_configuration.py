@@ -4,7 +4,13 @@ checkout (see test_contract.py), never by ours directly. Its folder goes on PYTH
 Feast's `sdk/python` (both repositories have a top-level `tests` package)."""
 
 from dagster_project.features.offline_store import AsofDuckDBOfflineStoreConfig
-from tests.integration.feature_repos.universal.data_sources.file import DuckDBDataSourceCreator
+
+try:  # Feast >= 0.66 keeps the universal repos under tests/universal
+    from tests.universal.feature_repos.duckdb_repo_configuration import DuckDBDataSourceCreator
+except ImportError:  # earlier releases
+    from tests.integration.feature_repos.universal.data_sources.file import (  # type: ignore
+        DuckDBDataSourceCreator,
+    )
 
 
 class AsofDuckDBDataSourceCreator(DuckDBDataSourceCreator):

@@ -80,7 +80,8 @@ def test_dagster_values_run_our_image_with_the_k8s_launcher_and_env_from_secrets
     declared = {s["metadata"]["name"] for s in secrets}
     for refs in (deployment["envSecrets"], launcher["config"]["k8sRunLauncher"]["envSecrets"]):
         assert {r["name"] for r in refs} <= declared
-        assert refs
+        # steps read Feast's SQL registry and the prediction log in PostgreSQL
+        assert "mlops-postgres" in {r["name"] for r in refs}
     assert values["postgresql"]["enabled"] is True
     assert "postgresqlPassword" not in values["postgresql"]  # set at install, never in git
 

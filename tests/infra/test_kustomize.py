@@ -10,10 +10,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from dagster_project.platform import compute_classes
+from dagster_project.platform import compute_classes, settings
 from tests.infra.manifests import INFRA, KUBERNETES_VERSION, OVERLAYS, render
 
-WORKLOADS = {"Deployment", "StatefulSet"}
+WORKLOADS = {"Deployment", "StatefulSet", "Job"}
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
@@ -47,6 +47,7 @@ def test_every_manifest_is_valid_for_the_kubernetes_version(overlay):
         ("StatefulSet", "redis"),
         ("Service", "redis"),
         ("ConfigMap", "mlops-config"),
+        ("Job", "mlops-init"),
     } <= kinds, name
 
 
@@ -173,3 +174,74 @@ def test_prod_serves_on_the_serving_compute_class():
     staging = render(INFRA / "k8s" / "overlays" / "staging")
     staging_spec = by_kind(staging, "Deployment")["serving"]["spec"]["template"]["spec"]
     assert "nvidia.com/gpu" not in staging_spec["containers"][0]["resources"]["limits"]
+
+
+def test_shared_state_lives_in_the_stores_and_the_config_map_agrees_with_the_settings(
+    overlay, monkeypatch
+):
+    """Every step and serving pod has a disk of its own, so the ConfigMap puts every kind of
+    shared state in S3 or PostgreSQL; the URLs it spells out are exactly the ones the settings
+    derive from its own bucket, namespace and PostgreSQL values."""
+    _, docs = overlay
+    data = by_kind(docs, "ConfigMap")["mlops-config"]["data"]
+    assert data["MLOPS_PROFILE"] == "k8s"
+    for key in (*settings.SHARED_STATE_ENV, "MLOPS_SERVING_URL"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in data.items():
+        if key not in settings.SHARED_STATE_ENV:
+            monkeypatch.setenv(key, value)
+    paths = settings.paths()
+    derived = {
+        "MLOPS_LANDING_URL": paths.landing_url,
+        "MLOPS_LAKE_URL": paths.lake_url,
+        "MLOPS_GX_DOCS_URL": paths.gx_docs_url,
+        "MLOPS_MONITORING_URL": paths.monitoring_url,
+        "MLOPS_PREDICTION_LOG_URL": paths.prediction_log_url,
+    }
+    assert derived.keys() == set(settings.SHARED_STATE_ENV)
+    assert {k: data[k] for k in derived} == derived
+    for key in ("MLOPS_LANDING_URL", "MLOPS_LAKE_URL", "MLOPS_GX_DOCS_URL", "MLOPS_MONITORING_URL"):
+        assert data[key].startswith(f"s3://{data['MLOPS_S3_BUCKET']}/"), key
+    assert data["MLOPS_PREDICTION_LOG_URL"].startswith("postgresql://")
+    assert (
+        ":" not in data["MLOPS_PREDICTION_LOG_URL"].split("//", 1)[1].split("@")[0]
+    )  # no password
+    # the deployer waits on the serving Service, whose name and port the URL names
+    service = by_kind(docs, "Service")["serving"]
+    assert data["MLOPS_SERVING_URL"] == f"http://{service['metadata']['name']}"
+    assert service["spec"]["ports"][0]["port"] == 80
+    assert settings.serving_url() == data["MLOPS_SERVING_URL"]
+
+
+def test_serving_keeps_no_state_on_its_own_disk(overlay):
+    """The prediction log goes to PostgreSQL (every replica appends there, monitoring reads it);
+    what the pod may write to disk is bounded scratch."""
+    _, docs = overlay
+    spec = by_kind(docs, "Deployment")["serving"]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    env = {e["name"] for e in container.get("env", [])}
+    assert "MLOPS_PG_PASSWORD" in env  # the prediction log's database
+    assert any(
+        s.get("configMapRef", {}).get("name") == "mlops-config" for s in container["envFrom"]
+    )
+    for volume in spec["volumes"]:
+        assert "persistentVolumeClaim" not in volume, volume
+        if "emptyDir" in volume:
+            assert volume["emptyDir"].get("sizeLimit"), f"{volume['name']}: unbounded scratch"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/var/lib/mlops"] == "scratch"
+    assert not any("prediction" in name for name in mounts.values())
+
+
+def test_an_init_job_creates_the_databases_and_bucket_the_stores_need(overlay):
+    """The prediction log's database (`<ns>_serving`), Feast's and MLflow's, and the bucket
+    exist before anything writes to them: `python -m dagster_project init`, idempotent."""
+    _, docs = overlay
+    job = by_kind(docs, "Job")["mlops-init"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "dagster_project", "init"]
+    env = {e["name"] for e in container["env"]}
+    assert {"MLOPS_PG_PASSWORD", "MLOPS_REDIS_PASSWORD"} <= env
+    refs = {s.get("configMapRef", s.get("secretRef", {})).get("name") for s in container["envFrom"]}
+    assert {"mlops-config", "mlops-storage"} <= refs
+    assert "serving" in settings.SERVER_STORES

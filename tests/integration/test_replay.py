@@ -16,6 +16,7 @@ from dagster_project.orchestration.resources import MonitoringResource
 from dagster_project.platform import names
 from dagster_project.platform.settings import Paths
 from dagster_project.replay import ReplayError, replay
+from dagster_project.serving.prediction_log import FilePredictionLog
 from dagster_project.training import tracking
 from tests.conftest import free_port
 
@@ -43,8 +44,8 @@ def _plant_drift(paths: Paths) -> None:
 def replayed(tmp_path_factory):
     paths = Paths(tmp_path_factory.mktemp("replay") / "mlops")
     monitor = MonitoringResource(
-        prediction_log_dir=str(paths.prediction_log_dir),
-        folder=str(paths.monitoring_dir),
+        prediction_log=paths.prediction_log_url,
+        folder=paths.monitoring_url,
         auc_floor=0.0,  # only the planted drift may trigger
         calibration_error_max=1.0,
         min_labeled=100,
@@ -63,7 +64,7 @@ def replayed(tmp_path_factory):
     _plant_drift(paths)
     # a demo's training in the same state folder before the replay: not the replay's
     retraining.append_retrain(
-        paths.monitoring_dir / "retrains.jsonl",
+        paths.monitoring_dir / "retrains",
         retraining.RetrainRecord(
             "2013-01-01T00:00:00",
             "demo-run",
@@ -93,7 +94,7 @@ def test_planted_drift_triggers_a_gated_retrain(replayed):
     assert first.day >= str(DRIFT_FROM)
     assert "visib" in first.reason or "wind_speed" in first.reason
     assert first.breach_to_start_s < 60
-    records = retraining.read_retrains(paths.monitoring_dir / "retrains.jsonl")
+    records = retraining.read_retrains(paths.monitoring_dir / "retrains")
     gated = [r for r in records if r["trigger"] == "quality_breach_sensor"]
     assert gated
     assert gated[0]["decision"] in {"promoted", "rejected"}
@@ -106,7 +107,7 @@ def test_planted_drift_triggers_a_gated_retrain(replayed):
 def test_a_promoted_retrain_is_what_the_endpoint_serves_next(replayed):
     paths, _, _ = replayed
     replay_id = retraining.read_replay(paths.monitoring_dir / "replay.json").replay_id
-    records = retraining.read_retrains(paths.monitoring_dir / "retrains.jsonl")
+    records = retraining.read_retrains(paths.monitoring_dir / "retrains")
     promoted = [
         r
         for r in records
@@ -115,7 +116,7 @@ def test_a_promoted_retrain_is_what_the_endpoint_serves_next(replayed):
         and r.get("replay_id") == replay_id
     ]
     champion = tracking.Registry(paths.mlflow_tracking_uri).by_alias(names.CHAMPION)
-    log = retraining.read_prediction_log(paths.prediction_log_dir, str(END + timedelta(days=1)))
+    log = FilePredictionLog(paths.prediction_log_dir).read_day(str(END + timedelta(days=1)))
     assert log, "the last day scored the next day's flights"
     served = {r["model_version"] for r in log}
     if promoted:
@@ -204,7 +205,7 @@ def test_the_report_covers_this_replay_only(replayed):
     assert "2013-01-24" not in page  # the eve is ingested and scored, not monitored
     assert "alarm days" in page
     assert "frozen" in page
-    runs = [r for r in retraining.read_retrains(paths.monitoring_dir / "retrains.jsonl")]
+    runs = [r for r in retraining.read_retrains(paths.monitoring_dir / "retrains")]
     assert {r.get("replay_id") for r in runs if r["trigger"] != "manual"} == {record.replay_id}
 
 

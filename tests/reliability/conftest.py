@@ -28,7 +28,7 @@ from pathlib import Path
 import uvicorn
 from dagster_project.serving.app import ServingConfig, create_app
 raw = json.loads(Path(sys.argv[1]).read_text())
-for key in ("feast_config_template", "feast_state_dir", "prediction_log_dir"):
+for key in ("feast_config_template", "feast_state_dir"):
     raw[key] = Path(raw[key])
 raw["artifact_roots"] = tuple(raw["artifact_roots"])
 uvicorn.run(create_app(ServingConfig(**raw)), host="127.0.0.1", port=int(sys.argv[2]),
@@ -101,7 +101,7 @@ def served_config(spine, first_model, tmp_path_factory) -> ServingConfig:
         spine.paths,
         tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
         feast_state_dir=home / "feast",
-        prediction_log_dir=home / "predictions",
+        prediction_log=str(home / "predictions"),
         reload_interval_s=0,
     )
 

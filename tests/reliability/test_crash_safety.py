@@ -19,9 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dagster_project.monitoring import retraining
 from dagster_project.platform import names, storage
-from dagster_project.serving.prediction_log import PredictionLog
+from dagster_project.serving.prediction_log import FilePredictionLog
 from tests.paths import REPO_ROOT
 
 
@@ -95,8 +94,8 @@ def test_lake_file_is_old_or_new_after_a_kill_mid_write(tmp_path: Path):
 LOG_WRITER = """
 import sys
 from pathlib import Path
-from dagster_project.serving.prediction_log import PredictionLog
-log = PredictionLog(Path(sys.argv[1]))
+from dagster_project.serving.prediction_log import FilePredictionLog
+log = FilePredictionLog(Path(sys.argv[1]))
 pad = "x" * 1500
 print("writing", flush=True)
 i = 0
@@ -108,7 +107,7 @@ while True:
 
 
 def _check_log(folder: Path) -> list[dict]:
-    records = retraining.read_prediction_log(folder, "2013-08-01")
+    records = FilePredictionLog(folder).read_day("2013-08-01")
     for r in records:  # every record read back is whole
         assert set(r) == {"scheduled_date", "request_id", "n", "pad"}
         assert len(r["pad"]) == 1500
@@ -123,7 +122,7 @@ def test_prediction_log_keeps_whole_records_after_a_kill(tmp_path: Path):
         before = _check_log(folder)
         assert before
         # the next writer (a restarted endpoint) appends after whatever the kill left
-        PredictionLog(folder).append(
+        FilePredictionLog(folder).append(
             [{"scheduled_date": "2013-08-01", "request_id": "after", "n": -1, "pad": "y" * 1500}]
         )
         after_records = _check_log(folder)
@@ -134,19 +133,19 @@ def test_prediction_log_keeps_whole_records_after_a_kill(tmp_path: Path):
 def test_a_torn_last_line_is_skipped_and_never_glued_to_the_next(tmp_path: Path, caplog):
     """What a kill in the middle of ``write`` leaves (a partial last line), made exactly."""
     folder = tmp_path / "predictions"
-    PredictionLog(folder).append(
+    FilePredictionLog(folder).append(
         [{"scheduled_date": "2013-08-01", "request_id": str(i)} for i in range(3)]
     )
     path = folder / "2013-08-01.jsonl"
     size = path.stat().st_size
     os.truncate(path, size - 7)  # the third record loses its end
-    assert [r["request_id"] for r in retraining.read_prediction_log(folder, "2013-08-01")] == [
+    assert [r["request_id"] for r in FilePredictionLog(folder).read_day("2013-08-01")] == [
         "0",
         "1",
     ]
     assert "torn line" in caplog.text
-    PredictionLog(folder).append([{"scheduled_date": "2013-08-01", "request_id": "3"}])
-    ids = [r["request_id"] for r in retraining.read_prediction_log(folder, "2013-08-01")]
+    FilePredictionLog(folder).append([{"scheduled_date": "2013-08-01", "request_id": "3"}])
+    ids = [r["request_id"] for r in FilePredictionLog(folder).read_day("2013-08-01")]
     assert ids == ["0", "1", "3"]
     lines = path.read_text().splitlines()
     assert json.loads(lines[-1])["request_id"] == "3"

@@ -1,6 +1,6 @@
 """Server-tier fixtures: the real PostgreSQL and Redis of the machine, and an S3-compatible server
 (moto in server mode) on a loopback port. Each test gets its own namespace (databases
-``<ns>_dagster|mlflow|feast``, Redis keys ``<ns>:*``, S3 prefix ``<ns>/``, Feast project) and
+``<ns>_dagster|mlflow|feast|serving``, Redis keys ``<ns>:*``, S3 prefix ``<ns>/``, Feast project) and
 removes it afterwards.
 
 PostgreSQL or Redis down: the tests fail in CI (``CI=true``) and are skipped with the reason
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dagster_project.platform import server
-from dagster_project.platform.settings import ServerSettings
+from dagster_project.platform.settings import SHARED_STATE_ENV, ServerSettings
 from tests.conftest import free_port
 
 
@@ -71,7 +71,7 @@ def server_tier(
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    for key in ("MLOPS_LANDING_URL", "MLOPS_LAKE_URL", "MLOPS_MLFLOW_TRACKING_URI"):
+    for key in (*SHARED_STATE_ENV, "MLOPS_MLFLOW_TRACKING_URI", "MLOPS_SERVING_URL"):
         monkeypatch.delenv(key, raising=False)
     settings = ServerSettings.from_env()
     server.prepare(settings, tmp_path / "mlops" / "dagster_home")

@@ -1,6 +1,8 @@
 """`make demo PROFILE=server` through the CLI, to its end: ingest into S3, train into the
 PostgreSQL-backed MLflow, deploy, and score the next day's flights over HTTP with the bearer
-token the server tier requires (it used to die on a 401 there: the scoring request sent none)."""
+token the server tier requires (it used to die on a 401 there: the scoring request sent none).
+The endpoint process it starts logs its predictions to PostgreSQL, and nothing the demo
+produced is in the local lake folder."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import secrets
 import pytest
 
 from dagster_project import cli
+from dagster_project.platform import settings, storage
+from dagster_project.serving.prediction_log import PostgresPredictionLog, open_log
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -45,3 +49,15 @@ def test_the_server_tier_demo_runs_to_its_end(server_tier, tmp_path, monkeypatch
     assert "training_job: 100%" in captured.err
     assert out.count("actual: ") == 5  # every scored flight answered, none refused with a 401
     assert "stopped the endpoint it started" in out
+
+    paths = settings.paths()
+    assert not (home / "lake").exists()
+    assert not (home / "serving").exists()
+    assert not (home / "gx").exists()
+    assert storage.list_files(f"{paths.lake_url}/validated_flights", ".parquet")
+    assert f"Great Expectations Data Docs: {paths.gx_docs_url}/data_docs/index.html" in out
+    log = open_log(paths.prediction_log_url)
+    assert isinstance(log, PostgresPredictionLog)
+    scored = log.read_day("2013-01-22")
+    assert len(scored) >= 5  # the demo's requests, logged by the endpoint process it started
+    assert {r["model_version"] for r in scored} == {"1"}

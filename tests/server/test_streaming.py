@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 def _feast() -> FeatureStoreClient:
     paths = settings.paths()
+    assert paths.features_url.startswith("s3://")  # the offline tables behind the views
     client = FeatureStoreClient(
         paths.feast_template,
         paths.feast_dir,

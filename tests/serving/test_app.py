@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,7 +20,7 @@ from dagster_project.training import tracking
 def config(spine, first_model) -> ServingConfig:
     return ServingConfig.for_paths(
         spine.paths,
-        prediction_log_dir=spine.paths.home / "test_app_predictions",
+        prediction_log=str(spine.paths.home / "test_app_predictions"),
         reload_interval_s=0,
     )
 
@@ -31,7 +32,7 @@ def client(config):
 
 
 def _log_lines(config: ServingConfig) -> list[dict]:
-    files = sorted(config.prediction_log_dir.glob("*.jsonl"))
+    files = sorted(Path(config.prediction_log).glob("*.jsonl"))
     return [json.loads(line) for f in files for line in f.read_text().splitlines()]
 
 

@@ -16,7 +16,7 @@ from tests.serving.contract import run_contract
 def contract_app(spine, first_model):
     config = ServingConfig.for_paths(
         spine.paths,
-        prediction_log_dir=spine.paths.home / "test_contract_predictions",
+        prediction_log=str(spine.paths.home / "test_contract_predictions"),
         reload_interval_s=0,
     )
     app = create_app(config)

@@ -23,7 +23,7 @@ OTHER = EXAMPLE_FLIGHT | {"origin": "JFK", "dest": "LAX", "carrier": "AA", "tail
 def config(spine, first_model) -> ServingConfig:
     return ServingConfig.for_paths(
         spine.paths,
-        prediction_log_dir=spine.paths.home / "test_oip_predictions",
+        prediction_log=str(spine.paths.home / "test_oip_predictions"),
         reload_interval_s=0,
     )
 

@@ -34,7 +34,7 @@ SUFFIXES = ("_bucket", "_count", "_sum", "_created")
 def config(spine, first_model) -> ServingConfig:
     return ServingConfig.for_paths(
         spine.paths,
-        prediction_log_dir=spine.paths.home / "test_metrics_predictions",
+        prediction_log=str(spine.paths.home / "test_metrics_predictions"),
         reload_interval_s=0,
     )
 

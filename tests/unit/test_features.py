@@ -1,11 +1,11 @@
 """Feature functions: values and strict as-of timestamps."""
 
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dagster_project.features import engineering
@@ -166,6 +166,8 @@ def test_calendar_arithmetic_matches_the_calendar_at_both_ends_and_between():
         | st.builds(lambda m: timezone(timedelta(minutes=m)), st.integers(-1439, 1439))
     )
 )
+@example(datetime(1901, 1, 1, 0, 56))  # pandas' local mean time before 1901-12-13
+@example(datetime(2038, 7, 1, 0, 30))  # pandas' missing DST after 2037
 @settings(max_examples=300, deadline=None)
 def test_any_scheduled_departure_has_request_time_features(ts):
     """Whatever datetime a request holds (the schema allows years 1..9999 with any UTC
@@ -195,3 +197,20 @@ def test_any_scheduled_departure_has_request_time_features(ts):
         assert local_date_iso(epoch) == wall.date().isoformat()
     many = pd.DataFrame({"sched_dep_epoch_s": [epoch] * 100, "distance": [100.0] * 100})
     assert request_time_features(many)["dep_hour"].tolist() == values["dep_hour"] * 100
+
+
+@pytest.mark.parametrize(
+    ("start", "end"), [("1899-06-01", "1903-06-01"), ("2035-06-01", "2039-06-01")]
+)
+def test_request_time_paths_agree_across_the_edges_of_the_vectorised_band(start, end):
+    """Frames on either side of the band where pandas agrees with zoneinfo, and straddling it,
+    give the row path's values (every 37 minutes over four years)."""
+    from dagster_project.features.engineering import request_time_features, request_time_values
+
+    epochs = pd.date_range(start, end, freq="37min", tz="UTC").astype("int64") // 10**9
+    for part in (epochs[: len(epochs) // 2], epochs[len(epochs) // 2 :], epochs):
+        request = pd.DataFrame({"sched_dep_epoch_s": part, "distance": 100.0})
+        rows = request_time_values(part.tolist(), [100.0] * len(part))
+        got = request_time_features(request)
+        assert got["dep_hour"].tolist() == rows["dep_hour"]
+        assert got["dep_dow"].tolist() == rows["dep_dow"]

@@ -117,8 +117,8 @@ def test_retrain_record_round_trip(tmp_path):
         0.72,
         "3",
     )
-    retraining.append_retrain(tmp_path / "r.jsonl", record)
-    retraining.append_retrain(tmp_path / "r.jsonl", record)
-    rows = retraining.read_retrains(tmp_path / "r.jsonl")
+    retraining.append_retrain(tmp_path / "r", record)
+    retraining.append_retrain(tmp_path / "r", record)
+    rows = retraining.read_retrains(tmp_path / "r")
     assert len(rows) == 2
     assert rows[0]["decision"] == "promoted"
