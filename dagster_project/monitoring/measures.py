@@ -93,8 +93,12 @@ class Thresholds:
 
 def _numbers(values: Any) -> np.ndarray:
     """A float array with NaNs (and anything non-numeric) dropped."""
-    series = pd.Series(np.asarray(values, dtype=object).reshape(-1))
-    out = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    array = np.asarray(values)
+    if array.dtype.kind in "fiub":  # already numbers: no per-value conversion
+        out = array.astype("float64").reshape(-1)
+    else:
+        series = pd.Series(np.asarray(values, dtype=object).reshape(-1))
+        out = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     return out[~np.isnan(out)]
 
 

@@ -380,7 +380,9 @@ def _distribution_chart(h: pd.DataFrame, t: Thresholds) -> bytes:
         right.axvline(0.0, ls="--", c="black", label="at its error bar")
         right.legend(fontsize=8)
     right.set(
-        title="largest PSI over its own bar per day", xlabel="log10 (PSI / bar)", ylabel="days"
+        title="largest distance over its own bar per day",
+        xlabel="log10 (distance / error bar)",
+        ylabel="days",
     )
     fig.tight_layout()
     return _png(fig)
