@@ -161,8 +161,8 @@ def plot_day(
         right.set(xticks=[], yticks=[])
     if calibrated:
         right.set(
-            title="Feature drift: top 10 by distance over its calibrated bar (grey: not alarmed)",
-            xlabel="KS / TV distance over the feature's error bar (from the reference's own days)",
+            title="Feature drift: top 10, distance / calibrated error bar",
+            xlabel="KS (numbers) or TV (categories) distance / the feature's error bar",
         )
     else:
         right.set(title="Feature drift: top 10 by PSI", xlabel="PSI vs training reference")
