@@ -72,9 +72,9 @@ demo: setup ## the whole spine (PROFILE=local by default): ingest START..END, tr
 	$(BIN)/python -m dagster_project demo --start $(START) --end $(END) \
 		--holdout-days $(HOLDOUT_DAYS) --trials $(TRIALS)
 
-replay: setup ## replay FROM..TO day by day: ingest, score over HTTP, monitor, retrain on breaches; HTML report
+replay: setup ## replay FROM..TO day by day: ingest, score over HTTP, monitor, retrain on breaches; HTML report (DRIFT=fixed: the old drift alarm)
 	@$(START_LOCAL_S3)
-	$(BIN)/python -m dagster_project replay --start $(FROM) --end $(TO)
+	$(BIN)/python -m dagster_project replay --start $(FROM) --end $(TO) $(if $(DRIFT),--drift-mode $(DRIFT))
 
 serve: setup ## run the prediction endpoint alone (serves flight_delay@champion; port MLOPS_SERVING_PORT, default 8000)
 	$(BIN)/python -m dagster_project.serving --host 127.0.0.1 --port $(MLOPS_SERVING_PORT)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -50,6 +51,7 @@ class ReplayResult:
     seconds: float = 0.0
     report: str = ""
     last_auc: float | None = None
+    figures: dict[str, Any] = field(default_factory=dict)  # the report's headline numbers
 
 
 def run_job(
@@ -99,9 +101,13 @@ def bootstrap(
     policy: retraining.RetrainPolicy,
     trials: int,
     say: Callable[[str], None],
-) -> None:
+    replay_id: str | None = None,
+) -> str:
     """Before the first day: the history up to the day before ``start`` is ingested and, if
-    there is no champion yet, a first model is trained on the policy's window and deployed."""
+    there is no champion yet, a first model is trained on the policy's window and deployed.
+    The champion the replay starts with is frozen as the registry's `baseline`: the shadow
+    every monitored day scores with. Returns its version."""
+    replay_tags = {retraining.TAG_REPLAY: replay_id} if replay_id else {}
     eve = start - timedelta(days=1)
     first = max(date(2013, 1, 1), start - timedelta(days=policy.window_days))
     if eve - first < timedelta(days=1):
@@ -112,7 +118,7 @@ def bootstrap(
             defs,
             "ingest_features_job",
             instance,
-            tags=range_tags(str(first), str(eve - timedelta(days=1))),
+            tags=range_tags(str(first), str(eve - timedelta(days=1))) | replay_tags,
         ),
         "bootstrap ingestion",
     )
@@ -128,11 +134,20 @@ def bootstrap(
             retraining.TAG_TRIGGER: "replay_bootstrap",
             retraining.TAG_REASON: "first model",
             retraining.TAG_DAY: str(last),
-        }
+        } | replay_tags
         _require(run_job(defs, "training_job", instance, run_config=config, tags=tags), "bootstrap")
-    _require(run_job(defs, "deploy_job", instance), "deploying the champion")
+    champion = registry.by_alias(names.CHAMPION)
+    if champion is None:
+        raise ReplayError("no champion after the bootstrap: the gate rejected the first model")
+    registry.set_alias(names.BASELINE, champion.version)
+    say(f"bootstrap: v{champion.version} is the frozen baseline the shadow scores with")
+    _require(run_job(defs, "deploy_job", instance, tags=replay_tags), "deploying the champion")
     # The eve of the first day: ingest it and score the first day's flights.
-    _require(run_job(defs, "daily_loop_job", instance, partition=str(eve)), f"day {eve}")
+    _require(
+        run_job(defs, "daily_loop_job", instance, partition=str(eve), tags=replay_tags),
+        f"day {eve}",
+    )
+    return champion.version
 
 
 def evaluate_sensors(
@@ -140,9 +155,10 @@ def evaluate_sensors(
     instance: dg.DagsterInstance,
     cursors: dict[str, str | None],
     sensors: Sequence[dg.SensorDefinition] = retrain_sensors,
+    replay_id: str | None = None,
 ) -> list[Retrain]:
     """One tick of each retraining sensor, in process; a requested run is executed right away
-    (a run_key that already ran is skipped, as the daemon would)."""
+    (a run_key that already ran is skipped, as the daemon would) and tagged with the replay."""
     done = []
     resources = {"monitor": resolved(defs, "monitor")}
     for sensor in sensors:
@@ -162,6 +178,8 @@ def evaluate_sensors(
             if instance.get_run_records(dg.RunsFilter(tags={"dagster/run_key": key}), limit=1):
                 continue
             tags = dict(request.tags) | {"dagster/run_key": key, "dagster/sensor_name": sensor.name}
+            if replay_id:
+                tags[retraining.TAG_REPLAY] = replay_id
             started = time.time()
             config = dict(request.run_config)
             # A rejection fails the run by design; the replay reports the outcome itself.
@@ -210,16 +228,30 @@ def replay(
     result = ReplayResult()
     began = time.perf_counter()
     cursors: dict[str, str | None] = {}
+    started_at = datetime.now(UTC)
+    replay_id = f"{started_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    tags = {retraining.TAG_REPLAY: replay_id}
     try:
-        bootstrap(defs, instance, paths, start, policy, trials, say)
+        baseline = bootstrap(defs, instance, paths, start, policy, trials, say, replay_id)
+        retraining.write_replay(
+            monitor.replay_url,
+            retraining.ReplayRecord(
+                replay_id=replay_id,
+                start=str(start),
+                end=str(end),
+                started_at=started_at.isoformat(timespec="seconds"),
+                baseline_version=baseline,
+                drift_mode=monitor.drift_mode,
+            ),
+        )
         days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
         bar = tqdm(days, desc="replay", unit="day", disable=not progress)
         for day in bar:
             today = str(day)
             skip = () if land else ("landed_daily_files",)
-            run = run_job(defs, "daily_loop_job", instance, partition=today, skip=skip)
+            run = run_job(defs, "daily_loop_job", instance, partition=today, skip=skip, tags=tags)
             _require(run, f"day {today}")
-            for retrain in evaluate_sensors(defs, instance, cursors):
+            for retrain in evaluate_sensors(defs, instance, cursors, replay_id=replay_id):
                 result.retrains.append(retrain)
                 bar.write(
                     f"[replay] {today}: retrain by {retrain.trigger} ({retrain.reason}) -> "
@@ -233,8 +265,9 @@ def replay(
                 retrains=len(result.retrains),
             )
             result.days += 1
-        report = run_job(defs, "report_job", instance)
+        report = run_job(defs, "report_job", instance, tags=tags)
         _require(report, "monitoring report")
+        result.figures = _report_figures(report)
         result.report = monitor.url("report.html")
     finally:
         if not already_up and endpoint.stop():
@@ -247,4 +280,12 @@ def _quality_meta(run: dg.ExecuteInProcessResult) -> dict[str, Any]:
     for event in run.get_asset_materialization_events():
         if event.asset_key == dg.AssetKey("prediction_quality"):
             return {k: v.value for k, v in event.materialization.metadata.items()}
+    return {}
+
+
+def _report_figures(run: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    for event in run.get_asset_materialization_events():
+        meta = event.materialization.metadata
+        if "figures" in meta and isinstance(meta["figures"].value, dict):
+            return dict(meta["figures"].value)
     return {}

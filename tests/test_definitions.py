@@ -97,6 +97,21 @@ def test_gates_are_blocking_checks():
     assert blocking == {"gx_gate", "promotion_gate"}
     assert len([s for s in specs if s.name == "gx_gate"]) == 5
     # monitoring checks warn or fail but never block the loop
-    assert {s.name for s in specs if not s.blocking} == {"quality_floor", "feature_drift"}
+    assert {s.name for s in specs if not s.blocking} == {
+        "quality_floor",
+        "feature_drift",
+        "prediction_drift",
+    }
     job = defs.resolve_job_def("ingest_features_job")
     assert job.partitions_def is not None
+
+
+def test_the_daily_loop_loads_the_online_store_after_the_days_feature_tables():
+    """The daily loop keeps feast_definitions out of its run; the online store must still
+    wait for the day's feature tables (it was loaded first, and served stale weather)."""
+    job = defs.resolve_job_def("daily_loop_job")
+    deps = job.graph.dependency_structure
+    online = next(n for n in job.graph.node_dict if n == "online_features")
+    upstream = {out.node_name for out in deps.all_upstream_outputs_from_node(online)}
+    for table in ("origin_weather", "carrier_delay_stats", "route_delay_stats"):
+        assert table in upstream, f"online_features does not wait for {table}"

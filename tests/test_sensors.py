@@ -26,18 +26,17 @@ def monitor(tmp_path):
     )
 
 
-def _record(instance, day, breaches=(), drift=(), judged=True):
+def _record(instance, day, breaches=(), drift=(), judged=True, alarm=None):
+    metadata = {
+        "day": day,
+        "judged": judged,
+        "breaches": dg.MetadataValue.json(list(breaches)),
+        "drift_errors": dg.MetadataValue.json(list(drift)),
+    }
+    if alarm is not None:
+        metadata |= {"drift_alarm": alarm, "drift_reason": "features drifted"}
     instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            asset_key="prediction_quality",
-            partition=day,
-            metadata={
-                "day": day,
-                "judged": judged,
-                "breaches": dg.MetadataValue.json(list(breaches)),
-                "drift_errors": dg.MetadataValue.json(list(drift)),
-            },
-        )
+        dg.AssetMaterialization(asset_key="prediction_quality", partition=day, metadata=metadata)
     )
 
 
@@ -80,6 +79,19 @@ def test_drift_on_important_features_requests_a_run(monitor):
         _record(instance, "2013-08-02", drift=["visib"])
         (request,) = _tick(quality_breach_sensor, instance, monitor).run_requests
         assert request.run_key == "drift:2013-08-01..2013-08-02"
+
+
+def test_the_recorded_drift_alarm_drives_the_sensor(monitor):
+    with dg.instance_for_test() as instance:
+        # important features at error, but the (calibrated) alarm stayed off: no run
+        _record(instance, "2013-08-01", drift=["visib"], alarm=False)
+        _record(instance, "2013-08-02", drift=["visib"], alarm=False)
+        assert not _tick(quality_breach_sensor, instance, monitor).run_requests
+        _record(instance, "2013-08-03", drift=["temp"], alarm=True)
+        _record(instance, "2013-08-04", drift=["temp"], alarm=True)
+        (request,) = _tick(quality_breach_sensor, instance, monitor).run_requests
+        assert request.run_key == "drift:2013-08-03..2013-08-04"
+        assert "temp" in request.tags[retraining.TAG_REASON]
 
 
 def test_new_labels_sensor_counts_labeled_days_since_its_cursor(monitor):

@@ -74,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="use the files already in the landing zone instead of copying the data set's",
     )
+    p.add_argument(
+        "--drift-mode",
+        choices=("calibrated", "fixed"),
+        default=None,
+        help="the drift alarm that drives retraining: calibrated (bars from the reference's "
+        "own days, weighed by importance; the default) or fixed (PSI >= 0.25 on an "
+        "important feature: the rule before); both are recorded and judged either way",
+    )
     p.set_defaults(func=replay)
     clock_cmd.add_parser(sub)
     p = sub.add_parser("init", help="prepare the tier (server: databases, bucket, dagster.yaml)")

@@ -114,15 +114,25 @@ def replay_window(start: str | None, end: str | None) -> tuple[date, date]:
 
 def replay(args: argparse.Namespace) -> int:
     from dagster_project.definitions import build_definitions
+    from dagster_project.orchestration.resources import MonitoringResource, resolved
     from dagster_project.replay import ReplayError
     from dagster_project.replay import replay as run_replay
 
     start, end = replay_window(args.start, args.end)
     paths = settings.paths()
     print(f"[replay] tier={settings.profile()} state={settings.mlops_home()} {start}..{end}")
+    defs = build_definitions(paths)
+    if getattr(args, "drift_mode", None):
+        monitor = resolved(defs, "monitor")
+        fields = {k: getattr(monitor, k) for k in MonitoringResource.model_fields}
+        overrides: dict[str, object] = {
+            "monitor": MonitoringResource(**(fields | {"drift_mode": args.drift_mode}))
+        }
+        defs = build_definitions(paths, resource_overrides=overrides)
+        print(f"[replay] drift alarm: {args.drift_mode}")
     try:
         result = run_replay(
-            build_definitions(paths),
+            defs,
             _instance(),
             paths,
             start,
@@ -151,6 +161,7 @@ def replay(args: argparse.Namespace) -> int:
                 f"{rec['auc_after']:.4f} on {rec['data_window']}",
             )
         )
+    rows += _figure_rows(result.figures)
     rows += [
         ("last day's AUC", f"{result.last_auc:.4f}" if result.last_auc else "-"),
         ("report", result.report),
@@ -158,3 +169,35 @@ def replay(args: argparse.Namespace) -> int:
     ]
     _print_table(rows)
     return 0
+
+
+def _share(value: object) -> str:
+    return f"{value:.0%}" if isinstance(value, int | float) else "n/a"
+
+
+def _figure_rows(figures: dict) -> list[tuple[str, str]]:
+    """The report's judgement of the replay: alarms against drops, served vs frozen."""
+    if not figures:
+        return []
+    rows = []
+    for rule, score in (figures.get("by_rule") or {}).items():
+        drove = " (drove retraining)" if rule == figures.get("drift_mode") else ""
+        rows.append(
+            (
+                f"alarms, {rule}{drove}",
+                f"{score['alarms']} days, precision {_share(score['precision'])} "
+                f"({score['followed_by_drop']} followed by a drop within "
+                f"{score['horizon_days']} d), recall {_share(score['recall'])} "
+                f"({score['preceded_by_alarm']} of {score['drops']} drop days)",
+            )
+        )
+    gain = figures.get("mean_auc_gain")
+    if isinstance(gain, int | float):
+        rows.append(
+            (
+                f"AUC gain over frozen v{figures.get('frozen_version')}",
+                f"{gain:+.4f} (95% interval {figures['auc_gain_low']:+.4f} .. "
+                f"{figures['auc_gain_high']:+.4f}, {figures['auc_gain_days']} days)",
+            )
+        )
+    return rows

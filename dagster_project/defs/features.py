@@ -164,7 +164,10 @@ def feast_definitions(feast: FeastResource) -> dg.MaterializeResult:
     group_name="features",
     partitions_def=daily_2013,
     backfill_policy=single_run,
-    deps=[feast_definitions],
+    # The feature tables too, not only through feast_definitions: the daily loop keeps the
+    # Feast objects (feast_definitions is not in its run), and without these edges the online
+    # store was loaded before the day's tables were written (its weather never moved on).
+    deps=[feast_definitions, *feature_tables],
     kinds={"feast", "sqlite"},
     owners=OWNERS,
     code_version=FEAST_VERSION,

@@ -1,25 +1,30 @@
 """Monitoring: judge yesterday's predictions against their outcomes and the champion's training
 data, and report."""
 
+import dataclasses
 import functools
+import json
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from dagster_project.ingestion.landing import PARTITION
-from dagster_project.monitoring import measures, plots, report, retraining
+from dagster_project.monitoring import drift, measures, outcomes, plots, report, retraining
 from dagster_project.orchestration.compute_asset import compute_asset
 from dagster_project.orchestration.metadata import ML_OWNERS, code_version, image
 from dagster_project.orchestration.partitions import daily_2013
 from dagster_project.orchestration.resources import MlflowResource, MonitoringResource
-from dagster_project.training import pipeline
+from dagster_project.platform import names
+from dagster_project.training import pipeline, tracking
 from dagster_project.training.preprocess import CATEGORICAL, NUMERIC
 
-DRIFT_DAYS = 7  # drift compares the trailing week of traffic with the training reference
-# The month of departure differs from the training window's by construction: not drift.
-DRIFT_NUMERIC = tuple(c for c in NUMERIC if c != "dep_month")
+# The month of departure differs from the training window's by construction: not drift (the
+# fixed rule skips it; the calibrated one shows it, marked excluded, see monitoring/drift.py).
+DRIFT_NUMERIC = tuple(c for c in NUMERIC if c not in drift.CALENDAR_BOUND)
 
 
 @functools.lru_cache(maxsize=8)
@@ -34,13 +39,51 @@ def _reference(tracking_uri: str, run_id: str) -> pd.DataFrame:
     return pd.read_parquet(local)
 
 
+@functools.lru_cache(maxsize=8)
+def _importance(tracking_uri: str, run_id: str) -> dict[str, float] | None:
+    """The champion's permutation importance (None for a model logged without it)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"reference/{pipeline.IMPORTANCE_FILE}"
+        )
+    except Exception:  # an older model: the alarm weighs features equally and says so
+        return None
+    logged = json.loads(Path(local).read_text())
+    per_feature = logged.get("features", logged) if isinstance(logged, dict) else {}
+    return {str(k): float(v) for k, v in per_feature.items()}
+
+
+@functools.lru_cache(maxsize=16)
+def _calibration(
+    tracking_uri: str, run_id: str, thresholds: measures.Thresholds, window_days: int
+) -> drift.Calibration:
+    """Each feature's bars for ``window_days``-day windows from the champion's reference
+    window, computed once per champion and window length."""
+    return drift.calibrate(
+        _reference(tracking_uri, run_id),
+        NUMERIC,
+        CATEGORICAL,
+        dataclasses.replace(thresholds, drift_window_days=window_days),
+        _importance(tracking_uri, run_id),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _shadow_model(tracking_uri: str, version: str) -> Any:
+    """The frozen model the shadow scores with (loaded once per process)."""
+    return tracking.Registry(tracking_uri).load(version)
+
+
 @compute_asset(
     group_name="monitoring",
     partitions_def=daily_2013,
     ins={"flights": dg.AssetIn("validated_flights")},
     kinds={"pandas", "matplotlib"},
     owners=ML_OWNERS,
-    code_version=code_version(measures, report),
+    code_version=code_version(measures, drift, outcomes, report),
     check_specs=[
         dg.AssetCheckSpec(
             "quality_floor",
@@ -50,7 +93,13 @@ def _reference(tracking_uri: str, run_id: str) -> pd.DataFrame:
         dg.AssetCheckSpec(
             "feature_drift",
             asset="prediction_quality",
-            description="The trailing week's features against the champion's training data.",
+            description="The trailing week's features against the champion's training window: "
+            "bars calibrated on the window's own weeks, weighed by the champion's importance.",
+        ),
+        dg.AssetCheckSpec(
+            "prediction_drift",
+            asset="prediction_quality",
+            description="The trailing week's scores against the champion's out-of-sample scores.",
         ),
     ],
 )
@@ -60,42 +109,75 @@ def prediction_quality(
     mlflow: MlflowResource,
     monitor: MonitoringResource,
 ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
-    """The day's predictions against their outcomes (quality) and against the champion's
-    training data (feature and prediction drift, over the trailing week)."""
+    """The day's predictions against their outcomes (quality, and the frozen baseline's on the
+    same flights) and against the champion's training data (feature and prediction drift, over
+    the trailing week)."""
     day = context.partition_key
     thresholds = monitor.thresholds()
     log = monitor.predictions()
     predictions = measures.predictions_frame(log.read_day(day))
-    week = [str(date.fromisoformat(day) - timedelta(days=i)) for i in range(DRIFT_DAYS)]
+    week = [
+        str(date.fromisoformat(day) - timedelta(days=i))
+        for i in range(thresholds.drift_window_days)
+    ]
     recent = measures.predictions_frame([r for d in week for r in log.read_day(d)])
+    # The days of the window that had traffic (fewer than the window at a replay's start): the
+    # bars are drawn from windows of as many days, so a short window is not drift by itself.
+    covered = max(1, int(recent["scheduled_date"].nunique())) if len(recent) else 1
     labeled = measures.join_labels(predictions, retraining.labels(flights))
     quality = measures.daily_quality(labeled, thresholds)
     registry = mlflow.registry()
+    uri = registry.client.tracking_uri
     version = str(predictions["model_version"].mode().iat[0]) if len(predictions) else None
-    drift = pd.DataFrame(columns=list(measures.DRIFT_COLUMNS))
-    pred_drift: dict[str, float] = {}
+    fixed = pd.DataFrame(columns=list(measures.DRIFT_COLUMNS))
+    table = pd.DataFrame(columns=list(drift.COLUMNS))
+    pred_drift: dict[str, Any] = {}
+    calibration: drift.Calibration | None = None
     if version is not None:
-        reference = _reference(registry.client.tracking_uri, registry.version(version).run_id)
-        drift = measures.feature_drift(reference, recent, DRIFT_NUMERIC, CATEGORICAL, thresholds)
-        pred_drift = measures.prediction_drift(
-            reference["probability"].to_numpy(), recent["probability"].to_numpy()
+        run_id = registry.version(version).run_id
+        reference = _reference(uri, run_id)
+        calibration = _calibration(uri, run_id, thresholds, covered)
+        fixed = measures.feature_drift(reference, recent, DRIFT_NUMERIC, CATEGORICAL, thresholds)
+        table = drift.feature_drift(reference, recent, calibration, thresholds)
+        pred_drift = drift.prediction_drift(
+            reference, recent["probability"].to_numpy(), calibration, thresholds
         )
-    plot = report.plot_day(day, quality, drift, monitor.url("days", f"{day}.png"))
-    errors = drift.loc[drift["level"] == "error", "feature"].tolist()
-    warns = drift.loc[drift["level"] == "warn", "feature"].tolist()
+    policy = monitor.policy()
+    old = drift.fixed_verdict(fixed, policy.important_features, thresholds)
+    new = drift.verdict(table, pred_drift, thresholds)
+    chosen = new if thresholds.drift_mode == "calibrated" else old
+    shadow = _shadow(registry, uri, labeled, thresholds)
+    plot = report.plot_day(day, quality, table, monitor.url("days", f"{day}.png"), thresholds)
+    errors = chosen.drifted
+    warns = (
+        table.loc[table["level"] == "warn", "feature"].tolist()
+        if chosen.mode == "calibrated"
+        else fixed.loc[fixed["level"] == "warn", "feature"].tolist()
+    )
     row = {
         "day": day,
         **{k: v for k, v in quality.items() if k != "breaches"},
         "breaches": "; ".join(quality["breaches"]),
-        "max_psi": float(drift["psi"].max()) if len(drift) else 0.0,
+        "max_psi": float(fixed["psi"].max()) if len(fixed) else 0.0,
         "drift_errors": ",".join(errors),
+        "drift_score": new.score,
+        "max_ratio": _max_ratio(table),
+        "drift_alarm": chosen.alarm,
+        "calibrated_alarm": new.alarm,
+        "fixed_alarm": old.alarm,
+        "drift_mode": chosen.mode,
         "prediction_psi": pred_drift.get("psi"),
+        "prediction_level": pred_drift.get("level"),
         "model_version": version,
+        "shadow_version": shadow.get("version"),
+        "shadow_roc_auc": shadow.get("roc_auc"),
+        "shadow_brier": shadow.get("brier"),
         PARTITION: day,
     }
     context.log.info(
-        f"{day}: {quality['labeled']} labeled, AUC {quality['roc_auc']}, breaches "
-        f"{quality['breaches'] or 'none'}, drift errors {errors or 'none'}"
+        f"{day}: {quality['labeled']} labeled, AUC {quality['roc_auc']} (frozen "
+        f"{shadow.get('roc_auc')}), breaches {quality['breaches'] or 'none'}, drift alarm "
+        f"{chosen.alarm} ({chosen.mode}: {chosen.reason})"
     )
     yield dg.Output(
         pd.DataFrame([row]),
@@ -108,9 +190,14 @@ def prediction_quality(
             "calibration_error": quality["calibration_error"],
             "breaches": dg.MetadataValue.json(quality["breaches"]),
             "drift_errors": dg.MetadataValue.json(errors),
+            "drift_alarm": chosen.alarm,
+            "drift_mode": chosen.mode,
+            "drift_reason": chosen.reason,
+            "shadow_roc_auc": shadow.get("roc_auc"),
+            "shadow_version": shadow.get("version") or "none",
             "model_version": version or "none",
             "plot": dg.MetadataValue.path(str(plot)),
-            "drift": dg.MetadataValue.md(drift.head(10).to_markdown(index=False)),
+            "drift": dg.MetadataValue.md(_drift_markdown(table)),
             **_calibration_image(day, quality),
         },
     )
@@ -121,15 +208,95 @@ def prediction_quality(
         description="; ".join(quality["breaches"])
         or "quality within floors"
         + ("" if quality["judged"] else f" (not judged: {quality['labeled']} labeled)"),
-        metadata={"roc_auc": quality["roc_auc"], "labeled": int(quality["labeled"])},
+        metadata={
+            "roc_auc": quality["roc_auc"],
+            "labeled": int(quality["labeled"]),
+            "frozen_roc_auc": shadow.get("roc_auc"),
+        },
     )
     yield dg.AssetCheckResult(
         check_name="feature_drift",
-        passed=not errors and not warns,
-        severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
-        description=f"errors: {errors or 'none'}; warnings: {warns or 'none'}",
-        metadata={"max_psi": row["max_psi"], "prediction_drift": dg.MetadataValue.json(pred_drift)},
+        passed=not chosen.alarm and not errors and not warns,
+        severity=dg.AssetCheckSeverity.ERROR if chosen.alarm else dg.AssetCheckSeverity.WARN,
+        description=f"{'ALARM: ' if chosen.alarm else ''}{chosen.reason}; errors: "
+        f"{errors or 'none'}; warnings: {warns or 'none'}",
+        metadata={
+            "mode": chosen.mode,
+            "alarm": chosen.alarm,
+            "drifted_importance": dg.MetadataValue.float(new.score),
+            "alarm_at_importance": dg.MetadataValue.float(thresholds.drift_importance_share),
+            "statistic": "KS distance (numbers) / total variation distance (categories), bars "
+            f"at the {thresholds.drift_error_quantile:g} quantile of the reference's own windows",
+            "fixed_rule_alarm": old.alarm,
+            "calibrated_rule_alarm": new.alarm,
+            "max_psi": row["max_psi"],
+            "excluded_from_alarm": dg.MetadataValue.json(
+                calibration.excluded if calibration else dict(drift.CALENDAR_BOUND)
+            ),
+            "calibration": dg.MetadataValue.json(calibration.summary() if calibration else {}),
+            "weights": dg.MetadataValue.json(
+                {k: round(v, 4) for k, v in (calibration.weights if calibration else {}).items()}
+            ),
+            "prediction_drift": dg.MetadataValue.json(_jsonable(pred_drift)),
+        },
     )
+    pred_level = str(pred_drift.get("level", "n/a"))
+    yield dg.AssetCheckResult(
+        check_name="prediction_drift",
+        passed=pred_level in ("ok", "n/a"),
+        severity=dg.AssetCheckSeverity.ERROR
+        if pred_level == "error"
+        else dg.AssetCheckSeverity.WARN,
+        description=(
+            f"scores {pred_level}: KS distance {pred_drift['distance']:.3f} (warn "
+            f"{pred_drift['warn_bar']:.3f}, error {pred_drift['error_bar']:.3f}), mean "
+            f"{pred_drift['current_mean']:.3f} vs {pred_drift['reference_mean']:.3f} out of "
+            "sample"
+            if pred_drift
+            else "no scores to compare"
+        ),
+        metadata={
+            "prediction_drift": dg.MetadataValue.json(_jsonable(pred_drift)),
+            "in_alarm": thresholds.prediction_in_alarm,
+        },
+    )
+
+
+def _shadow(
+    registry: tracking.Registry,
+    uri: str,
+    labeled: pd.DataFrame,
+    thresholds: measures.Thresholds,
+) -> dict[str, Any]:
+    """The day's labeled flights scored by the registry's `baseline` version (the frozen first
+    champion a replay sets), on the features the endpoint logged: nothing is served."""
+    baseline = registry.by_alias(names.BASELINE)
+    if baseline is None or labeled.empty:
+        return {"version": baseline.version if baseline else None}
+    return {"version": baseline.version} | outcomes.shadow_quality(
+        _shadow_model(uri, baseline.version), labeled, thresholds
+    )
+
+
+def _max_ratio(table: pd.DataFrame) -> float | None:
+    alarmed = table[table["level"] != "excluded"] if len(table) else table
+    return float(alarmed["ratio"].max()) if len(alarmed) else None
+
+
+def _drift_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "no drift computed"
+    shown = table.head(12)[
+        ["feature", "distance", "warn_bar", "error_bar", "weight", "level", "psi"]
+    ]
+    return str(shown.to_markdown(index=False, floatfmt=".3f"))
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (round(float(v), 5) if isinstance(v, float | int) and not isinstance(v, bool) else v)
+        for k, v in values.items()
+    }
 
 
 def _calibration_image(day: str, quality: dict) -> dict[str, dg.MetadataValue]:
@@ -150,12 +317,24 @@ def _calibration_image(day: str, quality: dict) -> dict[str, dg.MetadataValue]:
     ins={"days": dg.AssetIn("prediction_quality")},
     kinds={"html"},
     owners=ML_OWNERS,
-    code_version=code_version(report, retraining),
+    code_version=code_version(report, outcomes, retraining),
     automation_condition=dg.AutomationCondition.eager(),
 )
 def monitoring_report(days: pd.DataFrame, monitor: MonitoringResource) -> dg.MaterializeResult:
-    """One HTML page: quality and drift over time, retraining events marked."""
+    """One HTML page over the state folder's last replay: quality (served vs frozen) and drift
+    over time, alarms judged against outcomes, retraining events marked."""
     history = days.sort_values("day").reset_index(drop=True)
+    records = retraining.read_retrains(monitor.retrains_url)
+    replay = retraining.read_replay(monitor.replay_url)
+    scope = None
+    if replay is not None:  # that replay's days and retrains only (not a demo's, not older ones)
+        history = history[[replay.covers(d) for d in history["day"]]].reset_index(drop=True)
+        records = [r for r in records if r.get("replay_id") == replay.replay_id]
+        scope = (
+            f"replay {replay.replay_id}: {replay.start}..{replay.end}, started "
+            f"{replay.started_at}, frozen baseline v{replay.baseline_version}, drift rule "
+            f"{replay.drift_mode}"
+        )
     retrains = [
         {
             # a retrain without a monitored day (bootstrap, by hand) sits at its data's last day
@@ -166,16 +345,37 @@ def monitoring_report(days: pd.DataFrame, monitor: MonitoringResource) -> dg.Mat
             "auc_after": r["auc_after"],
             "version": r["challenger_version"],
         }
-        for r in retraining.read_retrains(monitor.retrains_url)
+        for r in records
     ]
-    out = report.render_report(history, retrains, monitor.url("report.html"))
+    thresholds = monitor.thresholds()
+    out = report.render_report(
+        history,
+        retrains,
+        monitor.url("report.html"),
+        thresholds=thresholds,
+        scope=scope,
+    )
+    figures = report.assess(history, retrains, thresholds).figures()
     return dg.MaterializeResult(
         metadata={
             "report": dg.MetadataValue.path(str(out)),
             "days": dg.MetadataValue.int(len(history)),
             "retrains": dg.MetadataValue.int(len(retrains)),
+            "promoted": dg.MetadataValue.int(sum(r["outcome"] == "promoted" for r in retrains)),
+            "replay": replay.replay_id if replay else "none",
+            "figures": dg.MetadataValue.json(_jsonable_deep(figures)),
         }
     )
+
+
+def _jsonable_deep(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable_deep(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable_deep(v) for v in value]
+    if isinstance(value, float):
+        return None if value != value else round(value, 5)
+    return value
 
 
 assets = [prediction_quality, monitoring_report]

@@ -37,6 +37,8 @@ def day_statuses(
             breaches=_strings(meta, "breaches"),
             drift_errors=_strings(meta, "drift_errors"),
             recorded_at=record.timestamp,
+            drift_alarm=bool(meta["drift_alarm"].value) if "drift_alarm" in meta else None,
+            drift_reason=str(meta["drift_reason"].value) if "drift_reason" in meta else "",
         )
     return sorted(by_day.values(), key=lambda s: s.day)
 
@@ -75,7 +77,7 @@ def _cursor(context: dg.SensorEvaluationContext) -> str:
 def quality_breach_sensor(
     context: dg.SensorEvaluationContext, monitor: MonitoringResource
 ) -> dg.SensorResult:
-    """Retrain when quality stays below the floor or an important feature drifts."""
+    """Retrain when quality stays below the floor or the drift alarm stays on."""
     last = _cursor(context)
     history = day_statuses(context.instance, last)
     if not history:

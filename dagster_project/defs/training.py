@@ -150,6 +150,7 @@ def promotion_gate(
             auc_before=decision.champion.holdout.roc_auc if decision.champion else None,
             auc_after=decision.challenger.holdout.roc_auc,
             champion_version=champion_now.version if champion_now else "none",
+            replay_id=tags.get(retraining.TAG_REPLAY),
         ),
     )
     return dg.AssetCheckResult(

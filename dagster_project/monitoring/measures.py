@@ -33,13 +33,23 @@ MIN_EXPECTED = 5.0  # chi-square: categories expecting fewer current rows are po
 DRIFT_COLUMNS = ("feature", "kind", "psi", "statistic", "p_value", "level")
 
 
+DRIFT_MODES = ("calibrated", "fixed")
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """When monitoring raises its voice (all of it is config).
 
-    A feature drifts when its PSI is at least ``psi_warn`` and the KS (numbers) or chi-square
-    (categories) p-value is below ``ks_pvalue``; a day's quality is judged only when it has at
-    least ``min_labeled`` labeled predictions (fewer: reported, not judged).
+    Fixed rule (``drift_mode="fixed"``, the rule before calibration): a feature warns at PSI
+    ``psi_warn`` and errs at ``psi_error`` when the KS (numbers) or chi-square (categories)
+    p-value is below ``ks_pvalue``; the alarm is an error on one of the retrain policy's
+    important features. Calibrated rule (the default, :mod:`monitoring.drift`): each feature's
+    bars are the ``drift_warn_quantile`` / ``drift_error_quantile`` of its distance (KS or total
+    variation) between windows of ``drift_window_days`` days of the reference and the rest of
+    it (never below ``drift_floor``, warn half of it), an error also needs p < ``ks_pvalue``,
+    and the alarm fires when the features at error level carry at least
+    ``drift_importance_share`` of the champion's importance. A day's quality is judged only
+    when it has at least ``min_labeled`` labeled predictions (fewer: reported, not judged).
     """
 
     psi_warn: float = 0.1
@@ -50,12 +60,45 @@ class Thresholds:
     # good model (0.11 to 0.30 seen in July 2013), so the daily bar is looser than the gate's.
     calibration_error_max: float = 0.15
     min_labeled: int = 200
+    drift_mode: str = "calibrated"
+    drift_window_days: int = 7
+    drift_warn_quantile: float = 0.9
+    drift_error_quantile: float = 1.0  # 1.0: beyond the reference's own most drifted window
+    drift_importance_share: float = 0.1
+    drift_floor: float = 0.1  # no error bar below this distance (10 % of the mass moved)
+    drift_min_window_rows: int = 100  # a reference window with fewer rows is not a draw
+    drift_min_windows: int = 5  # fewer draws: the fixed bars apply
+    prediction_in_alarm: bool = False  # the score distribution is judged beside, not in, it
+    # Alarms judged against outcomes (monitoring/outcomes.py): an alarm is followed by a drop
+    # within alarm_horizon_days; a drop is a judged day below the AUC floor or drop_auc_margin
+    # below the median AUC of the drop_baseline_days judged days before it.
+    alarm_horizon_days: int = 7
+    drop_auc_margin: float = 0.05
+    drop_baseline_days: int = 14
+
+    def __post_init__(self) -> None:
+        if self.drift_mode not in DRIFT_MODES:
+            raise ValueError(f"drift_mode must be one of {DRIFT_MODES}, got {self.drift_mode!r}")
+        for name in (
+            "drift_warn_quantile",
+            "drift_error_quantile",
+            "drift_importance_share",
+            "drift_floor",
+        ):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.drift_window_days < 1:
+            raise ValueError("drift_window_days must be at least 1")
 
 
 def _numbers(values: Any) -> np.ndarray:
     """A float array with NaNs (and anything non-numeric) dropped."""
-    series = pd.Series(np.asarray(values, dtype=object).reshape(-1))
-    out = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    array = np.asarray(values)
+    if array.dtype.kind in "fiub":  # already numbers: no per-value conversion
+        out = array.astype("float64").reshape(-1)
+    else:
+        series = pd.Series(np.asarray(values, dtype=object).reshape(-1))
+        out = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     return out[~np.isnan(out)]
 
 
@@ -63,6 +106,35 @@ def _psi_from_shares(reference: np.ndarray, current: np.ndarray) -> float:
     r = np.where(reference == 0, EPSILON, reference)
     c = np.where(current == 0, EPSILON, current)
     return float(np.sum((c - r) * np.log(c / r)))
+
+
+def bin_cuts(reference: Any, bins: int = 10) -> np.ndarray:
+    """Inner bin edges of :func:`psi`: the reference's quantiles at 1/bins, 2/bins, ...
+    (deduplicated, so a discrete feature gets fewer bins); a constant reference gets two cuts
+    (below, at, above its value). Empty for an empty reference."""
+    ref = _numbers(reference)
+    if len(ref) == 0:
+        return np.zeros(0)
+    cuts = np.unique(np.quantile(ref, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    if len(cuts) == 1 and ref.min() == ref.max():  # constant: below / at / above the value
+        cuts = np.array([cuts[0], np.nextafter(cuts[0], np.inf)])
+    return cuts
+
+
+def bin_index(values: Any, cuts: np.ndarray) -> np.ndarray:
+    """The bin of each number (NaNs dropped), bins closed on the left: ``[edge_i, edge_i+1)``."""
+    return np.searchsorted(cuts, _numbers(values), side="right")
+
+
+def psi_from_counts(reference: np.ndarray, current: np.ndarray) -> float:
+    """PSI between two vectors of counts over the same bins (0.0 when either is empty)."""
+    r_total, c_total = float(np.sum(reference)), float(np.sum(current))
+    if r_total <= 0 or c_total <= 0:
+        return 0.0
+    return _psi_from_shares(
+        np.asarray(reference, dtype="float64") / r_total,
+        np.asarray(current, dtype="float64") / c_total,
+    )
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
@@ -76,16 +148,15 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
     ref, cur = _numbers(reference), _numbers(current)
     if len(ref) == 0 or len(cur) == 0:
         return 0.0
-    cuts = np.unique(np.quantile(ref, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
-    if len(cuts) == 1 and ref.min() == ref.max():  # constant: below / at / above the value
-        cuts = np.array([cuts[0], np.nextafter(cuts[0], np.inf)])
+    cuts = bin_cuts(ref, bins)
     n_bins = len(cuts) + 1
-    ref_share = np.bincount(np.searchsorted(cuts, ref, side="right"), minlength=n_bins) / len(ref)
-    cur_share = np.bincount(np.searchsorted(cuts, cur, side="right"), minlength=n_bins) / len(cur)
-    return _psi_from_shares(ref_share, cur_share)
+    return psi_from_counts(
+        np.bincount(bin_index(ref, cuts), minlength=n_bins),
+        np.bincount(bin_index(cur, cuts), minlength=n_bins),
+    )
 
 
-def _categories(values: pd.Series) -> pd.Series:
+def category_labels(values: Any) -> pd.Series:
     """Category labels as strings; a missing value is its own category (``__missing__``)."""
     s = pd.Series(values, dtype=object)
     return s.where(s.notna(), MISSING).astype(str)
@@ -94,7 +165,7 @@ def _categories(values: pd.Series) -> pd.Series:
 def categorical_psi(reference: pd.Series, current: pd.Series) -> float:
     """PSI over category shares, on the union of both sides' categories (a category one side
     never saw gets share ``EPSILON`` there). 0.0 when either side is empty."""
-    ref, cur = _categories(reference), _categories(current)
+    ref, cur = category_labels(reference), category_labels(current)
     if len(ref) == 0 or len(cur) == 0:
         return 0.0
     ref_share = ref.value_counts(normalize=True)
@@ -125,7 +196,7 @@ def chi_square(reference: pd.Series, current: pd.Series) -> tuple[float, float]:
     zero). Missing values are a category. (0.0, 1.0) when either side is empty or fewer than
     two buckets remain.
     """
-    ref, cur = _categories(reference), _categories(current)
+    ref, cur = category_labels(reference), category_labels(current)
     if len(ref) == 0 or len(cur) == 0:
         return 0.0, 1.0
     n = len(cur)

@@ -20,8 +20,10 @@ TAG_TRIGGER = "retrain/trigger"
 TAG_REASON = "retrain/reason"
 TAG_DAY = "retrain/day"
 TAG_BREACH_AT = "retrain/breach_recorded_at"
+TAG_REPLAY = "replay/id"  # every run a replay starts: its retrains are the replay's
 
-# Features whose drift alone justifies a retrain (the strongest signals of the model).
+# The fixed drift rule's features (drift_mode="fixed"): drift on one of them alone justified a
+# retrain. The calibrated rule weighs every feature by the champion's own importance instead.
 IMPORTANT_FEATURES = (
     "carrier_mean_dep_delay_7d",
     "carrier_delayed_share_7d",
@@ -67,6 +69,10 @@ class DayStatus:
     breaches: list[str] = field(default_factory=list)
     drift_errors: list[str] = field(default_factory=list)
     recorded_at: float = 0.0  # when monitoring recorded the verdict (epoch seconds)
+    # The day's drift alarm as monitoring decided it (None: a record from before the alarm
+    # was recorded; then the fixed rule decides: an error on an important feature).
+    drift_alarm: bool | None = None
+    drift_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ def breach_trigger(
     history: list[DayStatus], policy: RetrainPolicy, last_trigger: str | None = None
 ) -> Trigger | None:
     """Retrain when the last ``breach_days`` judged days all breached the quality floor, or all
-    drifted (error level) on an important feature. ``history`` holds the days after
+    raised the drift alarm (see ``monitoring.drift``). ``history`` holds the days after
     ``last_trigger`` (the previous retrain's day), in any order; no retrain within
     ``cooldown_days`` of the previous one."""
     judged = sorted((s for s in history if s.judged), key=lambda s: s.day)
@@ -100,14 +106,17 @@ def breach_trigger(
             day=recent[-1].day,
             reason=f"quality below floor on {span}: {'; '.join(recent[-1].breaches)}",
         )
-    drifted = [[f for f in s.drift_errors if f in policy.important_features] for s in recent]
-    if all(drifted):
-        return Trigger(
-            key=f"drift:{span}",
-            day=recent[-1].day,
-            reason=f"drift on {span} in {', '.join(drifted[-1])}",
-        )
+    if all(_drifted(s, policy) for s in recent):
+        last = recent[-1]
+        why = ", ".join(last.drift_errors) or last.drift_reason or "the score distribution"
+        return Trigger(key=f"drift:{span}", day=last.day, reason=f"drift on {span} in {why}")
     return None
+
+
+def _drifted(status: DayStatus, policy: RetrainPolicy) -> bool:
+    if status.drift_alarm is not None:
+        return status.drift_alarm
+    return any(f in policy.important_features for f in status.drift_errors)
 
 
 def labels_trigger(history: list[DayStatus], policy: RetrainPolicy) -> Trigger | None:
@@ -144,6 +153,7 @@ class RetrainRecord:
     auc_before: float | None
     auc_after: float | None
     champion_version: str
+    replay_id: str | None = None  # the replay that started the run (None: not a replay's)
 
 
 def append_retrain(url: str | Path, record: RetrainRecord) -> str:
@@ -159,3 +169,30 @@ def append_retrain(url: str | Path, record: RetrainRecord) -> str:
 def read_retrains(url: str | Path) -> list[dict[str, Any]]:
     """Every retrain record at ``url``, oldest first."""
     return [json.loads(storage.read_bytes(u)) for u in storage.list_files(str(url), ".json")]
+
+
+@dataclass(frozen=True)
+class ReplayRecord:
+    """The replay a state folder last ran: the report covers its days and its retrains."""
+
+    replay_id: str
+    start: str
+    end: str
+    started_at: str
+    baseline_version: str | None
+    drift_mode: str
+
+    def covers(self, day: str) -> bool:
+        return self.start <= str(day)[:10] <= self.end
+
+
+def write_replay(url: str | Path, record: ReplayRecord) -> None:
+    """Record the replay at ``url`` (a path or an ``s3://`` URL), atomically."""
+    storage.write_bytes_atomic(str(url), json.dumps(asdict(record), indent=1).encode())
+
+
+def read_replay(url: str | Path) -> ReplayRecord | None:
+    """The last replay's record, or None when this state folder has seen no replay."""
+    if not storage.exists(str(url)):
+        return None
+    return ReplayRecord(**json.loads(storage.read_bytes(str(url))))

@@ -169,7 +169,19 @@ class MonitoringResource(dg.ConfigurableResource):
     auc_floor: float = measures.Thresholds.auc_floor
     calibration_error_max: float = measures.Thresholds.calibration_error_max
     min_labeled: int = measures.Thresholds.min_labeled
+    # calibrated (bars from the reference's own weeks, weighed by importance) or fixed (PSI
+    # psi_error on an important feature): see monitoring/drift.py
+    drift_mode: str = measures.Thresholds.drift_mode
+    drift_window_days: int = measures.Thresholds.drift_window_days
+    drift_warn_quantile: float = measures.Thresholds.drift_warn_quantile
+    drift_error_quantile: float = measures.Thresholds.drift_error_quantile
+    drift_importance_share: float = measures.Thresholds.drift_importance_share
+    prediction_in_alarm: bool = measures.Thresholds.prediction_in_alarm
+    alarm_horizon_days: int = measures.Thresholds.alarm_horizon_days
+    drop_auc_margin: float = measures.Thresholds.drop_auc_margin
+    drop_baseline_days: int = measures.Thresholds.drop_baseline_days
     breach_days: int = retraining.RetrainPolicy.breach_days
+    cooldown_days: int = retraining.RetrainPolicy.cooldown_days
     new_label_days: int = retraining.RetrainPolicy.new_label_days
     window_days: int = retraining.RetrainPolicy.window_days
     retrain_holdout_days: int = retraining.RetrainPolicy.holdout_days
@@ -184,11 +196,21 @@ class MonitoringResource(dg.ConfigurableResource):
             auc_floor=self.auc_floor,
             calibration_error_max=self.calibration_error_max,
             min_labeled=self.min_labeled,
+            drift_mode=self.drift_mode,
+            drift_window_days=self.drift_window_days,
+            drift_warn_quantile=self.drift_warn_quantile,
+            drift_error_quantile=self.drift_error_quantile,
+            drift_importance_share=self.drift_importance_share,
+            prediction_in_alarm=self.prediction_in_alarm,
+            alarm_horizon_days=self.alarm_horizon_days,
+            drop_auc_margin=self.drop_auc_margin,
+            drop_baseline_days=self.drop_baseline_days,
         )
 
     def policy(self) -> retraining.RetrainPolicy:
         return retraining.RetrainPolicy(
             breach_days=self.breach_days,
+            cooldown_days=self.cooldown_days,
             new_label_days=self.new_label_days,
             window_days=self.window_days,
             holdout_days=self.retrain_holdout_days,
@@ -206,6 +228,11 @@ class MonitoringResource(dg.ConfigurableResource):
     @property
     def retrains_url(self) -> str:
         return self.url("retrains")
+
+    @property
+    def replay_url(self) -> str:
+        """The record of the last replay in this state folder (what the report covers)."""
+        return self.url("replay.json")
 
 
 class StreamResource(dg.ConfigurableResource):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,34 @@ def evaluate(y: np.ndarray, p: np.ndarray, threshold: float) -> Evaluation:
         confusion=(tn, fp, fn, tp),
         calibration_curve=tuple(curve),
     )
+
+
+def permutation_sensitivity(
+    predict: Any,
+    frame: Any,
+    groups: Mapping[str, Sequence[str]],
+    seed: int = 0,
+) -> dict[str, float]:
+    """How much a model's output depends on each group of columns: the mean absolute change
+    of the predicted probability over ``frame``'s rows when the group's values are shuffled
+    across rows together (one permutation per group, seeded), the other columns kept.
+
+    This is permutation importance measured on the output rather than on a metric: it needs
+    no labels, and it counts a feature that moves every score of a day up or down (weather,
+    a carrier's recent delays) as much as one that ranks flights within a day, which is what
+    matters when that feature drifts. Shuffling correlated columns together keeps a group's
+    members from standing in for each other. ``predict`` maps a frame to probabilities."""
+    rng = np.random.default_rng(seed)
+    base = np.asarray(predict(frame), dtype="float64").reshape(-1)
+    out: dict[str, float] = {}
+    for name, columns in groups.items():
+        order = rng.permutation(len(frame))
+        shuffled = frame.copy()
+        for column in columns:
+            shuffled[column] = frame[column].to_numpy()[order]
+        p = np.asarray(predict(shuffled), dtype="float64").reshape(-1)
+        out[str(name)] = float(np.mean(np.abs(p - base))) if len(base) else 0.0
+    return out
 
 
 def plot_evaluation(y: np.ndarray, p: np.ndarray, ev: Evaluation, title: str, out: Path) -> Path:

@@ -5,6 +5,7 @@ Nothing here imports Dagster; the `flight_delay_model` asset calls :func:`train_
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -15,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from dagster_project.features.engineering import LABEL
+from dagster_project.features.engineering import COLUMN_SOURCES, LABEL
 from dagster_project.platform import compute_classes, metering, names
 from dagster_project.platform.settings import TIMEZONE
 from dagster_project.training import evaluation, models, portable, tracking
-from dagster_project.training.preprocess import FEATURES, input_frame
+from dagster_project.training.preprocess import CATEGORICAL, FEATURES, input_frame
 
 Progress = Callable[[str], None]
 
@@ -179,17 +180,68 @@ class TrainingOutcome:
 
 
 REFERENCE_FILE = "features.parquet"  # logged under "reference/": monitoring's drift baseline
+IMPORTANCE_FILE = "importance.json"  # logged under "reference/": what the drift alarm weighs
 
 
 def reference_sample(
-    model: models.DelayModel, train: pd.DataFrame, rows: int = 20000
+    model: models.DelayModel, split: Split, rows: int = 100_000, seed: int = 0
 ) -> pd.DataFrame:
-    """The model's inputs on (a sample of) its training rows, with its predictions: what drift
-    monitoring compares live traffic against."""
-    sample = train.sample(min(rows, len(train)), random_state=0)
-    out = input_frame(sample)
-    out["probability"] = model.predict_proba(sample)
-    return out
+    """What drift monitoring compares live traffic against: the model's inputs on its whole
+    window (train, validation and holdout rows; a random sample of ``rows`` if there are more),
+    each with its ``day`` (local date), its ``split`` and the model's ``probability`` (in sample
+    on train rows, out of sample on the others). The days let monitoring calibrate each
+    feature's drift bar on the window's own week-to-week variation."""
+    parts = []
+    for name in ("train", "validation", "holdout"):
+        part = getattr(split, name)
+        out = input_frame(part)
+        out["probability"] = model.predict_proba(part)
+        out["day"] = flight_dates(part).astype(str).to_numpy()
+        out["split"] = name
+        parts.append(out)
+    reference = pd.concat(parts, ignore_index=True)
+    if len(reference) > rows:
+        reference = reference.sample(rows, random_state=seed).sort_index()
+    return reference.reset_index(drop=True)
+
+
+def feature_groups() -> dict[str, tuple[str, ...]]:
+    """The model's inputs grouped by the feature table they come from (its weather, a
+    carrier's or a route's delay statistics, the plane); request-time features and entity
+    keys are groups of one."""
+    groups: dict[str, tuple[str, ...]] = {}
+    for table, columns in COLUMN_SOURCES.items():
+        members = tuple(c for c in FEATURES if c in columns and c not in CATEGORICAL)
+        if members:
+            groups[table] = members
+    grouped = {c for members in groups.values() for c in members}
+    return groups | {c: (c,) for c in FEATURES if c not in grouped}
+
+
+def feature_importance(model: models.DelayModel, rows: pd.DataFrame) -> dict[str, Any]:
+    """Permutation importance of the model's inputs on ``rows`` (the validation window), as
+    the mean absolute change of the predicted probability
+    (:func:`evaluation.permutation_sensitivity`): per group of :func:`feature_groups`
+    (shuffled together), and per feature, its group's value shared in proportion to the
+    members' own (equally when none of them moves the output alone)."""
+    frame = input_frame(rows)
+    groups = feature_groups()
+    by_group = evaluation.permutation_sensitivity(model.predict_proba, frame, groups)
+    alone = evaluation.permutation_sensitivity(
+        model.predict_proba, frame, {c: (c,) for c in FEATURES}, seed=1
+    )
+    features: dict[str, float] = {}
+    for name, members in groups.items():
+        own = sum(alone[c] for c in members)
+        for c in members:
+            share = alone[c] / own if own > 0 else 1.0 / len(members)
+            features[c] = by_group[name] * share
+    return {
+        "groups": by_group,
+        "features": features,
+        "metric": "mean absolute change of the predicted probability when shuffled "
+        "(validation rows)",
+    }
 
 
 def log_model(model: models.DelayModel, sample: pd.DataFrame, metadata: dict, kind: str) -> Any:
@@ -276,9 +328,12 @@ def train_and_register(
         mlflow.log_dict(best.validation.as_dict(), "evaluation/validation.json")
         mlflow.log_dict(candidates, "evaluation/candidates.json")
         with tempfile.TemporaryDirectory() as tmp:
-            reference = reference_sample(best.model, split.train)
+            reference = reference_sample(best.model, split)
             reference.to_parquet(Path(tmp) / REFERENCE_FILE)
             mlflow.log_artifact(str(Path(tmp) / REFERENCE_FILE), "reference")
+            importance = feature_importance(best.model, split.validation)
+            (Path(tmp) / IMPORTANCE_FILE).write_text(json.dumps(importance, indent=1))
+            mlflow.log_artifact(str(Path(tmp) / IMPORTANCE_FILE), "reference")
             plot = evaluation.plot_evaluation(
                 y_hold,
                 p_hold,

@@ -1,7 +1,10 @@
 """An in-process replay over a short window with drift planted in the weather files: the
-drift is seen, the sensor retrains, the gate decides, and a promoted model is redeployed."""
+drift reaches the served features, the calibrated check sees it, the sensor retrains, the gate
+decides, a promoted model is redeployed, the frozen first champion shadows every day, and the
+report covers this replay only."""
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,7 +20,9 @@ from dagster_project.serving.prediction_log import FilePredictionLog
 from dagster_project.training import tracking
 from tests.conftest import free_port
 
-START, END, DRIFT_FROM = date(2013, 1, 25), date(2013, 1, 30), date(2013, 1, 26)
+# Planted from the first day: the flights scored on it (those of the next day) are served the
+# windy, foggy weather, so most of the replay's trailing window has it by the last days.
+START, END, DRIFT_FROM = date(2013, 1, 25), date(2013, 1, 30), date(2013, 1, 25)
 
 
 def _plant_drift(paths: Paths) -> None:
@@ -44,6 +49,9 @@ def replayed(tmp_path_factory):
         auc_floor=0.0,  # only the planted drift may trigger
         calibration_error_max=1.0,
         min_labeled=100,
+        # any feature beyond its calibrated bar raises the alarm here: the loop is under test;
+        # how the alarm weighs features by importance is pinned by tests/unit/test_drift.py
+        drift_importance_share=0.0,
         breach_days=2,
         window_days=21,
         retrain_holdout_days=3,
@@ -54,6 +62,23 @@ def replayed(tmp_path_factory):
     import dagster as dg
 
     _plant_drift(paths)
+    # a demo's training in the same state folder before the replay: not the replay's
+    retraining.append_retrain(
+        paths.monitoring_dir / "retrains",
+        retraining.RetrainRecord(
+            "2013-01-01T00:00:00",
+            "demo-run",
+            "manual",
+            "demo",
+            None,
+            "2013-01-01..2013-01-20",
+            "0",
+            "promoted",
+            None,
+            0.7,
+            "0",
+        ),
+    )
     instance = dg.DagsterInstance.ephemeral()
     result = replay(defs, instance, paths, START, END, trials=1, land=False, progress=False)
     return paths, instance, result
@@ -81,9 +106,14 @@ def test_planted_drift_triggers_a_gated_retrain(replayed):
 
 def test_a_promoted_retrain_is_what_the_endpoint_serves_next(replayed):
     paths, _, _ = replayed
+    replay_id = retraining.read_replay(paths.monitoring_dir / "replay.json").replay_id
     records = retraining.read_retrains(paths.monitoring_dir / "retrains")
     promoted = [
-        r for r in records if r["decision"] == "promoted" and r["trigger"] != "replay_bootstrap"
+        r
+        for r in records
+        if r["decision"] == "promoted"
+        and r["trigger"] != "replay_bootstrap"
+        and r.get("replay_id") == replay_id
     ]
     champion = tracking.Registry(paths.mlflow_tracking_uri).by_alias(names.CHAMPION)
     log = FilePredictionLog(paths.prediction_log_dir).read_day(str(END + timedelta(days=1)))
@@ -121,6 +151,62 @@ def dg_check(name: str):
     import dagster as dg
 
     return dg.AssetCheckKey(dg.AssetKey("prediction_quality"), name)
+
+
+def _days(paths: Paths) -> pd.DataFrame:
+    found = sorted((Path(paths.lake_url) / "prediction_quality").glob("*.parquet"))
+    return pd.concat([pd.read_parquet(f) for f in found], ignore_index=True).set_index("day")
+
+
+def test_the_planted_weather_is_served_and_beyond_its_calibrated_bars(replayed):
+    paths, instance, _ = replayed
+    days = _days(paths)
+    last = days.loc[str(END)]
+    assert last["calibrated_alarm"]
+    assert last["drift_mode"] == "calibrated"
+    assert {"wind_speed", "visib"} & set(str(last["drift_errors"]).split(","))
+    # the fixed rule is recorded beside it, and the score distribution in its own check
+    assert "fixed_alarm" in days.columns
+    import dagster as dg
+
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg_check("prediction_drift")]
+    )
+    assert check
+    event = instance.get_latest_materialization_event(dg.AssetKey("prediction_quality"))
+    meta = event.asset_materialization.metadata
+    assert meta["drift_alarm"].value is True
+    assert "calibrated bars" in meta["drift_reason"].value
+
+
+def test_the_frozen_first_champion_shadows_every_judged_day(replayed):
+    paths, _, _ = replayed
+    registry = tracking.Registry(paths.mlflow_tracking_uri)
+    baseline = registry.by_alias(names.BASELINE)
+    assert baseline is not None
+    assert baseline.version == "1"
+    judged = _days(paths).loc[str(START) : str(END)]
+    judged = judged[judged["labeled"] > 0]
+    assert len(judged) == 6
+    assert set(judged["shadow_version"]) == {"1"}
+    assert judged["shadow_roc_auc"].between(0.5, 1.0).all()
+    # while v1 is served, the shadow is the same model on the same flights
+    same = judged[judged["model_version"] == "1"]
+    assert (same["shadow_roc_auc"] - same["roc_auc"]).abs().max() < 1e-9
+
+
+def test_the_report_covers_this_replay_only(replayed):
+    paths, _, _result = replayed
+    record = retraining.read_replay(paths.monitoring_dir / "replay.json")
+    assert (record.start, record.end, record.baseline_version) == (str(START), str(END), "1")
+    page = (paths.monitoring_dir / "report.html").read_text()
+    assert f"replay {record.replay_id}" in page
+    assert "demo" not in page  # the demo's training is not this replay's
+    assert "2013-01-24" not in page  # the eve is ingested and scored, not monitored
+    assert "alarm days" in page
+    assert "frozen" in page
+    runs = [r for r in retraining.read_retrains(paths.monitoring_dir / "retrains")]
+    assert {r.get("replay_id") for r in runs if r["trigger"] != "manual"} == {record.replay_id}
 
 
 def test_replay_rejects_an_empty_range(tmp_path):

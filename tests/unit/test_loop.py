@@ -39,6 +39,30 @@ def test_persistent_drift_on_an_important_feature_triggers():
     assert retraining.breach_trigger(unimportant, POLICY) is None
 
 
+def test_the_recorded_drift_alarm_decides_when_there_is_one():
+    # the calibrated alarm: whatever drifted, the alarm monitoring recorded is what counts
+    on = [
+        retraining.DayStatus("2013-07-01", True, [], ["temp"], drift_alarm=True),
+        retraining.DayStatus("2013-07-02", True, [], ["temp", "humid"], drift_alarm=True),
+    ]
+    trigger = retraining.breach_trigger(on, POLICY)
+    assert trigger is not None
+    assert trigger.key == "drift:2013-07-01..2013-07-02"
+    assert "temp, humid" in trigger.reason
+    # drifted features, even important ones, without the alarm: no retrain
+    off = [
+        retraining.DayStatus("2013-07-01", True, [], ["visib"], drift_alarm=False),
+        retraining.DayStatus("2013-07-02", True, [], ["visib"], drift_alarm=True),
+    ]
+    assert retraining.breach_trigger(off, POLICY) is None
+    # only the score distribution drifted: the reason says what the alarm said
+    scores = [
+        retraining.DayStatus(d, True, [], [], drift_alarm=True, drift_reason="scores drifted")
+        for d in ("2013-07-01", "2013-07-02")
+    ]
+    assert "scores drifted" in retraining.breach_trigger(scores, POLICY).reason
+
+
 def test_cooldown_after_the_last_retrain():
     history = [_day("2013-07-03", breaches=["x"]), _day("2013-07-04", breaches=["x"])]
     assert retraining.breach_trigger(history, POLICY, last_trigger="2013-07-01") is None

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from dagster_project.monitoring import measures, report
 from dagster_project.monitoring.measures import Thresholds
@@ -110,7 +111,7 @@ def test_render_report_is_self_contained_escaped_and_lists_retrains(tmp_path):
     assert "retrain promoted" in page  # marked on its day in the daily table
     assert "now v2" in page  # the model-version change
     images = _images(page)
-    assert len(images) == 2
+    assert len(images) == len(report.CHARTS)
     assert all(i.startswith(PNG_MAGIC) and len(i) > 5_000 for i in images)
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing external to fetch
 
@@ -121,9 +122,10 @@ def test_render_report_without_retrains_and_with_missing_auc(tmp_path):
     out = report.render_report(history, [], tmp_path / "report.html")
     page = out.read_text(encoding="utf-8")
     assert "no retraining in this period" in page
-    assert page.count("<tr>") == 3 + 1  # header plus one row per day
+    daily = page[page.index("<h2>Daily numbers</h2>") :]
+    assert daily.count("<tr>") == 3 + 1  # header plus one row per day
     assert "n/a" in page
-    assert len(_images(page)) == 2
+    assert len(_images(page)) == len(report.CHARTS)
 
 
 def test_render_report_flags_breaches_and_copes_with_no_days(tmp_path):
@@ -132,3 +134,92 @@ def test_render_report_flags_breaches_and_copes_with_no_days(tmp_path):
     empty = pd.DataFrame(columns=list(report.HISTORY_COLUMNS))
     page = report.render_report(empty, [], tmp_path / "b.html").read_text()
     assert "no monitored days yet" in page
+
+
+def _replayed(days: int = 184) -> pd.DataFrame:
+    """Half a year of monitored days: a frozen model, a served one that is promoted twice,
+    the fixed alarm always on, the calibrated one on a few days before a drop."""
+    rng = np.random.default_rng(3)
+    h = _history(days)
+    h["roc_auc"] = 0.72 + rng.normal(0, 0.015, days)
+    h["shadow_roc_auc"] = h["roc_auc"] - np.where(np.arange(days) >= 40, 0.02, 0.0)
+    h["shadow_version"] = "1"
+    h["model_version"] = ["1" if i < 40 else "2" if i < 120 else "3" for i in range(days)]
+    h.loc[100, "roc_auc"] = 0.55  # a real drop, announced by the calibrated alarm
+    h["judged"] = True
+    h["fixed_alarm"] = True
+    h["calibrated_alarm"] = [i in (96, 97) for i in range(days)]
+    h["drift_alarm"] = h["calibrated_alarm"]
+    h["drift_score"] = np.where(h["calibrated_alarm"], 0.4, 0.02)
+    h["max_ratio"] = np.where(h["calibrated_alarm"], 1.5, 0.4)
+    h["max_psi"] = 8.26
+    return h
+
+
+def test_render_report_judges_alarms_and_values_retraining(tmp_path):
+    retrains = [
+        {
+            "day": "2013-09-08",
+            "reason": "drift",
+            "outcome": "promoted",
+            "version": "2",
+            "auc_before": 0.7,
+            "auc_after": 0.72,
+        },
+        {
+            "day": "2013-11-27",
+            "reason": "labels",
+            "outcome": "promoted",
+            "version": "3",
+            "auc_before": 0.7,
+            "auc_after": 0.73,
+        },
+    ]
+    t = Thresholds(alarm_horizon_days=7, drop_auc_margin=0.05)
+    history = _replayed()
+    page = report.render_report(history, retrains, tmp_path / "r.html", thresholds=t).read_text()
+    assessment = report.assess(history, retrains, t)
+    calibrated, fixed = assessment.alarms["calibrated"], assessment.alarms["fixed"]
+    assert (calibrated.alarms, calibrated.followed) == (2, 2)
+    assert calibrated.drops >= 1
+    assert "2013-11-09" not in calibrated.missed
+    assert fixed.alarms == 184
+    assert fixed.precision < 0.2
+    # the alarm table, with the rule that drove retraining and the thresholds that made it
+    assert "calibrated (drove retraining)" in page
+    assert "fixed (recorded beside)" in page
+    assert f"<td>{calibrated.alarms:,}</td><td>{calibrated.followed:,}</td>" in page
+    assert "the most drifted window of the reference" in page
+    assert "within 7 days" in page
+    assert assessment.rule.describe() in page
+    # served vs frozen: the mean gain with its interval, and each promotion's next 14 days
+    value = assessment.value
+    assert value.mean_gain == pytest.approx((184 - 40) / 184 * 0.02, abs=0.002)
+    assert f"{value.mean_gain:+.4f}" in page
+    assert f"{value.low:+.4f}" in page
+    assert "served AUC, next 14 d" in page
+    (second, _third) = assessment.promotions
+    assert second["first_served"] == "2013-09-10"
+    assert second["days"] == 14
+    assert second["served_auc"] - second["frozen_auc"] == pytest.approx(0.02)
+    assert f"<td>{second['served_auc']:,.3f}</td>" in page
+    images = _images(page)
+    assert len(images) == len(report.CHARTS)
+    assert all(i.startswith(PNG_MAGIC) for i in images)
+
+
+def test_half_a_year_of_days_is_drawn_as_lines_with_weekly_means():
+    h = report._history_frame(_replayed())
+    import matplotlib.dates as mdates
+
+    fig_png = report._quality_chart(h, [], [], Thresholds())
+    assert fig_png.startswith(PNG_MAGIC)
+    # the daily series get a 7-day mean and no markers over a long span
+    plt = report._pyplot()
+    fig, ax = plt.subplots()
+    report._daily(ax, pd.to_datetime(h["day"]), h["roc_auc"], "b", "AUC")
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["AUC (daily)", "AUC (7-day mean)"]
+    assert lines[0].get_marker() in ("None", None, "")
+    report._finish(fig, (ax,), [], [])
+    assert isinstance(ax.xaxis.get_major_locator(), mdates.MonthLocator)
