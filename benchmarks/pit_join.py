@@ -1,12 +1,18 @@
 """Point-in-time join benchmark: the ASOF JOIN offline store against Feast's own DuckDB store
-and the hand-written ``pandas.merge_asof`` floor, on 2013 shifted into later years (1x, 2x, ...
-rows), with peak memory beside time. ``python -m benchmarks.pit_join --json`` prints one object.
+and the hand-written ``pandas.merge_asof`` floor, on 2013 shifted into later years (1x, 2x, 4x,
+8x rows: copy *i* is the range moved on by *i* x 54 weeks for the full year, with its own tail
+numbers and flight ids; :func:`benchmarks.common.replicate`), with peak memory beside time.
+``python -m benchmarks.pit_join --json`` prints one object; progress goes to stderr.
+
+The store and the floor are timed alternately (store, floor, store, floor, ...) after one
+warm-up each, so load from other work on the machine falls on both; the figures are medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import threading
 import time
@@ -72,16 +78,24 @@ def _clients(root: Path, tables: dict[str, pd.DataFrame]) -> dict[str, FeatureSt
     return out
 
 
-def _measure(fn: Any, repeat: int) -> tuple[float, float, Any]:
-    result = fn()  # warm-up; its result is the one compared
-    seconds, peaks = [], []
+def _measure_pair(ours: Any, floor: Any, repeat: int) -> tuple[list, list, Any, Any]:
+    """Median seconds and peak MiB of ``ours`` and ``floor``, timed alternately after one
+    warm-up each (the warm-ups' results are the ones compared)."""
+    results = (ours(), floor())
+    stats: list[list] = [[[], []], [[], []]]
     for _ in range(repeat):
-        with PeakRSS() as mem:
-            t = time.perf_counter()
-            fn()
-            seconds.append(time.perf_counter() - t)
-        peaks.append(mem.mib)
-    return common.median(seconds), max(peaks), result
+        for i, fn in enumerate((ours, floor)):
+            with PeakRSS() as mem:
+                t = time.perf_counter()
+                fn()
+                stats[i][0].append(time.perf_counter() - t)
+            stats[i][1].append(mem.mib)
+    ((s, sp), (f, fp)) = stats
+    return [common.median(s), max(sp)], [common.median(f), max(fp)], *results
+
+
+def _log(msg: str) -> None:
+    print(f"pit_join: {msg} (load {common.load_average()[0]})", file=sys.stderr, flush=True)
 
 
 def run(start: str, end: str, scales: list[int], repeat: int, feast: bool = True) -> dict:
@@ -95,47 +109,63 @@ def run(start: str, end: str, scales: list[int], repeat: int, feast: bool = True
             clients = _clients(Path(tmp), tables)
             for when in ("day_start", "lead"):
                 entities = engineering.training_entities(f, when)
-                s, peak, ours = _measure(
+                _log(f"{scale}x {when}: {len(entities):,} rows")
+                (s, peak), (fs, fpeak), ours, floor = _measure_pair(
                     lambda c=clients, e=entities: c["asof"].historical_features(e, FEATURE_SERVICE),
+                    lambda e=entities, t=tables: common.merge_asof_join(e, t),
                     repeat,
                 )
-                fs, fpeak, floor = _measure(
-                    lambda e=entities, t=tables: common.merge_asof_join(e, t), repeat
-                )
                 cols = [c for c in floor.columns if c not in entities.columns]
+                times = entities[engineering.TS]
                 row = {
                     "scale": scale,
                     "prediction_time": when,
                     "rows": len(entities),
+                    "first_time": str(times.min()),
+                    "last_time": str(times.max()),
                     "seconds": s,
                     "peak_mib": peak,
                     "floor_seconds": fs,
                     "floor_peak_mib": fpeak,
+                    "ratio_to_floor": s / fs,
+                    "peak_ratio_to_floor": peak / fpeak,
+                    "load_average": common.load_average(),
                 }
                 differing += common.mismatched_cells(ours, floor, cols)
                 compared += len(entities) * len(cols)
+                del floor
                 if feast and scale == 1:
                     t0 = time.perf_counter()
                     theirs = clients["feast"].historical_features(entities, FEATURE_SERVICE)
                     row["feast_seconds"] = time.perf_counter() - t0
                     differing += common.mismatched_cells(ours, theirs, cols)
                     compared += len(entities) * len(cols)
+                    del theirs
+                del ours
                 per_scale.append(row)
     day = [r for r in per_scale if r["prediction_time"] == "day_start"]
+    lead = [r for r in per_scale if r["prediction_time"] == "lead"]
     base = day[0]
+
+    def exponent(runs: list[dict], key: str) -> float:
+        if len(runs) < 2:
+            return float("nan")
+        return common.growth_exponent([r["rows"] for r in runs], [r[key] for r in runs])
+
     return {
         "rows": base["rows"],
         "seconds": base["seconds"],
         "floor_seconds": base["floor_seconds"],
         "ratio_to_floor": base["seconds"] / base["floor_seconds"],
         "feast_seconds": base.get("feast_seconds"),
-        "growth_exponent": common.growth_exponent(
-            [r["rows"] for r in day], [r["seconds"] for r in day]
-        )
-        if len(day) > 1
-        else float("nan"),
+        "scales": [r["scale"] for r in day],
+        # slope of log(seconds) against log(rows), fitted over every scale (day_start)
+        "growth_exponent": exponent(day, "seconds"),
+        "floor_growth_exponent": exponent(day, "floor_seconds"),
+        "growth_exponent_lead": exponent(lead, "seconds"),
         "peak_mib": base["peak_mib"],
         "floor_peak_mib": base["floor_peak_mib"],
+        "peak_ratio_to_floor": base["peak_mib"] / base["floor_peak_mib"],
         "cells_compared": compared,
         "cells_differing": differing,
         "range": [start, end],
