@@ -159,29 +159,36 @@ def asof_sql(plan: ViewPlan, left: str, right: str) -> str:
     )
 
 
-def _is_str_column(column: pd.Series) -> bool:
-    return column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) == "string"
+def text_column(column: pd.Series) -> str | None:
+    """``"str"``: an object column of ``str``; ``"str+null"``: of ``str`` and nulls; else None."""
+    if column.dtype != object or pd.api.types.infer_dtype(column, skipna=True) != "string":
+        return None
+    return "str+null" if column.isna().any() else "str"
 
 
-def _unchanged_by_duckdb(column: pd.Series) -> bool:
+def _unchanged_by_duckdb(column: pd.Series, text: str | None) -> bool:
     """Whether a DuckDB round trip (pandas in, Arrow out, ``to_pandas``) gives this column
-    back as it is: plain numpy numbers and booleans, and object columns of ``str`` only."""
+    back as it is: plain numpy numbers and booleans, and object columns of ``str`` only
+    (``text``: :func:`text_column`; a null would come back as None)."""
     dtype = column.dtype
     if not isinstance(dtype, np.dtype):
         return False
     if dtype.kind in "iub" or dtype in (np.float32, np.float64):
         return True
-    return dtype.kind == "O" and pd.api.types.infer_dtype(column, skipna=False) == "string"
+    return text == "str"
 
 
-def key_codes(entity: pd.Series, view: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | None:
+def key_codes(
+    entity: pd.Series, view: pa.ChunkedArray, text: str | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Integer codes for an entity key column and the view's key column, equal exactly where
     DuckDB's ``=`` holds: strings against strings, integers against integers. An entity key
     that is null or not in the view gets -1, a null key of the view -2 (neither matches).
-    None for other types (DuckDB then compares the values themselves)."""
+    None for other types (DuckDB then compares the values themselves). ``text``: the entity
+    column's :func:`text_column`, if known."""
     kind = entity.dtype.kind if isinstance(entity.dtype, np.dtype) else None
     if pa.types.is_string(view.type) or pa.types.is_large_string(view.type):
-        if not _is_str_column(entity):
+        if (text_column(entity) if text is None else text) is None:
             return None
     elif not (pa.types.is_signed_integer(view.type) and kind == "i"):
         return None
@@ -190,15 +197,20 @@ def key_codes(entity: pd.Series, view: pa.ChunkedArray) -> tuple[np.ndarray, np.
     return pd.Index(uniques).get_indexer(pd.Index(entity)), right.astype(np.int64)
 
 
-def distinct_rows(codes: list[np.ndarray], times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def time_codes(times: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """The entity times as codes and their number; None where the times are mostly distinct
+    ((keys, time) pairs are at least as many as the times: joining them once gains nothing)."""
+    codes, uniques = pd.factorize(times)
+    return None if len(uniques) > len(times) // 2 else (codes, len(uniques))
+
+
+def distinct_rows(
+    codes: list[np.ndarray], times: tuple[np.ndarray, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Entity rows with the same keys and time have the same match: ``(inverse, first)``,
-    the number of each row's distinct (keys, time) and a row of each number. Every row is its
-    own number where the times alone are mostly distinct (nothing to gain)."""
-    pair, uniques = pd.factorize(times)
-    size = len(uniques)
-    if size > len(times) // 2:  # (keys, time) pairs are at least as many as the times
-        rows = np.arange(len(times), dtype=np.int64)
-        return rows, rows
+    the number of each row's distinct (keys, time) and a row of each number (``times``:
+    :func:`time_codes`)."""
+    pair, size = times
     for c in codes:
         pair, uniques = pd.factorize((c.astype(np.int64) + 1) * size + pair)
         size = len(uniques)
@@ -213,8 +225,10 @@ def run_join(
     stamp: pd.Series,
     plans: list[ViewPlan],
     passthrough: list[str],
+    text: dict[str, str | None],
 ) -> tuple[pa.Table, pa.Table]:
-    """``(event time and passthrough columns, features)``, both in entity row order.
+    """``(event time and passthrough columns, features)``, both in entity row order
+    (``text``: each entity column's :func:`text_column`).
 
     Per view: DuckDB reads the parquet (field mapping, created-time tie-break) into Arrow; the
     keys become integer codes where :func:`key_codes` can make them; entity rows with the same
@@ -241,21 +255,25 @@ def run_join(
         select = ", ".join([f"CAST({TS} AS TIMESTAMPTZ) AS {TS}", *map(q, passthrough)])
         stamps = con.sql(f"SELECT {select} FROM entity_raw").to_arrow_table()
         times = stamps[TS].to_pandas()
-        time_key = times.array.asi8  # NaT is the smallest int64: a time of its own
+        # NaT is the smallest int64: a time of its own (DuckDB matches it with nothing)
+        tcodes = time_codes(times.array.asi8)
         columns: dict[str, pa.ChunkedArray] = {}
         for i, p in enumerate(plans):
             rel = con.sql(p.relation).to_arrow_table()
-            coded = [key_codes(entity_df[ent], rel[k]) for k, ent in p.keys]
-            if all(c is not None for c in coded):
-                pairs = [c for c in coded if c is not None]
-                inverse, first = distinct_rows([left for left, _ in pairs], time_key)
-                left = pd.DataFrame(
-                    {k: c[0][first] for (k, _), c in zip(p.keys, pairs, strict=True)}
-                )
+            coded = [key_codes(entity_df[ent], rel[k], text.get(ent)) for k, ent in p.keys]
+            pairs = [c for c in coded if c is not None]
+            inverse = first = np.arange(n, dtype=np.int64)
+            if len(pairs) == len(coded):  # every key coded
+                keys = {k: c[0] for (k, _), c in zip(p.keys, pairs, strict=True)}
+                left_times = times.array
+                if tcodes is not None:
+                    inverse, first = distinct_rows(list(keys.values()), tcodes)
+                    keys = {k: v[first] for k, v in keys.items()}
+                    left_times = left_times.take(first)
+                left = pd.DataFrame(keys)
+                left[TS] = left_times
                 right = pa.table({k: c[1] for (k, _), c in zip(p.keys, pairs, strict=True)})
-                left[TS] = times.array.take(first)
             else:  # DuckDB compares the keys themselves, row by row
-                inverse, first = np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)
                 left = pd.DataFrame({k: entity_df[ent].array for k, ent in p.keys})
                 right = rel.select([k for k, _ in p.keys])
                 left[TS] = times.array
@@ -267,8 +285,8 @@ def run_join(
             found = con.sql(asof_sql(p, f"__left{i}", f"__right{i}")).to_arrow_table()
             match = np.full(len(first), -1, dtype=np.int64)
             match[found["__p"].to_numpy()] = pc.fill_null(found["__r"], -1).to_numpy()
-            rows = match[inverse]
-            taken = rel.select(p.outputs).take(pa.array(rows, mask=rows < 0))
+            found_rows = match[inverse]
+            taken = rel.select(p.outputs).take(pa.array(found_rows, mask=found_rows < 0))
             columns.update(zip(taken.column_names, taken.columns, strict=True))
             con.unregister(f"__left{i}")
             con.unregister(f"__right{i}")
@@ -527,10 +545,13 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
         ]
         # Entity columns DuckDB would give back otherwise go through it, as they do in
         # Feast's store; the event time always does (compared and returned as TIMESTAMPTZ).
+        text = {c: text_column(entity_df[c]) for c in entity_df.columns if c != ts_col}
         passthrough = [
-            c for c in entity_df.columns if c != ts_col and not _unchanged_by_duckdb(entity_df[c])
+            c
+            for c in entity_df.columns
+            if c != ts_col and not _unchanged_by_duckdb(entity_df[c], text[c])
         ]
-        stamps, features = run_join(entity_df, ts_col, stamp, plans, passthrough)
+        stamps, features = run_join(entity_df, ts_col, stamp, plans, passthrough, text)
         meta = RetrievalMetadata(
             features=feature_refs,
             keys=list(set(entity_df.columns) - {ts_col}),
