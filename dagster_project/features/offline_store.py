@@ -180,12 +180,13 @@ def _unchanged_by_duckdb(column: pd.Series, text: str | None) -> bool:
 
 def key_codes(
     entity: pd.Series, view: pa.ChunkedArray, text: str | None = None
-) -> tuple[np.ndarray, np.ndarray] | None:
+) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Integer codes for an entity key column and the view's key column, equal exactly where
-    DuckDB's ``=`` holds: strings against strings, integers against integers. An entity key
-    that is null or not in the view gets -1, a null key of the view -2 (neither matches).
-    None for other types (DuckDB then compares the values themselves). ``text``: the entity
-    column's :func:`text_column`, if known."""
+    DuckDB's ``=`` holds: strings against strings, integers against integers; and the number
+    of the view's distinct keys (codes 0..number-1). An entity key that is null or not in the
+    view gets -1, a null key of the view -2 (neither matches). None for other types (DuckDB
+    then compares the values themselves). ``text``: the entity column's :func:`text_column`,
+    if known."""
     kind = entity.dtype.kind if isinstance(entity.dtype, np.dtype) else None
     if pa.types.is_string(view.type) or pa.types.is_large_string(view.type):
         if (text_column(entity) if text is None else text) is None:
@@ -194,29 +195,37 @@ def key_codes(
         return None
     right, uniques = pd.factorize(view.to_pandas())
     right[right < 0] = -2
-    return pd.Index(uniques).get_indexer(pd.Index(entity)), right.astype(np.int64)
+    left = pd.Index(uniques).get_indexer(pd.Index(entity))
+    return left, right.astype(np.int64), len(uniques)
 
 
-def time_codes(times: np.ndarray) -> tuple[np.ndarray, int] | None:
-    """The entity times as codes and their number; None where the times are mostly distinct
-    ((keys, time) pairs are at least as many as the times: joining them once gains nothing)."""
+def time_codes(times: np.ndarray) -> tuple[np.ndarray, int]:
+    """The entity times as codes 0..number-1, and their number."""
     codes, uniques = pd.factorize(times)
-    return None if len(uniques) > len(times) // 2 else (codes, len(uniques))
+    return codes.astype(np.int64), len(uniques)
 
 
 def distinct_rows(
-    codes: list[np.ndarray], times: tuple[np.ndarray, int]
-) -> tuple[np.ndarray, np.ndarray]:
+    keys: list[tuple[np.ndarray, int]], times: tuple[np.ndarray, int]
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Entity rows with the same keys and time have the same match: ``(inverse, first)``,
-    the number of each row's distinct (keys, time) and a row of each number (``times``:
-    :func:`time_codes`)."""
-    pair, size = times
-    for c in codes:
-        pair, uniques = pd.factorize((c.astype(np.int64) + 1) * size + pair)
-        size = len(uniques)
-    first = np.empty(size, dtype=np.int64)
-    first[pair] = np.arange(len(pair), dtype=np.int64)  # any row of the number will do
-    return pair.astype(np.int64), first
+    the number of each row's distinct (keys, time) and a row of each number. ``keys``: per
+    key its entity codes (-1..number-1) and number (:func:`key_codes`); ``times``:
+    :func:`time_codes`. None where there could be as many combinations as rows (nothing to
+    gain: e.g. one plane, one day, a few flights); otherwise the combinations are numbered
+    through an array of that size, no hash table."""
+    combo, size = times
+    for codes, number in keys:
+        if size * (number + 1) > len(combo):
+            return None
+        combo = (codes + 1) * size + combo
+        size *= number + 1
+    present = np.zeros(size, dtype=bool)
+    present[combo] = True
+    inverse = (np.cumsum(present) - 1)[combo]
+    first = np.empty(int(present.sum()), dtype=np.int64)
+    first[inverse] = np.arange(len(combo), dtype=np.int64)  # any row of the number will do
+    return inverse, first
 
 
 def run_join(
@@ -266,8 +275,9 @@ def run_join(
             if len(pairs) == len(coded):  # every key coded
                 keys = {k: c[0] for (k, _), c in zip(p.keys, pairs, strict=True)}
                 left_times = times.array
-                if tcodes is not None:
-                    inverse, first = distinct_rows(list(keys.values()), tcodes)
+                distinct = distinct_rows([(c[0], c[2]) for c in pairs], tcodes)
+                if distinct is not None:
+                    inverse, first = distinct
                     keys = {k: v[first] for k, v in keys.items()}
                     left_times = left_times.take(first)
                 left = pd.DataFrame(keys)

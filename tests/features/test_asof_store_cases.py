@@ -190,6 +190,28 @@ def test_shared_times_on_demand_views_and_two_keys(tmp_path_factory, seed, rows,
     assert ours["id"].tolist() == entity["id"].tolist()  # entity order
 
 
+def test_many_rows_share_few_times(tmp_path, monkeypatch):
+    """300 entity rows at 4 times: both views (one key, two keys) join distinct (keys, time)
+    combinations only."""
+    calls = []
+    real = offline_store.distinct_rows
+
+    def spy(keys, times):
+        out = real(keys, times)
+        calls.append(out is not None and len(out[1]) < len(times[0]))
+        return out
+
+    monkeypatch.setattr(offline_store, "distinct_rows", spy)
+    rng = np.random.default_rng(21)
+    keys = ["a", "b", "c"]
+    entity = _entity(rng, 300, [*keys, "zz"], 4)
+    ours, feast, *_ = ask_both(
+        tmp_path, _features(rng, 30, keys), _pair_table(rng, keys), entity, REFS, False
+    )
+    assert_same(ours, feast, ["id"])
+    assert calls == [True, True]
+
+
 def test_python_mode_view_and_to_arrow(tmp_path):
     rng = np.random.default_rng(7)
     keys = ["a", "b"]
@@ -309,21 +331,21 @@ def test_codes_match_duckdb_equality():
     view = pa.chunked_array([["b", None, "a", "b"]])
     codes = offline_store.key_codes(entity, view)
     assert codes is not None
-    left, right = codes
+    left, right, number = codes
     matches = [[j for j, r in enumerate(right) if r == le] for le in left]
     assert matches == [[2], [], [], [], [0, 3], []]
+    assert number == 2
     assert offline_store.key_codes(pd.Series([1, 2]), view) is None
     assert offline_store.key_codes(pd.Series(["1"]), pa.chunked_array([[1]])) is None
 
 
 def test_distinct_rows():
-    codes = [np.array([0, 0, 0, 1, 1, 0]), np.array([-1, -1, 3, -1, 2, -1])]
-    times = np.array([5, 5, 5, 7, 7, 7], dtype=np.int64)
-    tcodes = offline_store.time_codes(times)
-    assert tcodes is not None
-    inverse, first = offline_store.distinct_rows(codes, tcodes)
-    rows = list(zip(*codes, times, strict=True))
-    assert len(first) == len(set(rows)) == len(set(inverse))  # one number per distinct row
+    keys = [(np.array([0, 0, 0, 1, 1, 0, 0]), 2), (np.array([-1, -1, 0, -1, 2, -1, -1]), 3)]
+    times = offline_store.time_codes(np.array([5, 5, 5, 7, 7, 7, 5], dtype=np.int64))
+    assert offline_store.distinct_rows(keys, times) is None  # 2 x 3 x 4 combinations > 7 rows
+    keys = keys[:1]
+    inverse, first = offline_store.distinct_rows(keys, times)
+    rows = list(zip(keys[0][0], times[0], strict=True))
+    assert len(first) == len(set(rows)) == len(set(inverse)) == 3  # one number per distinct row
     for i, r in enumerate(rows):
         assert rows[first[inverse[i]]] == r
-    assert offline_store.time_codes(np.arange(6, dtype=np.int64)) is None  # mostly distinct
