@@ -4,8 +4,11 @@ and the hand-written ``pandas.merge_asof`` floor, on 2013 shifted into later yea
 numbers and flight ids; :func:`benchmarks.common.replicate`), with peak memory beside time.
 ``python -m benchmarks.pit_join --json`` prints one object; progress goes to stderr.
 
-The store and the floor are timed alternately (store, floor, store, floor, ...) after one
-warm-up each, so load from other work on the machine falls on both; the figures are medians.
+Every size is built first; after one warm-up of each (whose results are the ones compared,
+cell by cell), the timed rounds go through all sizes and both prediction times, the store and
+the floor one after the other, ``repeat`` times: load from other work on the machine falls on
+the store and the floor, and on small and large sizes, alike (it drifts over minutes; timing
+the sizes one after another would bend the growth exponent). The figures are medians.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ def _clients(root: Path, tables: dict[str, pd.DataFrame]) -> dict[str, FeatureSt
     ours_template = feast_template("local")
     cfg = yaml.safe_load(ours_template.read_text())
     cfg["offline_store"] = {"type": "duckdb"}
+    root.mkdir(parents=True, exist_ok=True)
     feast_yaml = root / "feast_template.yaml"
     feast_yaml.write_text(yaml.safe_dump(cfg))
     features_url = str(root / "features")
@@ -78,26 +82,14 @@ def _clients(root: Path, tables: dict[str, pd.DataFrame]) -> dict[str, FeatureSt
     return out
 
 
-def _measure_pair(ours: Any, floor: Any, repeat: int) -> tuple[list, list, Any, Any]:
-    """``[median seconds, peak MiB, median CPU seconds]`` of ``ours`` and ``floor``, timed
-    alternately after one warm-up each (the warm-ups' results are the ones compared). CPU
-    seconds are the process's, all threads (DuckDB runs on both cores, pandas on one)."""
-    results = (ours(), floor())
-    stats: list[list] = [[[], [], []], [[], [], []]]
-    for _ in range(repeat):
-        for i, fn in enumerate((ours, floor)):
-            with PeakRSS() as mem:
-                t, cpu = time.perf_counter(), time.process_time()
-                fn()
-                stats[i][0].append(time.perf_counter() - t)
-                stats[i][2].append(time.process_time() - cpu)
-            stats[i][1].append(mem.mib)
-    ((s, sp, sc), (f, fp, fc)) = stats
-    return (
-        [common.median(s), max(sp), common.median(sc)],
-        [common.median(f), max(fp), common.median(fc)],
-        *results,
-    )
+def _timed(fn: Any) -> tuple[float, float, float]:
+    """Seconds, peak MiB above the level at the call and CPU seconds (the process's, all
+    threads: DuckDB runs on both cores, pandas on one) of one call."""
+    with PeakRSS() as mem:
+        t, cpu = time.perf_counter(), time.process_time()
+        fn()
+        seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+    return seconds, mem.mib, cpu
 
 
 def _log(msg: str) -> None:
@@ -106,51 +98,76 @@ def _log(msg: str) -> None:
 
 def run(start: str, end: str, scales: list[int], repeat: int, feast: bool = True) -> dict:
     flights, weather, planes = common.validated_tables(start, end)
-    per_scale: list[dict[str, Any]] = []
     compared = differing = 0
-    for scale in scales:
-        f, w, p = common.replicate(flights, weather, planes, scale)
-        tables = common.feature_tables(f, w, p)
-        with tempfile.TemporaryDirectory(prefix="pit_join_") as tmp:
-            clients = _clients(Path(tmp), tables)
+    with tempfile.TemporaryDirectory(prefix="pit_join_") as tmp:
+        cases: list[dict[str, Any]] = []
+        for scale in scales:
+            f, w, p = common.replicate(flights, weather, planes, scale)
+            tables = common.feature_tables(f, w, p)
+            clients = _clients(Path(tmp) / f"{scale}x", tables)
             for when in ("day_start", "lead"):
                 entities = engineering.training_entities(f, when)
-                _log(f"{scale}x {when}: {len(entities):,} rows")
-                (s, peak, cpu), (fs, fpeak, fcpu), ours, floor = _measure_pair(
-                    lambda c=clients, e=entities: c["asof"].historical_features(e, FEATURE_SERVICE),
-                    lambda e=entities, t=tables: common.merge_asof_join(e, t),
-                    repeat,
-                )
-                cols = [c for c in floor.columns if c not in entities.columns]
                 times = entities[engineering.TS]
-                row = {
-                    "scale": scale,
-                    "prediction_time": when,
-                    "rows": len(entities),
-                    "first_time": str(times.min()),
-                    "last_time": str(times.max()),
-                    "seconds": s,
-                    "peak_mib": peak,
-                    "floor_seconds": fs,
-                    "floor_peak_mib": fpeak,
-                    "cpu_seconds": cpu,
-                    "floor_cpu_seconds": fcpu,
-                    "ratio_to_floor": s / fs,
-                    "peak_ratio_to_floor": peak / fpeak,
-                    "load_average": common.load_average(),
-                }
-                differing += common.mismatched_cells(ours, floor, cols)
+                cases.append(
+                    {
+                        "row": {
+                            "scale": scale,
+                            "prediction_time": when,
+                            "rows": len(entities),
+                            "first_time": str(times.min()),
+                            "last_time": str(times.max()),
+                        },
+                        "fns": (
+                            lambda c=clients, e=entities: c["asof"].historical_features(
+                                e, FEATURE_SERVICE
+                            ),
+                            lambda e=entities, t=tables: common.merge_asof_join(e, t),
+                        ),
+                        "feast": clients["feast"] if feast and scale == 1 else None,
+                        "entities": entities,
+                        "samples": [],
+                    }
+                )
+            del f, w, p
+        for case in cases:  # warm-ups: the answers compared
+            row, (ours_fn, floor_fn), entities = case["row"], case["fns"], case["entities"]
+            _log(f"{row['scale']}x {row['prediction_time']}: {row['rows']:,} rows, warm-up")
+            ours, floor = ours_fn(), floor_fn()
+            cols = [c for c in floor.columns if c not in entities.columns]
+            differing += common.mismatched_cells(ours, floor, cols)
+            compared += len(entities) * len(cols)
+            del floor
+            if case["feast"] is not None:
+                t0 = time.perf_counter()
+                theirs = case["feast"].historical_features(entities, FEATURE_SERVICE)
+                row["feast_seconds"] = time.perf_counter() - t0
+                differing += common.mismatched_cells(ours, theirs, cols)
                 compared += len(entities) * len(cols)
-                del floor
-                if feast and scale == 1:
-                    t0 = time.perf_counter()
-                    theirs = clients["feast"].historical_features(entities, FEATURE_SERVICE)
-                    row["feast_seconds"] = time.perf_counter() - t0
-                    differing += common.mismatched_cells(ours, theirs, cols)
-                    compared += len(entities) * len(cols)
-                    del theirs
-                del ours
-                per_scale.append(row)
+                del theirs
+            del ours
+        for i in range(repeat):
+            _log(f"timed round {i + 1} of {repeat}")
+            for case in cases:
+                ours_fn, floor_fn = case["fns"]
+                case["samples"].append((_timed(ours_fn), _timed(floor_fn), common.load_average()))
+    per_scale = []
+    for case in cases:
+        row, samples = case["row"], case["samples"]
+        ours_s, floor_s = [a for a, _, _ in samples], [b for _, b, _ in samples]
+        s, fs = (common.median([x[0] for x in v]) for v in (ours_s, floor_s))
+        peak, fpeak = (max(x[1] for x in v) for v in (ours_s, floor_s))
+        row.update(
+            seconds=s,
+            peak_mib=peak,
+            floor_seconds=fs,
+            floor_peak_mib=fpeak,
+            cpu_seconds=common.median([x[2] for x in ours_s]),
+            floor_cpu_seconds=common.median([x[2] for x in floor_s]),
+            ratio_to_floor=s / fs,
+            peak_ratio_to_floor=peak / fpeak,
+            load_1m=[load[0] for _, _, load in samples],
+        )
+        per_scale.append(row)
     day = [r for r in per_scale if r["prediction_time"] == "day_start"]
     lead = [r for r in per_scale if r["prediction_time"] == "lead"]
     base = day[0]
@@ -171,12 +188,15 @@ def run(start: str, end: str, scales: list[int], repeat: int, feast: bool = True
         "growth_exponent": exponent(day, "seconds"),
         "floor_growth_exponent": exponent(day, "floor_seconds"),
         "growth_exponent_lead": exponent(lead, "seconds"),
+        "cpu_growth_exponent": exponent(day, "cpu_seconds"),
+        "floor_cpu_growth_exponent": exponent(day, "floor_cpu_seconds"),
         "peak_mib": base["peak_mib"],
         "floor_peak_mib": base["floor_peak_mib"],
         "peak_ratio_to_floor": base["peak_mib"] / base["floor_peak_mib"],
         "cells_compared": compared,
         "cells_differing": differing,
         "range": [start, end],
+        "repeat": repeat,
         "load_average": common.load_average(),
         "runs": per_scale,
     }
