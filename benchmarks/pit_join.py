@@ -1,12 +1,21 @@
 """Point-in-time join benchmark: the ASOF JOIN offline store against Feast's own DuckDB store
-and the hand-written ``pandas.merge_asof`` floor, on 2013 shifted into later years (1x, 2x, ...
-rows), with peak memory beside time. ``python -m benchmarks.pit_join --json`` prints one object.
+and the hand-written ``pandas.merge_asof`` floor, on 2013 shifted into later years (1x, 2x, 4x,
+8x rows: copy *i* is the range moved on by *i* x 54 weeks for the full year, with its own tail
+numbers and flight ids; :func:`benchmarks.common.replicate`), with peak memory beside time.
+``python -m benchmarks.pit_join --json`` prints one object; progress goes to stderr.
+
+Every size is built first; after one warm-up of each (whose results are the ones compared,
+cell by cell), the timed rounds go through all sizes and both prediction times, the store and
+the floor one after the other, ``repeat`` times: load from other work on the machine falls on
+the store and the floor, and on small and large sizes, alike (it drifts over minutes; timing
+the sizes one after another would bend the growth exponent). The figures are medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import threading
 import time
@@ -59,6 +68,7 @@ def _clients(root: Path, tables: dict[str, pd.DataFrame]) -> dict[str, FeatureSt
     ours_template = feast_template("local")
     cfg = yaml.safe_load(ours_template.read_text())
     cfg["offline_store"] = {"type": "duckdb"}
+    root.mkdir(parents=True, exist_ok=True)
     feast_yaml = root / "feast_template.yaml"
     feast_yaml.write_text(yaml.safe_dump(cfg))
     features_url = str(root / "features")
@@ -72,73 +82,121 @@ def _clients(root: Path, tables: dict[str, pd.DataFrame]) -> dict[str, FeatureSt
     return out
 
 
-def _measure(fn: Any, repeat: int) -> tuple[float, float, Any]:
-    result = fn()  # warm-up; its result is the one compared
-    seconds, peaks = [], []
-    for _ in range(repeat):
-        with PeakRSS() as mem:
-            t = time.perf_counter()
-            fn()
-            seconds.append(time.perf_counter() - t)
-        peaks.append(mem.mib)
-    return common.median(seconds), max(peaks), result
+def _timed(fn: Any) -> tuple[float, float, float]:
+    """Seconds, peak MiB above the level at the call and CPU seconds (the process's, all
+    threads: DuckDB runs on both cores, pandas on one) of one call."""
+    with PeakRSS() as mem:
+        t, cpu = time.perf_counter(), time.process_time()
+        fn()
+        seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+    return seconds, mem.mib, cpu
+
+
+def _log(msg: str) -> None:
+    print(f"pit_join: {msg} (load {common.load_average()[0]})", file=sys.stderr, flush=True)
 
 
 def run(start: str, end: str, scales: list[int], repeat: int, feast: bool = True) -> dict:
     flights, weather, planes = common.validated_tables(start, end)
-    per_scale: list[dict[str, Any]] = []
     compared = differing = 0
-    for scale in scales:
-        f, w, p = common.replicate(flights, weather, planes, scale)
-        tables = common.feature_tables(f, w, p)
-        with tempfile.TemporaryDirectory(prefix="pit_join_") as tmp:
-            clients = _clients(Path(tmp), tables)
+    with tempfile.TemporaryDirectory(prefix="pit_join_") as tmp:
+        cases: list[dict[str, Any]] = []
+        for scale in scales:
+            f, w, p = common.replicate(flights, weather, planes, scale)
+            tables = common.feature_tables(f, w, p)
+            clients = _clients(Path(tmp) / f"{scale}x", tables)
             for when in ("day_start", "lead"):
                 entities = engineering.training_entities(f, when)
-                s, peak, ours = _measure(
-                    lambda c=clients, e=entities: c["asof"].historical_features(e, FEATURE_SERVICE),
-                    repeat,
+                times = entities[engineering.TS]
+                cases.append(
+                    {
+                        "row": {
+                            "scale": scale,
+                            "prediction_time": when,
+                            "rows": len(entities),
+                            "first_time": str(times.min()),
+                            "last_time": str(times.max()),
+                        },
+                        "fns": (
+                            lambda c=clients, e=entities: c["asof"].historical_features(
+                                e, FEATURE_SERVICE
+                            ),
+                            lambda e=entities, t=tables: common.merge_asof_join(e, t),
+                        ),
+                        "feast": clients["feast"] if feast and scale == 1 else None,
+                        "entities": entities,
+                        "samples": [],
+                    }
                 )
-                fs, fpeak, floor = _measure(
-                    lambda e=entities, t=tables: common.merge_asof_join(e, t), repeat
-                )
-                cols = [c for c in floor.columns if c not in entities.columns]
-                row = {
-                    "scale": scale,
-                    "prediction_time": when,
-                    "rows": len(entities),
-                    "seconds": s,
-                    "peak_mib": peak,
-                    "floor_seconds": fs,
-                    "floor_peak_mib": fpeak,
-                }
-                differing += common.mismatched_cells(ours, floor, cols)
+            del f, w, p
+        for case in cases:  # warm-ups: the answers compared
+            row, (ours_fn, floor_fn), entities = case["row"], case["fns"], case["entities"]
+            _log(f"{row['scale']}x {row['prediction_time']}: {row['rows']:,} rows, warm-up")
+            ours, floor = ours_fn(), floor_fn()
+            cols = [c for c in floor.columns if c not in entities.columns]
+            differing += common.mismatched_cells(ours, floor, cols)
+            compared += len(entities) * len(cols)
+            del floor
+            if case["feast"] is not None:
+                t0 = time.perf_counter()
+                theirs = case["feast"].historical_features(entities, FEATURE_SERVICE)
+                row["feast_seconds"] = time.perf_counter() - t0
+                differing += common.mismatched_cells(ours, theirs, cols)
                 compared += len(entities) * len(cols)
-                if feast and scale == 1:
-                    t0 = time.perf_counter()
-                    theirs = clients["feast"].historical_features(entities, FEATURE_SERVICE)
-                    row["feast_seconds"] = time.perf_counter() - t0
-                    differing += common.mismatched_cells(ours, theirs, cols)
-                    compared += len(entities) * len(cols)
-                per_scale.append(row)
+                del theirs
+            del ours
+        for i in range(repeat):
+            _log(f"timed round {i + 1} of {repeat}")
+            for case in cases:
+                ours_fn, floor_fn = case["fns"]
+                case["samples"].append((_timed(ours_fn), _timed(floor_fn), common.load_average()))
+    per_scale = []
+    for case in cases:
+        row, samples = case["row"], case["samples"]
+        ours_s, floor_s = [a for a, _, _ in samples], [b for _, b, _ in samples]
+        s, fs = (common.median([x[0] for x in v]) for v in (ours_s, floor_s))
+        peak, fpeak = (max(x[1] for x in v) for v in (ours_s, floor_s))
+        row.update(
+            seconds=s,
+            peak_mib=peak,
+            floor_seconds=fs,
+            floor_peak_mib=fpeak,
+            cpu_seconds=common.median([x[2] for x in ours_s]),
+            floor_cpu_seconds=common.median([x[2] for x in floor_s]),
+            ratio_to_floor=s / fs,
+            peak_ratio_to_floor=peak / fpeak,
+            load_1m=[load[0] for _, _, load in samples],
+        )
+        per_scale.append(row)
     day = [r for r in per_scale if r["prediction_time"] == "day_start"]
+    lead = [r for r in per_scale if r["prediction_time"] == "lead"]
     base = day[0]
+
+    def exponent(runs: list[dict], key: str) -> float:
+        if len(runs) < 2:
+            return float("nan")
+        return common.growth_exponent([r["rows"] for r in runs], [r[key] for r in runs])
+
     return {
         "rows": base["rows"],
         "seconds": base["seconds"],
         "floor_seconds": base["floor_seconds"],
         "ratio_to_floor": base["seconds"] / base["floor_seconds"],
         "feast_seconds": base.get("feast_seconds"),
-        "growth_exponent": common.growth_exponent(
-            [r["rows"] for r in day], [r["seconds"] for r in day]
-        )
-        if len(day) > 1
-        else float("nan"),
+        "scales": [r["scale"] for r in day],
+        # slope of log(seconds) against log(rows), fitted over every scale (day_start)
+        "growth_exponent": exponent(day, "seconds"),
+        "floor_growth_exponent": exponent(day, "floor_seconds"),
+        "growth_exponent_lead": exponent(lead, "seconds"),
+        "cpu_growth_exponent": exponent(day, "cpu_seconds"),
+        "floor_cpu_growth_exponent": exponent(day, "floor_cpu_seconds"),
         "peak_mib": base["peak_mib"],
         "floor_peak_mib": base["floor_peak_mib"],
+        "peak_ratio_to_floor": base["peak_mib"] / base["floor_peak_mib"],
         "cells_compared": compared,
         "cells_differing": differing,
         "range": [start, end],
+        "repeat": repeat,
         "load_average": common.load_average(),
         "runs": per_scale,
     }
