@@ -187,8 +187,9 @@ def _figure_rows(figures: dict) -> list[tuple[str, str]]:
                 f"alarms, {rule}{drove}",
                 f"{score['alarms']} days, precision {_share(score['precision'])} "
                 f"({score['followed_by_drop']} followed by a drop within "
-                f"{score['horizon_days']} d), recall {_share(score['recall'])} "
-                f"({score['preceded_by_alarm']} of {score['drops']} drop days)",
+                f"{score['horizon_days']} d; base rate {_share(score.get('base_rate'))}), "
+                f"recall {_share(score['recall'])} ({score['preceded_by_alarm']} of "
+                f"{score['drops']} drops)",
             )
         )
     gain = figures.get("mean_auc_gain")

@@ -70,11 +70,13 @@ class Thresholds:
     drift_min_windows: int = 5  # fewer draws: the fixed bars apply
     prediction_in_alarm: bool = False  # the score distribution is judged beside, not in, it
     # Alarms judged against outcomes (monitoring/outcomes.py): an alarm is followed by a drop
-    # within alarm_horizon_days; a drop is a judged day below the AUC floor or drop_auc_margin
-    # below the median AUC of the drop_baseline_days judged days before it.
+    # starting within alarm_horizon_days; a drop day ends drop_window_days judged days whose
+    # mean AUC is below the floor or drop_auc_margin below the median of the
+    # drop_baseline_days judged days before them.
     alarm_horizon_days: int = 7
-    drop_auc_margin: float = 0.05
-    drop_baseline_days: int = 14
+    drop_auc_margin: float = 0.03
+    drop_baseline_days: int = 28
+    drop_window_days: int = 7
 
     def __post_init__(self) -> None:
         if self.drift_mode not in DRIFT_MODES:

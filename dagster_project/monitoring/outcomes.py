@@ -1,13 +1,17 @@
 """Monitoring judged by what happened: alarms against later quality drops, and retraining
 against a frozen model.
 
-* **Alarm precision and recall.** Every monitored day says whether its drift alarm fired. A
-  *quality drop* is a judged day whose served ROC AUC fell below the floor or more than
-  ``drop_auc_margin`` below the median of the ``drop_baseline_days`` judged days before it
-  (see :func:`quality_drops`). An alarm on day
-  ``a`` is *followed* by a drop on day ``d`` when ``a < d <= a + alarm_horizon_days``;
-  precision is the share of alarm days followed by a drop, recall the share of drop days that
-  an alarm preceded within the horizon.
+* **Alarm precision and recall.** Every monitored day says whether its drift alarm fired. One
+  day's ROC AUC swings with its weather far more than its sampling error (0.59 to 0.84 within
+  a fortnight of July), so a *quality drop* is judged on weeks: a judged day is a drop day when
+  the mean AUC of the last ``drop_window_days`` judged days (ending on it) is below the floor or
+  more than ``drop_auc_margin`` below the median of the ``drop_baseline_days`` judged days
+  before that week (see :func:`quality_drops`). A run of drop days is one drop, starting on its
+  first day (its *onset*). An alarm on day ``a`` is *followed* by a drop when an onset falls in
+  ``a < d <= a + alarm_horizon_days``; precision is the share of alarm days followed by a drop,
+  recall the share of drops an alarm preceded within the horizon. The *base rate* is the
+  share of all monitored days followed by an onset within the horizon: the precision of an
+  alarm that is always on, against which any precision is to be read.
 * **The value of retraining.** The replay scores every day's flights with the frozen first
   champion too (a shadow: same logged features, in process, nothing served). The daily gain is
   the served model's ROC AUC minus the frozen one's on the same labeled flights; its mean over
@@ -66,57 +70,76 @@ def shadow_quality(model: Any, labeled: pd.DataFrame, thresholds: Thresholds) ->
 
 @dataclass(frozen=True)
 class DropRule:
-    """What counts as a real quality drop (see the module doc): ranking quality (ROC AUC), not
-    the day's calibration, which swings with the day's delay rate whatever the model does."""
+    """What counts as a real quality drop (see the module doc): ranking quality (ROC AUC) over a
+    week, not one day's, nor the day's calibration, which swings with the day's delay rate
+    whatever the model does."""
 
     auc_floor: float = Thresholds.auc_floor
     auc_margin: float = Thresholds.drop_auc_margin
     baseline_days: int = Thresholds.drop_baseline_days
+    window_days: int = Thresholds.drop_window_days
 
     @classmethod
     def from_thresholds(cls, t: Thresholds) -> DropRule:
-        return cls(t.auc_floor, t.drop_auc_margin, t.drop_baseline_days)
+        return cls(t.auc_floor, t.drop_auc_margin, t.drop_baseline_days, t.drop_window_days)
 
     def describe(self) -> str:
         return (
-            f"a judged day whose ROC AUC is below {self.auc_floor:g} or more than "
-            f"{self.auc_margin:g} below the median of the {self.baseline_days} judged days "
-            "before it"
+            f"the mean ROC AUC of the last {self.window_days} judged days is below "
+            f"{self.auc_floor:g} or more than {self.auc_margin:g} below the median of the "
+            f"{self.baseline_days} judged days before them"
         )
 
 
 def quality_drops(history: pd.DataFrame, rule: DropRule) -> pd.DataFrame:
-    """Per day (sorted): ``day``, ``judged``, ``roc_auc``, ``baseline`` (the trailing median AUC
-    of the judged days before), ``drop`` (bool) and ``why``. Days without a judgement never
-    drop; the first judged day has no baseline (only the absolute bars apply)."""
+    """Per day (sorted): ``day``, ``judged``, ``roc_auc``, ``week_auc`` (mean of the last
+    ``window_days`` judged days, ending on the day), ``baseline`` (median AUC of up to
+    ``baseline_days`` judged days before that week; NaN with fewer than ``window_days`` of
+    them), ``drop`` (bool), ``onset`` (the first day of a run of drop days) and ``why``. Days
+    without a judgement never drop; nor does a day with fewer than ``window_days`` judged days
+    up to it."""
     h = history.sort_values("day", kind="mergesort").reset_index(drop=True)
     judged = _flags(h["judged"]) if "judged" in h.columns else np.ones(len(h), dtype=bool)
     auc = _numbers(h["roc_auc"]) if "roc_auc" in h.columns else np.full(len(h), np.nan)
+    week_auc = np.full(len(h), np.nan)
     baseline = np.full(len(h), np.nan)
     seen: list[float] = []
-    drops, why = [], []
+    drops, onsets, why = [], [], []
+    previous = False
     for i in range(len(h)):
-        if seen:
-            baseline[i] = float(np.median(seen[-rule.baseline_days :]))
         reasons = []
-        if judged[i]:
-            if not np.isnan(auc[i]) and auc[i] < rule.auc_floor:
-                reasons.append(f"AUC {auc[i]:.3f} < floor {rule.auc_floor:g}")
-            if not np.isnan(auc[i]) and auc[i] < baseline[i] - rule.auc_margin:
-                reasons.append(
-                    f"AUC {auc[i]:.3f} < {baseline[i]:.3f} (trailing median) - {rule.auc_margin:g}"
-                )
-            if not np.isnan(auc[i]):
-                seen.append(float(auc[i]))
-        drops.append(bool(reasons))
+        if judged[i] and not np.isnan(auc[i]):
+            seen.append(float(auc[i]))
+            if len(seen) >= rule.window_days:
+                week = seen[-rule.window_days :]
+                week_auc[i] = float(np.mean(week))
+                before = seen[: -rule.window_days][-rule.baseline_days :]
+                if len(before) >= rule.window_days:
+                    baseline[i] = float(np.median(before))
+                if week_auc[i] < rule.auc_floor:
+                    reasons.append(f"week AUC {week_auc[i]:.3f} < floor {rule.auc_floor:g}")
+                if week_auc[i] < baseline[i] - rule.auc_margin:
+                    reasons.append(
+                        f"week AUC {week_auc[i]:.3f} < {baseline[i]:.3f} (median before) "
+                        f"- {rule.auc_margin:g}"
+                    )
+            dropped = bool(reasons)
+            onsets.append(dropped and not previous)
+            previous = dropped
+        else:  # a day without a judgement neither drops nor ends a run of drops
+            dropped = False
+            onsets.append(False)
+        drops.append(dropped)
         why.append("; ".join(reasons))
     return pd.DataFrame(
         {
             "day": [str(d)[:10] for d in h["day"]],
             "judged": judged,
             "roc_auc": auc,
+            "week_auc": week_auc,
             "baseline": baseline,
             "drop": np.array(drops, dtype=bool),
+            "onset": np.array(onsets, dtype=bool),
             "why": why,
         }
     )
@@ -128,12 +151,13 @@ class AlarmScore:
 
     rule: str  # the alarm column judged
     alarms: int  # days the alarm fired
-    followed: int  # ... followed by a drop within the horizon
-    drops: int  # drop days
+    followed: int  # ... followed by the onset of a drop within the horizon
+    drops: int  # drops (runs of drop days)
     preceded: int  # ... that an alarm preceded within the horizon
     horizon_days: int
+    base_rate: float | None = None  # share of all days followed by an onset within the horizon
     alarm_days: list[str] = field(default_factory=list)
-    missed: list[str] = field(default_factory=list)  # drop days no alarm preceded
+    missed: list[str] = field(default_factory=list)  # onsets no alarm preceded
 
     @property
     def precision(self) -> float | None:
@@ -149,6 +173,7 @@ class AlarmScore:
             "alarms": self.alarms,
             "followed_by_drop": self.followed,
             "precision": self.precision,
+            "base_rate": self.base_rate,
             "drops": self.drops,
             "preceded_by_alarm": self.preceded,
             "recall": self.recall,
@@ -159,27 +184,34 @@ class AlarmScore:
 def judge_alarms(
     history: pd.DataFrame, alarm_column: str, drops: pd.DataFrame, horizon_days: int
 ) -> AlarmScore:
-    """Precision and recall of the alarm in ``alarm_column`` against ``drops`` (as
-    :func:`quality_drops` returns them), on calendar days: alarm day ``a`` is followed by drop
-    day ``d`` when ``a < d <= a + horizon_days``."""
+    """Precision and recall of the alarm in ``alarm_column`` against the drops of ``drops`` (as
+    :func:`quality_drops` returns them), on calendar days: alarm day ``a`` is followed by the
+    drop starting on ``d`` when ``a < d <= a + horizon_days``."""
     h = history.sort_values("day", kind="mergesort")
     fired = _flags(h[alarm_column]) if alarm_column in h.columns else np.zeros(len(h), dtype=bool)
-    alarm_days = sorted(str(d)[:10] for d, f in zip(h["day"], fired, strict=True) if f)
-    drop_days = sorted(str(d) for d in drops.loc[drops["drop"], "day"])
+    days = [str(d)[:10] for d in h["day"]]
+    alarm_days = sorted(d for d, f in zip(days, fired, strict=True) if f)
+    onset_days = sorted(str(d) for d in drops.loc[drops["onset"], "day"]) if len(drops) else []
     alarm_set = {date.fromisoformat(d) for d in alarm_days}
-    drop_set = {date.fromisoformat(d) for d in drop_days}
+    onset_set = {date.fromisoformat(d) for d in onset_days}
     horizon = [timedelta(days=k) for k in range(1, horizon_days + 1)]
-    followed = sum(any(a + k in drop_set for k in horizon) for a in sorted(alarm_set))
+
+    def ahead(day: date) -> bool:
+        return any(day + k in onset_set for k in horizon)
+
+    followed = sum(ahead(a) for a in sorted(alarm_set))
     missed = [
-        d for d in drop_days if not any(date.fromisoformat(d) - k in alarm_set for k in horizon)
+        d for d in onset_days if not any(date.fromisoformat(d) - k in alarm_set for k in horizon)
     ]
+    base = [ahead(date.fromisoformat(d)) for d in days]
     return AlarmScore(
         rule=alarm_column,
         alarms=len(alarm_days),
         followed=followed,
-        drops=len(drop_days),
-        preceded=len(drop_days) - len(missed),
+        drops=len(onset_days),
+        preceded=len(onset_days) - len(missed),
         horizon_days=horizon_days,
+        base_rate=float(np.mean(base)) if base else None,
         alarm_days=alarm_days,
         missed=missed,
     )
@@ -334,7 +366,8 @@ class Assessment:
             "alarms": driving.alarms if driving else 0,
             "alarm_precision": driving.precision if driving else None,
             "alarm_recall": driving.recall if driving else None,
-            "quality_drops": int(self.drops["drop"].sum()) if len(self.drops) else 0,
+            "quality_drops": int(self.drops["onset"].sum()) if len(self.drops) else 0,
+            "drop_days": int(self.drops["drop"].sum()) if len(self.drops) else 0,
             "horizon_days": driving.horizon_days if driving else None,
             "mean_auc_gain": self.value.mean_gain,
             "auc_gain_low": self.value.low,
@@ -355,9 +388,7 @@ def assess(
     promotions' following days, over ``history`` (one row per monitored day)."""
     rule = DropRule.from_thresholds(thresholds)
     if history.empty or "day" not in history.columns:
-        drops = pd.DataFrame(
-            {"day": [], "judged": [], "roc_auc": [], "baseline": [], "drop": [], "why": []}
-        ).astype({"drop": bool})
+        drops = quality_drops(pd.DataFrame({"day": []}), rule)
     else:
         drops = quality_drops(history, rule)
     alarms = {

@@ -506,7 +506,7 @@ def _alarm_table(assessment: outcomes.Assessment) -> str:
             "<tr>"
             f'<td class="text">{_e(name)}{_e(mark)}</td>'
             f"<td>{score.alarms:,}</td><td>{score.followed:,}</td>"
-            f"<td>{_e(_share(score.precision))}</td>"
+            f"<td>{_e(_share(score.precision))}</td><td>{_e(_share(score.base_rate))}</td>"
             f"<td>{score.drops:,}</td><td>{score.preceded:,}</td>"
             f"<td>{_e(_share(score.recall))}</td>"
             f'<td class="text">{_e(", ".join(score.missed[:12]) or "none")}'
@@ -515,8 +515,8 @@ def _alarm_table(assessment: outcomes.Assessment) -> str:
         )
     return (
         "<table><tr><th>alarm rule</th><th>alarm days</th><th>followed by a drop</th>"
-        "<th>precision</th><th>drop days</th><th>preceded by an alarm</th><th>recall</th>"
-        "<th>drops no alarm preceded</th></tr>" + "".join(rows) + "</table>"
+        "<th>precision</th><th>base rate</th><th>drops</th><th>preceded by an alarm</th>"
+        "<th>recall</th><th>drops no alarm preceded (onsets)</th></tr>" + "".join(rows) + "</table>"
     )
 
 
@@ -611,8 +611,8 @@ def render_report(
         if driving is not None:
             parts.append(
                 f"{driving.alarms:,} alarm days ({_e(assessment.driving)}), precision "
-                f"{_share(driving.precision)}, recall {_share(driving.recall)} against "
-                f"{driving.drops:,} quality-drop days"
+                f"{_share(driving.precision)} (base rate {_share(driving.base_rate)}), recall "
+                f"{_share(driving.recall)} of {driving.drops:,} quality drops"
             )
         parts.append(_e(value.describe()))
         summary = " &middot; ".join(parts)
@@ -691,8 +691,11 @@ def render_report(
 {charts}
 <h2>Alarms against outcomes</h2>
 <p class="note">Every day's drift alarm under both rules, judged against the quality drops that
-followed it: precision is the share of alarm days followed by a drop within
-{t.alarm_horizon_days} days, recall the share of drop days an alarm preceded within as many.</p>
+followed it. A drop: {_e(assessment.rule.describe())}; a run of such days is one drop, from its
+first day. Precision is the share of alarm days followed by the start of a drop within
+{t.alarm_horizon_days} days, recall the share of drops an alarm preceded within as many; the
+base rate is the share of all days followed by the start of a drop within as many (what an
+alarm that is always on would score).</p>
 {_alarm_table(assessment)}
 <h2>Retraining</h2>
 <p class="note">{_e(value.describe())}. The frozen model is the champion the replay started

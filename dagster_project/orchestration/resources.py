@@ -180,6 +180,7 @@ class MonitoringResource(dg.ConfigurableResource):
     alarm_horizon_days: int = measures.Thresholds.alarm_horizon_days
     drop_auc_margin: float = measures.Thresholds.drop_auc_margin
     drop_baseline_days: int = measures.Thresholds.drop_baseline_days
+    drop_window_days: int = measures.Thresholds.drop_window_days
     breach_days: int = retraining.RetrainPolicy.breach_days
     cooldown_days: int = retraining.RetrainPolicy.cooldown_days
     new_label_days: int = retraining.RetrainPolicy.new_label_days
@@ -205,6 +206,7 @@ class MonitoringResource(dg.ConfigurableResource):
             alarm_horizon_days=self.alarm_horizon_days,
             drop_auc_margin=self.drop_auc_margin,
             drop_baseline_days=self.drop_baseline_days,
+            drop_window_days=self.drop_window_days,
         )
 
     def policy(self) -> retraining.RetrainPolicy:

@@ -32,58 +32,81 @@ def _history(auc, alarms=None, shadow=None, judged=None, versions=None) -> pd.Da
     )
 
 
-RULE = outcomes.DropRule(auc_floor=0.6, auc_margin=0.05, baseline_days=3)
+RULE = outcomes.DropRule(auc_floor=0.6, auc_margin=0.03, baseline_days=6, window_days=3)
 
 
-def test_a_drop_is_below_the_floor_or_below_the_trailing_median_by_the_margin():
-    auc = [0.72, 0.70, 0.71, 0.64, 0.70, 0.58, np.nan, 0.72]
-    judged = [True, True, True, True, True, True, True, False]
+def test_a_drop_is_a_week_below_the_floor_or_below_the_median_before_it():
+    # weeks of 3 judged days, baselines of up to 6 judged days before them
+    auc = [0.72, 0.70, 0.71, 0.72, 0.70, 0.71, 0.72, 0.62, 0.60, 0.74, 0.61, 0.74, 0.75, 0.74]
+    auc += [0.5, 0.5, 0.5]
+    judged = [True] * len(auc)
+    judged[9] = False  # an unjudged day: neither a drop nor the end of one
     drops = outcomes.quality_drops(_history(auc, judged=judged), RULE)
-    assert drops["drop"].tolist() == [False, False, False, True, False, True, False, False]
-    # day 4: median of 0.72, 0.70, 0.71 is 0.71; 0.64 < 0.71 - 0.05
-    assert drops.loc[3, "baseline"] == pytest.approx(0.71)
-    assert "trailing median" in drops.loc[3, "why"]
-    assert "floor" in drops.loc[5, "why"]
-    # only the last 3 judged AUCs make the baseline (0.71, 0.64, 0.70 before day 6)
-    assert drops.loc[5, "baseline"] == pytest.approx(0.70)
-    # a day without labels to judge (last) never drops, whatever its AUC
-    assert not drops["drop"].iloc[-1]
-    assert np.isnan(drops.loc[0, "baseline"])
+    # no week before 3 judged days, no baseline before 3 more
+    assert np.isnan(drops.loc[1, "week_auc"])
+    assert np.isnan(drops.loc[4, "baseline"])
+    assert drops.loc[5, "baseline"] == pytest.approx(np.median([0.72, 0.70, 0.71]))
+    # 8 July: the week 0.71, 0.72, 0.62 (mean 0.683) is not 0.03 below the median 0.71 before
+    assert drops.loc[7, "week_auc"] == pytest.approx(np.mean([0.71, 0.72, 0.62]))
+    assert not drops.loc[7, "drop"]
+    # 9 July: 0.72, 0.62, 0.60 (mean 0.647) is: a drop starts
+    assert drops.loc[8, "drop"]
+    assert drops.loc[8, "onset"]
+    assert "median before" in drops.loc[8, "why"]
+    # it runs on over the unjudged 10 July to 12 July; a second drop starts on 16 July
+    assert drops["drop"].tolist() == [False] * 8 + [True, False, True, True] + [False] * 3 + [
+        True,
+        True,
+    ]
+    assert drops.loc[drops["onset"], "day"].tolist() == ["2013-07-09", "2013-07-16"]
+    assert "floor" in drops.loc[15, "why"]  # a week mean of 0.58 is below the floor 0.6
+
+
+def _dropping(n: int, at: list[int]) -> list[float]:
+    """Steady days with a week of bad ones from each index in ``at``."""
+    auc = [0.72] * n
+    for i in at:
+        for k in range(i, min(n, i + 3)):
+            auc[k] = 0.55
+    return auc
 
 
 def test_alarm_precision_and_recall_on_a_known_timeline():
-    # alarms on days 1 and 8; drops on days 3 (within 7 days of 1) and 20 (no alarm before)
-    n = 25
-    auc = [0.72] * n
-    auc[2] = auc[19] = 0.55
+    n = 40
+    auc = _dropping(n, [12, 30])  # drops start on days 13 and 31 (index 12 and 30)
     alarms = [False] * n
-    alarms[0] = alarms[7] = True
-    drops = outcomes.quality_drops(_history(auc, alarms=alarms), RULE)
-    score = outcomes.judge_alarms(_history(auc, alarms=alarms), "calibrated_alarm", drops, 7)
+    alarms[8] = alarms[20] = True  # the first 4 days before a drop, the other not
+    h = _history(auc, alarms=alarms)
+    drops = outcomes.quality_drops(h, RULE)
+    assert drops.loc[drops["onset"], "day"].tolist() == ["2013-07-13", "2013-07-31"]
+    score = outcomes.judge_alarms(h, "calibrated_alarm", drops, 7)
     assert (score.alarms, score.followed, score.drops, score.preceded) == (2, 1, 2, 1)
     assert score.precision == pytest.approx(0.5)
     assert score.recall == pytest.approx(0.5)
-    assert score.missed == ["2013-07-20"]
-    assert score.alarm_days == ["2013-07-01", "2013-07-08"]
-    # the same day does not count: an alarm must come before the drop
+    assert score.missed == ["2013-07-31"]
+    assert score.alarm_days == ["2013-07-09", "2013-07-21"]
+    # 14 of the 40 days have an onset within the 7 days after them
+    assert score.base_rate == pytest.approx(14 / 40)
+    # the same day does not count: an alarm must come before the drop starts
     same = [False] * n
-    same[2] = True
+    same[12] = True
     s = outcomes.judge_alarms(_history(auc, alarms=same), "calibrated_alarm", drops, 7)
     assert (s.followed, s.preceded) == (0, 0)
-    # a horizon too short to reach the drop on day 3 from day 1
-    short = outcomes.judge_alarms(_history(auc, alarms=alarms), "calibrated_alarm", drops, 1)
+    # a horizon too short to reach the onset
+    short = outcomes.judge_alarms(h, "calibrated_alarm", drops, 3)
     assert short.followed == 0
 
 
 def test_no_alarm_or_no_drop_leaves_precision_or_recall_undefined():
-    h = _history([0.7] * 10)
+    h = _history([0.7] * 20)
     drops = outcomes.quality_drops(h, RULE)
     s = outcomes.judge_alarms(h, "calibrated_alarm", drops, 7)
     assert s.precision is None
     assert s.recall is None
     always = outcomes.judge_alarms(h, "fixed_alarm", drops, 7)
-    assert always.alarms == 10
+    assert always.alarms == 20
     assert always.precision == 0.0
+    assert always.base_rate == 0.0
 
 
 def test_block_bootstrap_interval_covers_the_mean_and_is_reproducible():
@@ -137,19 +160,27 @@ def test_each_promotion_gets_the_mean_auc_of_both_models_over_its_first_days():
 
 
 def test_assess_judges_both_rules_and_names_the_one_that_drove():
-    auc = [0.72] * 20
-    auc[5] = 0.5
-    alarms = [False] * 20
-    alarms[3] = True
-    h = _history(auc, alarms=alarms, shadow=[0.7] * 20)
-    t = Thresholds(drift_mode="calibrated", auc_floor=0.6, alarm_horizon_days=7)
+    auc = _dropping(30, [20])
+    alarms = [False] * 30
+    alarms[15] = True
+    h = _history(auc, alarms=alarms, shadow=[0.7] * 30)
+    t = Thresholds(
+        drift_mode="calibrated",
+        auc_floor=0.6,
+        alarm_horizon_days=7,
+        drop_window_days=3,
+        drop_baseline_days=6,
+    )
     a = outcomes.assess(h, [{"outcome": "promoted", "version": "1", "day": "2013-07-02"}], t)
     figures = a.figures()
     assert figures["drift_mode"] == "calibrated"
     assert (figures["alarms"], figures["alarm_precision"], figures["alarm_recall"]) == (1, 1.0, 1.0)
-    assert figures["by_rule"]["fixed"]["alarms"] == 20
-    # always on: of its 20 alarm days, the 5 before day 6 are followed by its drop
-    assert figures["by_rule"]["fixed"]["precision"] == pytest.approx(5 / 20)
+    assert figures["quality_drops"] == 1
+    fixed = figures["by_rule"]["fixed"]
+    # always on: its precision is the base rate, 7 of the 30 days precede the drop's start
+    assert fixed["alarms"] == 30
+    assert fixed["precision"] == pytest.approx(7 / 30)
+    assert fixed["base_rate"] == pytest.approx(7 / 30)
     assert figures["mean_auc_gain"] == pytest.approx(np.mean(np.array(auc) - 0.7))
     assert a.promotions[0]["first_served"] == "2013-07-01"
     empty = outcomes.assess(pd.DataFrame(columns=["day"]), [], t)
