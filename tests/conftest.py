@@ -32,6 +32,28 @@ def defs(paths: Paths):
     return build_definitions(paths)
 
 
+def check_demo_output(out: str, err: str, requests: int = 5) -> None:
+    """What `python -m dagster_project demo` prints on any tier: each step's summary line, a
+    line per scored flight of the next day, and a progress bar per Dagster run on stderr."""
+    for line in (
+        "raw rows in (flights + weather)",
+        "gates passed",
+        "feature rows written",
+        "rows loaded into online store",
+        "holdout roc_auc",
+        "v1 promoted: first model",
+        "serving v1",
+        "flights of 2013-01-22",
+        "stopped the endpoint it started",
+        "make up",
+    ):
+        assert line in out, line
+    assert f"{requests}/{requests}" in out
+    assert out.count("actual: ") == requests  # every scored flight answered (none refused)
+    assert "ingest_features_job: 100%" in err
+    assert "training_job: 100%" in err
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from dagster_project import cli
-from tests.conftest import free_port
+from tests.conftest import check_demo_output, free_port
 
 
 @pytest.mark.slow  # 90 s; the default suite runs the same CLI demo on the server tier
@@ -25,26 +25,7 @@ def test_demo_runs_the_spine_and_prints_the_summary(tmp_path, monkeypatch, capsy
     assert cli.main(["demo", *args]) == 0
 
     captured = capsys.readouterr()
-    out = captured.out
-    for line in (
-        "raw rows in (flights + weather)",
-        "gates passed   ",
-        "feature rows written",
-        "rows loaded into online store",
-        "holdout roc_auc",
-        "v1 promoted: first model",
-        "serving v1",
-        "flights of 2013-01-22",
-        "actual: ",
-        "stopped the endpoint it started",
-        "make up",
-    ):
-        assert line in out
-    assert "5/5" in out
-    assert out.count("actual: ") == 5  # one line per scored flight
-    # a progress bar per Dagster run, over its steps
-    assert "ingest_features_job: 100%" in captured.err
-    assert "training_job: 100%" in captured.err
+    check_demo_output(captured.out, captured.err)
     assert (home / "lake" / "validated_flights" / "2013-01-02.parquet").exists()
     assert list((home / "serving" / "predictions").glob("2013-01-22.jsonl"))
     assert cli.main(["status"]) == 0

@@ -120,6 +120,19 @@ def _connect(paths: list[str]) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _feast_io(config: RepoConfig) -> dict[str, Any]:
+    """What Feast's ibis functions (the fallback paths) read and write with: our source
+    reader (object stores through the storage layer) and the store's staging options."""
+    return {
+        "data_source_reader": read_source,
+        "data_source_writer": _write_data_source,
+        "staging_location": config.offline_store.staging_location,
+        "staging_location_endpoint_override": (
+            config.offline_store.staging_location_endpoint_override
+        ),
+    }
+
+
 def read_source(data_source: DataSource, repo_path: str) -> ibis.Table:
     """Feast's source reader, except that a parquet file in an object store is loaded through
     the storage layer (fsspec) instead of DuckDB's ``httpfs`` (Feast's fallback join)."""
@@ -583,11 +596,8 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
                 registry=registry,
                 project=project,
                 full_feature_names=full_feature_names,
-                data_source_reader=read_source,
-                data_source_writer=_write_data_source,
-                staging_location=config.offline_store.staging_location,
-                staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
                 filter_by_created_timestamp=filter_by_created_timestamp,
+                **_feast_io(config),
             )
         schema = dict(zip(entity_df.columns, entity_df.dtypes, strict=False))
         ts_col = offline_utils.infer_event_timestamp_from_entity_df(entity_schema=schema)
@@ -645,10 +655,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
                 created_timestamp_column=created_timestamp_column,
                 start_date=start_date,
                 end_date=end_date,
-                data_source_reader=read_source,
-                data_source_writer=_write_data_source,
-                staging_location=config.offline_store.staging_location,
-                staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
+                **_feast_io(config),
             )
         columns = [*join_key_columns, *feature_name_columns, timestamp_field]
         columns += [created_timestamp_column] if created_timestamp_column else []
@@ -679,10 +686,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
                 created_timestamp_column=created_timestamp_column,
                 start_date=start_date,
                 end_date=end_date,
-                data_source_reader=read_source,
-                data_source_writer=_write_data_source,
-                staging_location=config.offline_store.staging_location,
-                staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
+                **_feast_io(config),
             )
         columns = [*join_key_columns, *feature_name_columns, timestamp_field]
         columns += [created_timestamp_column] if created_timestamp_column else []
