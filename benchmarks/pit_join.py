@@ -4,16 +4,22 @@ and the hand-written ``pandas.merge_asof`` floor, on 2013 shifted into later yea
 numbers and flight ids; :func:`benchmarks.common.replicate`), with peak memory beside time.
 ``python -m benchmarks.pit_join --json`` prints one object; progress goes to stderr.
 
-Every size is built first; after one warm-up of each (whose results are the ones compared,
-cell by cell), the timed rounds go through all sizes and both prediction times, the store and
-the floor one after the other, ``repeat`` times: load from other work on the machine falls on
-the store and the floor, and on small and large sizes, alike (it drifts over minutes; timing
-the sizes one after another would bend the growth exponent). The figures are medians.
+Every size is built first. Each size's first call of the store and of the floor (their answers
+are the ones compared, cell by cell) gives the peak memory: resident memory above the level at
+the call, the C heap trimmed first (freed memory that the process keeps would otherwise serve
+the call without showing). Then the timed rounds go through all sizes and both prediction
+times, the store and the floor one after the other, ``repeat`` times: load from other work on
+the machine falls on the store and the floor, and on small and large sizes, alike (it drifts
+over minutes; timing the sizes one after another would bend the growth exponent). The time
+figures are medians of the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import gc
 import json
 import sys
 import tempfile
@@ -82,14 +88,27 @@ def _clients(root: Path, tables: dict[str, pd.DataFrame]) -> dict[str, FeatureSt
     return out
 
 
-def _timed(fn: Any) -> tuple[float, float, float]:
-    """Seconds, peak MiB above the level at the call and CPU seconds (the process's, all
-    threads: DuckDB runs on both cores, pandas on one) of one call."""
+def _trim_heap() -> None:
+    """Give the C heap's free memory back to the system (glibc), so that a call's peak shows."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _timed(fn: Any) -> tuple[float, float, Any]:
+    """Seconds and CPU seconds (the process's, all threads: DuckDB runs on both cores, pandas
+    on one) of one call, and its result."""
+    t, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - t, time.process_time() - cpu, out
+
+
+def _peak(fn: Any) -> tuple[float, Any]:
+    """Peak MiB above the level at the call (heap trimmed first) of one call, and its result."""
+    gc.collect()
+    _trim_heap()
     with PeakRSS() as mem:
-        t, cpu = time.perf_counter(), time.process_time()
-        fn()
-        seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
-    return seconds, mem.mib, cpu
+        out = fn()
+    return mem.mib, out
 
 
 def _log(msg: str) -> None:
@@ -129,10 +148,12 @@ def run(start: str, end: str, scales: list[int], repeat: int, feast: bool = True
                     }
                 )
             del f, w, p
-        for case in cases:  # warm-ups: the answers compared
+        for case in cases:  # first calls: peak memory, and the answers compared
             row, (ours_fn, floor_fn), entities = case["row"], case["fns"], case["entities"]
-            _log(f"{row['scale']}x {row['prediction_time']}: {row['rows']:,} rows, warm-up")
-            ours, floor = ours_fn(), floor_fn()
+            _log(f"{row['scale']}x {row['prediction_time']}: {row['rows']:,} rows, first calls")
+            row["peak_mib"], ours = _peak(ours_fn)
+            row["floor_peak_mib"], floor = _peak(floor_fn)
+            row["peak_ratio_to_floor"] = row["peak_mib"] / row["floor_peak_mib"]
             cols = [c for c in floor.columns if c not in entities.columns]
             differing += common.mismatched_cells(ours, floor, cols)
             compared += len(entities) * len(cols)
@@ -149,22 +170,20 @@ def run(start: str, end: str, scales: list[int], repeat: int, feast: bool = True
             _log(f"timed round {i + 1} of {repeat}")
             for case in cases:
                 ours_fn, floor_fn = case["fns"]
-                case["samples"].append((_timed(ours_fn), _timed(floor_fn), common.load_average()))
+                ours_t = _timed(ours_fn)[:2]
+                floor_t = _timed(floor_fn)[:2]
+                case["samples"].append((ours_t, floor_t, common.load_average()))
     per_scale = []
     for case in cases:
         row, samples = case["row"], case["samples"]
         ours_s, floor_s = [a for a, _, _ in samples], [b for _, b, _ in samples]
         s, fs = (common.median([x[0] for x in v]) for v in (ours_s, floor_s))
-        peak, fpeak = (max(x[1] for x in v) for v in (ours_s, floor_s))
         row.update(
             seconds=s,
-            peak_mib=peak,
             floor_seconds=fs,
-            floor_peak_mib=fpeak,
-            cpu_seconds=common.median([x[2] for x in ours_s]),
-            floor_cpu_seconds=common.median([x[2] for x in floor_s]),
+            cpu_seconds=common.median([x[1] for x in ours_s]),
+            floor_cpu_seconds=common.median([x[1] for x in floor_s]),
             ratio_to_floor=s / fs,
-            peak_ratio_to_floor=peak / fpeak,
             load_1m=[load[0] for _, _, load in samples],
         )
         per_scale.append(row)
