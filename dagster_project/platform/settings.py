@@ -48,6 +48,9 @@ HOST_ONLY_ENV = (
     # the CLI's own default (set in its process only) and the image's ENV: a name listed for
     # the run launcher must be set in the webserver's and daemon's environment too
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
+    # the loopback port of an endpoint on this host (`make` exports it); a container tier's
+    # steps reach serving at MLOPS_SERVING_URL
+    "MLOPS_SERVING_PORT",
 )
 
 
