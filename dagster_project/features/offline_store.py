@@ -334,16 +334,22 @@ def run_join(
                     inverse, first = distinct
                     keys = {k: v[first] for k, v in keys.items()}
                     left_times = left_times.take(first)
-                left = pd.DataFrame(keys)
-                left[TS] = left_times
-                right = pa.table({k: c[1] for (k, _), c in zip(p.keys, pairs, strict=True)})
+                right_keys = {k: c[1] for (k, _), c in zip(p.keys, pairs, strict=True)}
             else:  # DuckDB compares the keys themselves, row by row
-                left = pd.DataFrame({k: entity_df[ent].array for k, ent in p.keys})
-                right = rel.select([k for k, _ in p.keys])
-                left[TS] = times.array
+                keys = {k: entity_df[ent].array for k, ent in p.keys}
+                left_times = times.array
+                right_keys = {k: rel[k] for k, _ in p.keys}
+            # (a view without entities has no keys: the join is on the time alone)
+            left = pd.DataFrame(keys, index=pd.RangeIndex(len(first)))
+            left[TS] = left_times
             left["__p"] = np.arange(len(first), dtype=np.int64)
-            right = right.append_column("__t", rel["__t"])
-            right = right.append_column("__r", pa.array(np.arange(len(rel), dtype=np.int64)))
+            right = pa.table(
+                {
+                    **right_keys,
+                    "__t": rel["__t"],
+                    "__r": pa.array(np.arange(len(rel), dtype=np.int64)),
+                }
+            )
             con.register(f"__left{i}", left)
             con.register(f"__right{i}", right)
             found = con.sql(asof_sql(p, f"__left{i}", f"__right{i}")).to_arrow_table()

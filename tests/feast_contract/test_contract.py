@@ -2,7 +2,8 @@
 
 Runs only when FEAST_CHECKOUT names a Feast checkout (release nearest the pinned 0.67.0): it
 runs Feast's own tests there with FULL_REPO_CONFIGS_MODULE pointing at asof_repo_configuration.py,
-then the same tests for Feast's DuckDB store, and requires ours to fail no test Feast's passes.
+then the same tests for Feast's DuckDB store (for the record), and requires every test that
+runs on ours to pass.
 """
 
 import os
@@ -72,6 +73,7 @@ def test_feast_contract_tests_pass_on_the_asof_store():
         "tests.universal.feature_repos.duckdb_repo_configuration" if newer.exists() else None
     )
     assert ours.get("passed", 0) > 0, ours
-    assert ours.get("failed", 0) + ours.get("error", 0) <= theirs.get("failed", 0) + theirs.get(
-        "error", 0
-    ), (ours, theirs)
+    # Ours declares no variant Feast's own cannot run (its failures and errors are its Delta
+    # tables, `deltalake` not installed), so none of ours may fail: comparing the counts let
+    # six failures of an entity-less view through (6 <= 4 + 15).
+    assert ours.get("failed", 0) + ours.get("error", 0) == 0, (ours, theirs)

@@ -324,6 +324,40 @@ def test_alias_and_join_key_map(tmp_path):
     assert answers[0]["fv_again__value"].notna().any()
 
 
+def test_view_without_entities(tmp_path):
+    """A view without entities (Feast's dummy entity): the join is on the time alone."""
+    rng = np.random.default_rng(17)
+    keys = ["a", "b"]
+    pd.DataFrame(
+        {
+            "ts": [T0 + timedelta(hours=int(h)) for h in rng.permutation(10)],
+            "level": rng.normal(size=10).round(3),
+        }
+    ).to_parquet(tmp_path / "global.parquet", index=False)
+    overall = FeatureView(
+        name="overall",
+        entities=[],
+        ttl=timedelta(hours=2),
+        source=FileSource(
+            name="global_src", path=str(tmp_path / "global.parquet"), timestamp_field="ts"
+        ),
+        schema=[Field(name="level", dtype=Float64)],
+    )
+    for rows, times in ((40, 30), (200, 4)):  # mostly distinct times, and shared ones
+        entity = _entity(rng, rows, keys, times)
+        ours, feast, *_ = ask_both(
+            tmp_path,
+            _features(rng, 20, keys),
+            _pair_table(rng, keys),
+            entity,
+            ["fv:value", "overall:level"],
+            False,
+            views=[overall],
+        )
+        assert_same(ours, feast, ["id"])
+        assert ours["level"].notna().any()
+
+
 def test_codes_match_duckdb_equality():
     import pyarrow as pa
 
