@@ -292,13 +292,6 @@ def _drift_markdown(table: pd.DataFrame) -> str:
     return str(shown.to_markdown(index=False, floatfmt=".3f"))
 
 
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: (round(float(v), 5) if isinstance(v, float | int) and not isinstance(v, bool) else v)
-        for k, v in values.items()
-    }
-
-
 def _calibration_image(day: str, quality: dict) -> dict[str, dg.MetadataValue]:
     """The day's reliability diagram, inline in the catalog (none before labels arrive)."""
     curve = quality.get("calibration_curve") or []
@@ -363,16 +356,17 @@ def monitoring_report(days: pd.DataFrame, monitor: MonitoringResource) -> dg.Mat
             "retrains": dg.MetadataValue.int(len(retrains)),
             "promoted": dg.MetadataValue.int(sum(r["outcome"] == "promoted" for r in retrains)),
             "replay": replay.replay_id if replay else "none",
-            "figures": dg.MetadataValue.json(_jsonable_deep(figures)),
+            "figures": dg.MetadataValue.json(_jsonable(figures)),
         }
     )
 
 
-def _jsonable_deep(value: Any) -> Any:
+def _jsonable(value: Any) -> Any:
+    """Metadata-ready JSON: floats rounded, NaN as null."""
     if isinstance(value, dict):
-        return {str(k): _jsonable_deep(v) for k, v in value.items()}
+        return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable_deep(v) for v in value]
+        return [_jsonable(v) for v in value]
     if isinstance(value, float):
         return None if value != value else round(value, 5)
     return value

@@ -404,11 +404,7 @@ def assess(
         rule=rule,
         driving=thresholds.drift_mode,
         alarms=alarms,
-        value=retraining_value(history)
-        if not history.empty
-        else retraining_value(pd.DataFrame({"day": []})),
-        promotions=promotion_windows(history, promoted, promotion_days)
-        if not history.empty
-        else [],
+        value=retraining_value(history if "day" in history.columns else drops),
+        promotions=promotion_windows(history, promoted, promotion_days) if len(history) else [],
         promotion_days=promotion_days,
     )
