@@ -6,8 +6,8 @@ numbers and flight ids; :func:`benchmarks.common.replicate`), with peak memory b
 
 Every size is built first. Each size's first call of the store and of the floor (their answers
 are the ones compared, cell by cell) gives the peak memory: resident memory above the level at
-the call, the C heap trimmed first (freed memory that the process keeps would otherwise serve
-the call without showing). Then the timed rounds go through all sizes and both prediction
+the call, the C heap and Arrow's pool trimmed first (freed memory that the process keeps would
+otherwise serve the call without showing). Then the timed rounds go through all sizes and both prediction
 times, the store and the floor one after the other, ``repeat`` times: load from other work on
 the machine falls on the store and the floor, and on small and large sizes, alike (it drifts
 over minutes; timing the sizes one after another would bend the growth exponent). The time
@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 import psutil
+import pyarrow as pa
 import yaml
 
 from benchmarks import common
@@ -89,9 +90,11 @@ def _clients(root: Path, tables: dict[str, pd.DataFrame]) -> dict[str, FeatureSt
 
 
 def _trim_heap() -> None:
-    """Give the C heap's free memory back to the system (glibc), so that a call's peak shows."""
+    """Give the free memory the process keeps back to the system, so that a call's peak
+    shows: the C heap's (glibc: numpy, pandas) and Arrow's memory pool's."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+    pa.default_memory_pool().release_unused()
 
 
 def _timed(fn: Any) -> tuple[float, float, Any]:
