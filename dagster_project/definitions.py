@@ -58,7 +58,7 @@ def build_resources(paths: settings.Paths, serving_port: int | None = None) -> d
         "monitor": MonitoringResource(
             prediction_log=paths.prediction_log_url, folder=paths.monitoring_url
         ),
-        "events": StreamResource(
+        "stream": StreamResource(
             folder=str(paths.stream_dir),
             redis_url=paths.server.redis_url() if paths.server else None,
             prefix=paths.server.redis_prefix if paths.server else "mlops:",

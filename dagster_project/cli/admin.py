@@ -118,14 +118,14 @@ def init(args: argparse.Namespace) -> int:
 
 
 def consume(args: argparse.Namespace) -> int:
-    """The long-running stream consumer (what `make up` starts): departure events in, live
-    origin-traffic features out, until interrupted (or idle for --idle-exit seconds)."""
+    """The long-running stream consumer (what `make up` starts): departure, weather and tick
+    events in, live feature rows out, until interrupted (or idle for --idle-exit seconds)."""
     import signal
 
     from dagster_project.definitions import build_resources
 
     resources = build_resources(settings.paths())
-    events: Any = resources["events"]
+    events: Any = resources["stream"]
     if args.batch_size:
         events = events.model_copy(update={"batch_size": args.batch_size})
     client = resources["feast"].client()  # type: ignore[attr-defined]

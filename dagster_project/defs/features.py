@@ -1,12 +1,13 @@
 """Features: offline tables for Feast, `feast apply`, online materialization and the training set."""
 
+import functools
 import time
 from collections.abc import Callable
 
 import dagster as dg
 import pandas as pd
 
-from dagster_project.features import engineering, feast_store
+from dagster_project.features import aggregates, engineering, feast_store
 from dagster_project.features import feast_objects as feast_objects_module
 from dagster_project.features.feast_objects import build as feast_objects
 from dagster_project.orchestration.compute_asset import compute_asset
@@ -20,7 +21,6 @@ from dagster_project.orchestration.metadata import (
 from dagster_project.orchestration.partitions import daily_2013, single_run, utc_window
 from dagster_project.orchestration.resources import FeastResource
 from dagster_project.platform.names import FEATURE_SERVICE
-from dagster_project.streaming import traffic
 
 FEATURES_VERSION = code_version(engineering)
 FEAST_VERSION = code_version(feast_store)
@@ -30,9 +30,9 @@ FEATURE_UPSTREAM = {
     "carrier_delay_stats": "validated_flights",
     "route_delay_stats": "validated_flights",
     "plane_specs": "validated_planes",
-    traffic.VIEW: "validated_flights",
+    **dict.fromkeys(aggregates.VIEWS, "validated_flights"),
 }
-TABLE_SOURCES = engineering.COLUMN_SOURCES | {traffic.VIEW: traffic.COLUMN_SOURCES}
+TABLE_SOURCES = engineering.COLUMN_SOURCES | aggregates.COLUMN_SOURCES
 
 
 def feature_lineage(name: str) -> dict[str, dg.TableColumnLineage]:
@@ -49,7 +49,7 @@ def training_set_lineage() -> dict[str, dg.TableColumnLineage]:
         col: [("validated_flights", src) for src in srcs]
         for col, srcs in engineering.ENTITY_SOURCES.items()
     }
-    for table, columns in engineering.COLUMN_SOURCES.items():
+    for table, columns in TABLE_SOURCES.items():
         for col in columns:
             if col not in sources and col != engineering.TS:
                 sources[col] = [(table, col)]
@@ -125,13 +125,22 @@ feature_tables = [
         engineering.route_delay_stats,
         "Per route and day: delays of the 28 previous days' departed flights.",
     ),
-    _feature_table(
-        traffic.VIEW,
-        "validated_flights",
-        traffic.origin_traffic,
-        "Per origin, every 5 minutes: departures in the last 60 minutes and their mean delay "
-        "(the batch form of the stream feature).",
-        code_version(traffic),
+    *(
+        _feature_table(
+            view,
+            "validated_flights",
+            functools.partial(aggregates.batch_table, view),
+            doc,
+            code_version(aggregates),
+        )
+        for view, doc in {
+            aggregates.ORIGIN_TRAFFIC: "Per origin, every 5 minutes: departures and mean delay "
+            "over the last 60 and 180 minutes (the batch form of the stream feature).",
+            aggregates.CARRIER_ORIGIN_TRAFFIC: "Per carrier and origin: departures and mean "
+            "delay over the last 180 minutes, where they change (batch form of the stream).",
+            aggregates.PLANE_TODAY: "Per aircraft and day: departures so far and the latest "
+            "one's delay, where it departs (batch form of the stream feature).",
+        }.items()
     ),
     _feature_table(
         "plane_specs",
@@ -194,10 +203,13 @@ def online_features(
 class TrainingSetConfig(dg.Config):
     start_date: str = "2013-01-01"
     end_date: str = "2013-07-31"  # with the model's default 31 holdout days: train Jan-Jun
-    # "day_start": features as known when the flight's local day starts, which is when the
-    # daily-batch loop scores tomorrow's flights; "lead": departure minus the lead.
-    prediction_time: str = "day_start"
-    prediction_lead_minutes: int = 120
+    # "lead": features as known the lead before the scheduled departure (fresh weather and
+    # the departure stream; the intraday replay scores then); "day_start": as known when the
+    # flight's local day starts (what the daily-batch loop scores tomorrow's flights with).
+    prediction_time: str = "lead"
+    prediction_lead_minutes: int = engineering.DEFAULT_LEAD_MINUTES
+    # The FeatureService the features come from (and the model trained on them records)
+    feature_service: str = FEATURE_SERVICE
 
 
 @compute_asset(
@@ -224,10 +236,18 @@ def training_set(
         )
     except ValueError as exc:
         raise dg.Failure(str(exc)) from exc
-    df = feast.client().historical_features(entities, FEATURE_SERVICE)
+    services = sorted(s.name for s in feast_objects("").services)
+    if config.feature_service not in services:
+        raise dg.Failure(
+            f"training_set: no FeatureService {config.feature_service!r}; "
+            f"the repo defines {', '.join(services)}"
+        )
+    df = feast.client().historical_features(entities, config.feature_service)
     # Many flights share a prediction time (day_start): flight_id makes the order, the models
     # trained on it and the lineage hash reproducible.
     df = df.sort_values(["event_timestamp", "flight_id"], kind="stable").reset_index(drop=True)
+    label = engineering.prediction_label(config.prediction_time, config.prediction_lead_minutes)
+    df.attrs |= {"feature_service": config.feature_service, "prediction_time": label}
     context.log.info(
         f"training_set: {len(df)} rows, positive rate {df[engineering.LABEL].mean():.3f}"
     )
@@ -236,9 +256,9 @@ def training_set(
         metadata=frame_metadata(df, plot_title="training_set: distributions")
         | training_set_lineage()
         | {
-            "feature_service": FEATURE_SERVICE,
+            "feature_service": config.feature_service,
             "date_range": f"{config.start_date}..{config.end_date}",
-            "prediction_time": config.prediction_time,
+            "prediction_time": label,
             "positive_rate": dg.MetadataValue.float(float(df[engineering.LABEL].mean())),
         },
     )

@@ -11,7 +11,6 @@ from dagster_project.orchestration.compute_asset import compute_asset
 from dagster_project.orchestration.metadata import ML_OWNERS, code_version, image
 from dagster_project.orchestration.resources import MlflowResource, MonitoringResource
 from dagster_project.platform import names
-from dagster_project.platform.names import FEATURE_SERVICE
 from dagster_project.training import evaluation, models, pipeline, preprocess, promotion, tracking
 from dagster_project.training.models import KINDS
 
@@ -42,15 +41,18 @@ def flight_delay_model(
 ) -> dg.MaterializeResult:
     """A new `flight_delay` version (best of the Optuna searches), registered as `challenger`."""
     days = pipeline.flight_dates(training_set)
+    service, when = pipeline.training_set_spec(training_set)
     lineage = tracking.Lineage(
         dagster_run_id=context.run.run_id,
         partition_range=f"{days.min()}..{days.max()}",
-        feature_service=FEATURE_SERVICE,
+        feature_service=service,
         training_set_hash=tracking.frame_hash(training_set),
         git_commit=tracking.git_commit(),
+        prediction_time=when,
     )
     try:
         options = pipeline.TrainingOptions(
+            numeric=preprocess.numeric_of(service),
             model_kinds=tuple(config.model_kinds),
             n_trials=config.n_trials,
             holdout_days=config.holdout_days,
@@ -102,10 +104,10 @@ class PromotionConfig(dg.Config):
     latency_budget_ms: float = promotion.PromotionPolicy.latency_budget_ms
 
 
-def served_columns() -> set[str]:
-    """What the `flight_delay_v1` service and the request provide: features and entity keys."""
+def served_columns(service_name: str) -> set[str]:
+    """What a FeatureService and the request provide: features and entity keys."""
     objs = feast_objects("")
-    service = next(s for s in objs.services if s.name == FEATURE_SERVICE)
+    service = next(s for s in objs.services if s.name == service_name)
     features = {f.name for p in service.feature_view_projections for f in p.features}
     return features | {e.join_key for e in objs.entities}
 
@@ -132,7 +134,9 @@ def promotion_gate(
     days = pipeline.flight_dates(training_set).astype(str)
     holdout = training_set[days.between(start, end)].reset_index(drop=True)
     policy = promotion.PromotionPolicy(**config.model_dump())
-    decision = promotion.run_gate(registry, holdout, f"{start}..{end}", served_columns(), policy)
+    decision = promotion.run_gate(
+        registry, holdout, f"{start}..{end}", served_columns(challenger.feature_service), policy
+    )
     context.log.info(f"promotion gate: {decision.summary()}")
     tags = context.run.tags
     champion_now = registry.by_alias(names.CHAMPION)

@@ -32,14 +32,39 @@ WEATHER_COLUMNS = (
 )
 
 
+PRECIP_WINDOW_S = 3 * 3600
+
+
 def origin_weather(weather: pd.DataFrame) -> pd.DataFrame:
-    """Hourly weather per origin airport, known at the observation hour, plus 3-hour rainfall."""
-    df = weather.sort_values(["origin", "time_hour"]).reset_index(drop=True)
+    """Hourly weather per origin airport, known at the observation hour, plus the rainfall of
+    the observations in the 3 hours up to it, ``(t - 3h, t]``.
+
+    One definition for the batch table and the weather stream: the consumer calls it on the
+    observations it keeps. The 3-hour sum adds the same values in the same order (oldest
+    first) whatever came before, so both paths agree to the bit (a rolling sum would carry
+    rounding from the whole history)."""
+    df = weather.sort_values(["origin", "time_hour"], kind="stable").reset_index(drop=True)
     out = df[["origin", "time_hour", *WEATHER_COLUMNS]].rename(columns={"time_hour": TS})
-    out["precip_3h"] = (
-        df.set_index("time_hour").groupby("origin")["precip"].rolling("3h").sum().to_numpy()
-    )
-    return out.astype({c: "float64" for c in [*WEATHER_COLUMNS, "precip_3h"]})
+    out = out.astype({c: "float64" for c in WEATHER_COLUMNS})
+    t = pd.DatetimeIndex(df["time_hour"]).asi8 // 10**9
+    origin = df["origin"].to_numpy(dtype=object)
+    precip = df["precip"].to_numpy(dtype="float64")
+    n = len(df)
+    total = np.full(n, np.nan)
+    for k in range(n):  # k rows back; stops once no row has a k-th predecessor in its window
+        prev = np.arange(n) - k
+        ok = prev >= 0
+        ok[ok] &= (origin[prev[ok]] == origin[ok]) & (t[ok] - t[prev[ok]] < PRECIP_WINDOW_S)
+        if not ok.any():
+            break
+        # oldest first: add this k-th predecessor before the newer ones already summed
+        value = precip[prev[ok]]
+        newer = total[ok]
+        total[ok] = np.where(
+            np.isnan(value), newer, np.where(np.isnan(newer), value, value + newer)
+        )
+    out["precip_3h"] = total
+    return out
 
 
 def trailing_departure_stats(
@@ -208,8 +233,11 @@ def request_time_features(request: pd.DataFrame) -> pd.DataFrame:
 PREDICTION_TIMES = ("day_start", "lead")
 
 
+DEFAULT_LEAD_MINUTES = 60  # lead-time models score an hour before the scheduled departure
+
+
 def prediction_times(
-    sched_dep_ts: pd.Series, prediction_time: str = "day_start", lead_minutes: int = 120
+    sched_dep_ts: pd.Series, prediction_time: str = "lead", lead_minutes: int = DEFAULT_LEAD_MINUTES
 ) -> pd.Series:
     """When each flight is scored, hence the as-of time of its features.
 
@@ -224,8 +252,33 @@ def prediction_times(
     raise ValueError(f"prediction_time must be one of {PREDICTION_TIMES}, got {prediction_time!r}")
 
 
+def prediction_label(prediction_time: str, lead_minutes: int = DEFAULT_LEAD_MINUTES) -> str:
+    """How a model version records when it scores: ``day_start`` or ``lead_<minutes>``."""
+    return "day_start" if prediction_time == "day_start" else f"lead_{lead_minutes}"
+
+
+def parse_prediction_label(label: str) -> tuple[str, int]:
+    """(prediction_time, lead_minutes) of a :func:`prediction_label`."""
+    if label == "day_start":
+        return "day_start", DEFAULT_LEAD_MINUTES
+    if label.startswith("lead_") and label[5:].isdigit():
+        return "lead", int(label[5:])
+    raise ValueError(f"prediction time label must be day_start or lead_<minutes>, got {label!r}")
+
+
+def as_of_epoch(label: str, sched_dep_epoch_s: int) -> int:
+    """The as-of time (epoch seconds) of a flight's features for a model scoring at ``label``."""
+    kind, lead = parse_prediction_label(label)
+    if kind == "lead":
+        return sched_dep_epoch_s - 60 * lead
+    year, month, day, _, _ = local_time(sched_dep_epoch_s)
+    return int(datetime(year, month, day, tzinfo=_ZONE).timestamp())
+
+
 def training_entities(
-    flights: pd.DataFrame, prediction_time: str = "day_start", prediction_lead_minutes: int = 120
+    flights: pd.DataFrame,
+    prediction_time: str = "lead",
+    prediction_lead_minutes: int = DEFAULT_LEAD_MINUTES,
 ) -> pd.DataFrame:
     """One row per (non-cancelled) flight: entity keys, the prediction time as
     ``event_timestamp`` (see :func:`prediction_times`), request data and the label."""
@@ -237,6 +290,8 @@ def training_entities(
             "carrier": df["carrier"],
             "route": df["route"],
             "tailnum": df["tailnum"].fillna("UNKNOWN").astype(str),
+            "carrier_origin": df["carrier"].astype(str) + "|" + df["origin"].astype(str),
+            "plane_day": df["tailnum"].fillna("UNKNOWN").astype(str) + "|" + df["flight_date"],
             TS: prediction_times(df["sched_dep_ts"], prediction_time, prediction_lead_minutes),
             "sched_dep_epoch_s": (df["sched_dep_ts"].astype("int64") // 10**9).astype("int64"),
             "distance": df["distance"].astype("float64"),
@@ -281,6 +336,8 @@ ENTITY_SOURCES: dict[str, tuple[str, ...]] = {
     "carrier": ("carrier",),
     "route": ("route",),
     "tailnum": ("tailnum",),
+    "carrier_origin": ("carrier", "origin"),
+    "plane_day": ("tailnum", "flight_date"),
     TS: ("sched_dep_ts",),
     "sched_dep_epoch_s": ("sched_dep_ts",),
     "distance": ("distance",),

@@ -23,17 +23,27 @@ from feast import (
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
 
+from dagster_project.features import aggregates
 from dagster_project.features.engineering import WEATHER_COLUMNS
-from dagster_project.platform.names import FEATURE_SERVICE, TRAFFIC_SERVICE
-from dagster_project.streaming import traffic
+from dagster_project.platform.names import FEATURE_SERVICE_V1, FEATURE_SERVICE_V2, TRAFFIC_SERVICE
 
+STREAM_VIEWS = (aggregates.ORIGIN_WEATHER, *aggregates.VIEWS)  # views with a PushSource
 TABLES = (
     "origin_weather",
     "carrier_delay_stats",
     "route_delay_stats",
     "plane_specs",
-    traffic.VIEW,
+    *aggregates.VIEWS,
 )
+
+
+# Views whose missing row is an answer, not a gap: the aircraft has not departed yet today; the
+# carrier has had no departure at the origin in the window.
+NOTHING_YET_VIEWS = frozenset({aggregates.PLANE_TODAY, aggregates.CARRIER_ORIGIN_TRAFFIC})
+
+
+def push_source_name(view: str) -> str:
+    return f"{view}_push"
 
 
 @dataclass(frozen=True)
@@ -86,16 +96,34 @@ def build(features_url: str) -> FeatureObjects:
             timestamp_field="event_timestamp",
         )
 
+    carrier_origin = Entity(
+        name="carrier_origin",
+        join_keys=["carrier_origin"],
+        value_type=ValueType.STRING,
+        description="A carrier at an origin airport, e.g. UA|EWR",
+    )
+    plane_day = Entity(
+        name="plane_day",
+        join_keys=["plane_day"],
+        value_type=ValueType.STRING,
+        description="An aircraft on a scheduled local date, e.g. N14228|2013-07-01",
+    )
     srcs: dict[str, FileSource | PushSource] = {t: source(t) for t in TABLES}
-    # The streaming view: the consumer pushes live aggregates; the batch table backs it offline.
-    srcs[traffic.VIEW] = PushSource(name=traffic.PUSH_SOURCE, batch_source=srcs[traffic.VIEW])
+    # The stream-fed views: the consumer pushes live rows; the batch table backs each offline.
+    push: dict[str, PushSource] = {
+        v: PushSource(name=push_source_name(v), batch_source=srcs[v]) for v in STREAM_VIEWS
+    }
+    srcs |= push
     origin_weather = FeatureView(
         name="origin_weather",
         entities=[origin],
         ttl=timedelta(hours=3),
         source=srcs["origin_weather"],
         schema=[Field(name=n, dtype=Float64) for n in (*WEATHER_COLUMNS, "precip_3h")],
-        description="Hourly weather at the origin airport, as observed at the hour.",
+        description=(
+            "Hourly weather at the origin airport, as observed at the hour: pushed live by the "
+            "stream consumer as each observation arrives, computed in batch for training."
+        ),
         owner="data-platform@flight-mlops",
     )
     carrier_stats = FeatureView(
@@ -137,18 +165,47 @@ def build(features_url: str) -> FeatureObjects:
         description="Static aircraft facts: age in 2013, seats, engines.",
         owner="data-platform@flight-mlops",
     )
+    stream_features = {v.name: v for v in aggregates.VIEWS.values()}
+
+    def fields(view: str) -> list[Field]:
+        return [
+            Field(name=f, dtype=Int64 if "departures" in f else Float64)
+            for f in stream_features[view].features
+        ]
+
     origin_traffic = FeatureView(
-        name=traffic.VIEW,
+        name=aggregates.ORIGIN_TRAFFIC,
         entities=[origin],
         ttl=timedelta(hours=2),
-        source=srcs[traffic.VIEW],
-        schema=[
-            Field(name=traffic.COUNT, dtype=Int64),
-            Field(name=traffic.MEAN_DELAY, dtype=Float64),
-        ],
+        source=srcs[aggregates.ORIGIN_TRAFFIC],
+        schema=fields(aggregates.ORIGIN_TRAFFIC),
         description=(
-            "Departures from the origin in the last 60 minutes and their mean delay, every 5 "
-            "minutes: pushed live by the stream consumer, computed in batch for training."
+            "Departures from the origin in the last 60 and 180 minutes and their mean delay, "
+            "every 5 minutes: pushed live by the stream consumer, computed in batch for training."
+        ),
+        owner="data-platform@flight-mlops",
+    )
+    carrier_origin_traffic = FeatureView(
+        name=aggregates.CARRIER_ORIGIN_TRAFFIC,
+        entities=[carrier_origin],
+        ttl=timedelta(0),  # sparse rows: the latest one holds until the window changes
+        source=srcs[aggregates.CARRIER_ORIGIN_TRAFFIC],
+        schema=fields(aggregates.CARRIER_ORIGIN_TRAFFIC),
+        description=(
+            "The carrier's departures at the origin in the last 180 minutes and their mean "
+            "delay; a row whenever the window gains or loses a departure."
+        ),
+        owner="data-platform@flight-mlops",
+    )
+    plane_today = FeatureView(
+        name=aggregates.PLANE_TODAY,
+        entities=[plane_day],
+        ttl=timedelta(0),  # keyed by the day: no row means no departure yet that day
+        source=srcs[aggregates.PLANE_TODAY],
+        schema=fields(aggregates.PLANE_TODAY),
+        description=(
+            "The aircraft's departures so far on the flight's day and the delay of its latest "
+            "one (late-aircraft propagation); a row whenever it departs."
         ),
         owner="data-platform@flight-mlops",
     )
@@ -176,10 +233,21 @@ def build(features_url: str) -> FeatureObjects:
 
         return request_time_features(inputs)
 
-    service = FeatureService(
-        name=FEATURE_SERVICE,
-        features=[origin_weather, carrier_stats, route_stats, plane_specs, flight_request_time],
-        description="Features of the flight_delay model, version 1.",
+    v1 = [origin_weather, carrier_stats, route_stats, plane_specs, flight_request_time]
+    service_v1 = FeatureService(
+        name=FEATURE_SERVICE_V1,
+        features=v1,
+        description="Features of the flight_delay model, version 1 (scored at the day's start).",
+        owner="ml-platform@flight-mlops",
+    )
+    service_v2 = FeatureService(
+        name=FEATURE_SERVICE_V2,
+        features=[*v1, origin_traffic, carrier_origin_traffic, plane_today],
+        description=(
+            "Features of the flight_delay model, version 2: version 1 plus the departure "
+            "stream's (origin and carrier traffic, the aircraft's day), for scoring shortly "
+            "before departure."
+        ),
         owner="ml-platform@flight-mlops",
     )
     traffic_service = FeatureService(
@@ -189,9 +257,17 @@ def build(features_url: str) -> FeatureObjects:
         owner="ml-platform@flight-mlops",
     )
     return FeatureObjects(
-        entities=[origin, carrier, route, plane],
-        sources=list(srcs.values()),
-        views=[origin_weather, carrier_stats, route_stats, plane_specs, origin_traffic],
+        entities=[origin, carrier, route, plane, carrier_origin, plane_day],
+        sources=[*(s for t, s in srcs.items() if t not in push), *push.values()],
+        views=[
+            origin_weather,
+            carrier_stats,
+            route_stats,
+            plane_specs,
+            origin_traffic,
+            carrier_origin_traffic,
+            plane_today,
+        ],
         on_demand_views=[flight_request_time],
-        services=[service, traffic_service],
+        services=[service_v1, service_v2, traffic_service],
     )

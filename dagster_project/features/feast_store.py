@@ -31,6 +31,12 @@ def _python_value(value: Any, convert: Any) -> Any:
     return getattr(value, kind) if kind in _SCALAR_FIELDS else convert(value)
 
 
+def _utc(ts: datetime) -> datetime:
+    from datetime import UTC
+
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
 def resolve_config(
     template: Path, state_dir: Path, overrides: Mapping[str, str] | None = None
 ) -> Path:
@@ -160,13 +166,12 @@ class FeatureStoreClient:
         ts = df["event_timestamp"]
         return int(((ts >= start) & (ts < end)).sum())
 
-    def push(self, frame: pd.DataFrame, source: str | None = None) -> None:
-        """Write stream aggregates to the online store through the view's PushSource."""
-        from feast.data_source import PushMode
-
-        from dagster_project.streaming import traffic
-
-        self.store.push(source or traffic.PUSH_SOURCE, frame, to=PushMode.ONLINE)
+    def push(self, frame: pd.DataFrame, source: str) -> None:
+        """Write stream rows to the online store through a PushSource (``<view>_push``): what
+        ``FeatureStore.push`` does for our one-view push sources, without its walk over every
+        view of the registry per call (the consumer pushes at every 5-minute boundary)."""
+        view = source.removesuffix("_push")
+        self.store.write_to_online_store(view, frame, allow_registry_cache=True)
 
     def historical_features(self, entity_df: pd.DataFrame, service: str) -> pd.DataFrame:
         fs = self.store.get_feature_service(service)
@@ -205,14 +210,23 @@ class FeatureStoreClient:
             self._plans[service] = plan
             return plan
 
-    def online_lookup(self, rows: list[dict[str, Any]], service: str) -> dict[str, list[Any]]:
+    def online_lookup(
+        self,
+        rows: list[dict[str, Any]],
+        service: str,
+        as_of: list[datetime] | None = None,
+    ) -> dict[str, list[Any]]:
         """What :meth:`online_features` returns, for the serving hot path: one ``online_read``
         per stored view of the service through Feast's provider (SQLite or Redis), each entity
         read once, and the request-time features computed by the same function the on-demand
         view `flight_request_time` runs (:func:`features.request_time_features`), so training
         and serving cannot drift apart. Skips Feast's per-call registry walk, request
         validation and protobuf response building, which cost most of a single-row
-        ``get_online_features`` call."""
+        ``get_online_features`` call.
+
+        ``as_of`` (one time per row, UTC): a value older than its view's ``ttl`` before the
+        row's time is missing, as the offline store's point-in-time join leaves it (the online
+        store keeps a view's latest row however old it is)."""
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
         from feast.protos.feast.types.Value_pb2 import Value as ValueProto
         from feast.type_map import feast_value_type_to_python_type
@@ -242,13 +256,22 @@ class FeatureStoreClient:
                 requested_features=read.features,
             )
             by_key = {}
-            for key, (_, values) in zip(unique, found, strict=True):
+            stamps: dict[str, datetime | None] = {}
+            for key, (ts, values) in zip(unique, found, strict=True):
+                stamps[key] = ts
                 by_key[key] = {
                     name: _python_value(v, feast_value_type_to_python_type)
                     for name, v in (values or {}).items()
                 }
+            ttl = read.view.ttl
             for name in read.features:
                 out[name] = [by_key[k].get(name) for k in keys]
+            if as_of is not None and ttl:
+                for i, k in enumerate(keys):
+                    ts = stamps[k]
+                    if ts is not None and _utc(ts) < as_of[i] - ttl:
+                        for name in read.features:
+                            out[name][i] = None
         if plan.request_features and rows:
             epochs = [r["sched_dep_epoch_s"] for r in rows]
             distances = [r["distance"] for r in rows]

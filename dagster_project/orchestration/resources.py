@@ -238,14 +238,14 @@ class MonitoringResource(dg.ConfigurableResource):
 
 
 class StreamResource(dg.ConfigurableResource):
-    """The departure-event stream and the traffic consumer's window state: a Redis Stream and
-    Redis sorted sets when ``redis_url`` is set (server tiers), else an append-only log and a
-    SQLite file in ``folder`` (local tier). Same interface either way."""
+    """The event stream (departures, weather observations, ticks) and the consumer's window
+    state: a Redis Stream and Redis sorted sets when ``redis_url`` is set (server tiers), else
+    an append-only log and a SQLite file in ``folder`` (local tier). Same interface either way."""
 
     folder: str
     redis_url: str | None = None
     prefix: str = "mlops:"
-    batch_size: int = 500
+    batch_size: int = 2000
     consumer_name: str = "consumer-1"
 
     def _redis(self) -> Any:
@@ -261,7 +261,12 @@ class StreamResource(dg.ConfigurableResource):
     def state(self) -> window_state.WindowState:
         if self.redis_url:
             return window_state.RedisWindowState(self._redis(), self.prefix)
-        return window_state.SqliteWindowState(Path(self.folder) / "traffic.db")
+        return window_state.SqliteWindowState(Path(self.folder) / "state.db")
+
+    def reset(self) -> None:
+        """Start the stream over: an empty log and window state (a replay from its first day)."""
+        self.log().reset()
+        self.state().reset()
 
     def consumer(self, push: consumer.Push, keep_pushed: bool = False) -> consumer.Consumer:
         return consumer.Consumer(

@@ -64,6 +64,11 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
 
     stop = threading.Event()
 
+    def served() -> str:
+        """The FeatureService requests read: the served model's (before one loads, a new
+        model's default)."""
+        return holder.current.service if holder.current else FEATURE_SERVICE
+
     def poll() -> None:
         while not stop.wait(config.reload_interval_s):
             reload()
@@ -72,7 +77,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         reload()
         try:  # open the online store before the first request (retried lazily if down)
-            predictor.feast().online_lookup([entity_row(Flight(**EXAMPLE_FLIGHT))], FEATURE_SERVICE)
+            predictor.feast().online_lookup([entity_row(Flight(**EXAMPLE_FLIGHT))], served())
         except Exception:
             log.exception("feature store not available at startup")
         settle_heap()
@@ -138,7 +143,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         if holder.current is None:
             problems.append(holder.error or "model not loaded")
         try:
-            feast().online_features([entity_row(Flight(**EXAMPLE_FLIGHT))], FEATURE_SERVICE)
+            feast().online_features([entity_row(Flight(**EXAMPLE_FLIGHT))], served())
         except Exception as exc:
             problems.append(redact(f"feature store: {type(exc).__name__}: {exc}")[:300])
         return problems

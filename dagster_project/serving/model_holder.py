@@ -12,7 +12,7 @@ import pandas as pd
 
 from dagster_project.serving.config import ServingConfig, ServingConfigError, under_roots
 from dagster_project.training import tracking
-from dagster_project.training.preprocess import CATEGORICAL, FEATURES, input_frame
+from dagster_project.training.preprocess import CATEGORICAL, NUMERIC_V1, input_frame
 
 log = logging.getLogger("flight_delay.serving")
 
@@ -28,9 +28,13 @@ class DirectModel:
     def __init__(self, pyfunc: Any):
         self.pyfunc = pyfunc
         inner = getattr(pyfunc.unwrap_python_model(), "model", None)
+        pre = getattr(inner, "preprocessor", None)
+        self.numeric: tuple[str, ...] = tuple(pre.numeric) if pre is not None else NUMERIC_V1
+        self.features: tuple[str, ...] = (*CATEGORICAL, *self.numeric)
         schema = pyfunc.metadata.get_input_schema()
         names = tuple(schema.input_names()) if schema is not None else ()
-        self.inner = inner if names == FEATURES and hasattr(inner, "predict_proba") else None
+        direct = names == self.features and hasattr(inner, "predict_proba")
+        self.inner = inner if direct else None
 
     def unwrap_python_model(self) -> Any:
         return self.pyfunc.unwrap_python_model()
@@ -39,7 +43,7 @@ class DirectModel:
         if self.inner is not None:
             return np.asarray(self.inner.predict_proba(inputs))
         frame = inputs if isinstance(inputs, pd.DataFrame) else pd.DataFrame(dict(inputs))
-        return np.asarray(self.pyfunc.predict(frame[list(FEATURES)]))
+        return np.asarray(self.pyfunc.predict(frame[list(self.features)]))
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,15 @@ class LoadedModel:
     @property
     def kind(self) -> str:
         return self.info.tags.get("model_kind", "unknown")
+
+    @property
+    def service(self) -> str:
+        """The FeatureService the version was trained on: the one its requests read."""
+        return self.info.feature_service
+
+    @property
+    def numeric(self) -> tuple[str, ...]:
+        return self.model.numeric
 
 
 class ModelHolder:
@@ -90,7 +103,7 @@ class ModelHolder:
             # One prediction before the swap: it configures the model (XGBoost configures a
             # loaded booster lazily, and concurrent first predictions race on it) and the first
             # real request does not pay for it.
-            model.predict(input_frame(pd.DataFrame([dict.fromkeys(FEATURES)])))
+            model.predict(input_frame(pd.DataFrame([dict.fromkeys(model.features)]), model.numeric))
             pre = model.unwrap_python_model().model.preprocessor
             known = {c: frozenset(pre.categories.get(c, [])) for c in CATEGORICAL}
             self.current, self.error = LoadedModel(model, info, known), None

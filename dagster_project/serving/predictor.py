@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 from fastapi import HTTPException
 
-from dagster_project.features.engineering import epoch_seconds, local_date_iso
+from dagster_project.features.engineering import as_of_epoch, epoch_seconds, local_date_iso
 from dagster_project.features.feast_store import FeatureStoreClient
-from dagster_project.platform.names import FEATURE_SERVICE
 from dagster_project.serving import prediction_log
 from dagster_project.serving.config import ServingConfig, redact
 from dagster_project.serving.metrics import Metrics
@@ -25,7 +24,7 @@ from dagster_project.serving.schemas import (
     Flight,
     Prediction,
 )
-from dagster_project.training.preprocess import CATEGORICAL, NUMERIC, UNKNOWN
+from dagster_project.training.preprocess import CATEGORICAL, UNKNOWN
 
 log = logging.getLogger("flight_delay.serving")
 
@@ -39,13 +38,17 @@ def settle_heap() -> None:
 
 
 def entity_row(f: Flight) -> dict[str, Any]:
-    """Entity keys and request data of the `flight_delay_v1` feature service for one flight."""
+    """Entity keys and request data of the feature services for one flight."""
+    tailnum = f.tailnum or "UNKNOWN"
+    epoch = epoch_seconds(f.scheduled_departure)
     return {
         "origin": f.origin,
         "carrier": f.carrier,
         "route": f"{f.origin}-{f.dest}",
-        "tailnum": f.tailnum or "UNKNOWN",
-        "sched_dep_epoch_s": epoch_seconds(f.scheduled_departure),
+        "tailnum": tailnum,
+        "carrier_origin": f"{f.carrier}|{f.origin}",
+        "plane_day": f"{tailnum}|{local_date_iso(epoch)}",
+        "sched_dep_epoch_s": epoch,
         "distance": float(f.distance),
     }
 
@@ -67,7 +70,7 @@ class Predictor:
         self.metrics = metrics or Metrics()
         self._feast: FeatureStoreClient | None = None
         self._feast_lock = threading.Lock()
-        self._view_columns: dict[str, tuple[str, list[str]]] | None = None
+        self._view_columns: dict[str, dict[str, tuple[str, list[str]]]] = {}
 
     def feast(self) -> FeatureStoreClient:
         if self._feast is None:
@@ -83,20 +86,25 @@ class Predictor:
                     self._feast = client
         return self._feast
 
-    def view_columns(self) -> dict[str, tuple[str, list[str]]]:
-        """Feature view of the model's FeatureService -> (entity join key, its features), for
-        the unknown-entity fallback."""
-        if self._view_columns is None:
+    def view_columns(self, service_name: str) -> dict[str, tuple[str, list[str]]]:
+        """Feature view of a FeatureService -> (entity join key, its features), for the
+        unknown-entity fallback. Views whose rows say "nothing yet" (an aircraft that has not
+        departed today, a carrier with no departure in the window) are not fallbacks."""
+        found = self._view_columns.get(service_name)
+        if found is None:
+            from dagster_project.features.feast_objects import NOTHING_YET_VIEWS
+
             objs = self.feast().objects()
             keys = {e.name: e.join_key for e in objs.entities}
-            service = next(s for s in objs.services if s.name == FEATURE_SERVICE)
+            service = next(s for s in objs.services if s.name == service_name)
             used = {p.name for p in service.feature_view_projections}
-            self._view_columns = {
+            found = {
                 v.name: (keys[v.entities[0]], [f.name for f in v.features])
                 for v in objs.views
-                if v.entities and v.name in used
+                if v.entities and v.name in used and v.name not in NOTHING_YET_VIEWS
             }
-        return self._view_columns
+            self._view_columns[service_name] = found
+        return found
 
     def reload(self) -> bool:
         try:
@@ -109,7 +117,7 @@ class Predictor:
         if changed and self.holder.current:
             self.metrics.reloads.labels("loaded").inc()
             current = self.holder.current
-            self.metrics.set_model(current.info.version, current.kind, FEATURE_SERVICE)
+            self.metrics.set_model(current.info.version, current.kind, current.service)
             settle_heap()
         return changed
 
@@ -124,9 +132,15 @@ class Predictor:
         if current is None:
             raise HTTPException(503, f"no model to serve: {self.holder.error}")
         rows = [entity_row(f) for f in flights]
+        when = current.info.prediction_time
+        as_of = [as_of_epoch(when, r["sched_dep_epoch_s"]) for r in rows]
         try:
             started = time.perf_counter()
-            online = self.feast().online_lookup(rows, FEATURE_SERVICE)
+            online = self.feast().online_lookup(
+                rows,
+                current.service,
+                [datetime.fromtimestamp(t, UTC) for t in as_of],
+            )
             self.metrics.lookup_latency.observe(time.perf_counter() - started)
         except Exception as exc:
             log.exception("online feature lookup failed")
@@ -138,7 +152,8 @@ class Predictor:
             c: [r[c] if isinstance(r[c], str) else UNKNOWN for r in rows] for c in CATEGORICAL
         }
         numeric: dict[str, list[Any]] = {}
-        for c in NUMERIC:
+        model_numeric = current.numeric
+        for c in model_numeric:
             found = online.get(c) or [None] * n
             numeric[c] = [_json_value(v) for v in found]
             columns[c] = np.array([np.nan if v is None else v for v in numeric[c]], dtype="float64")
@@ -146,15 +161,18 @@ class Predictor:
         threshold = current.info.threshold
         out, records = [], []
         logged_at = datetime.now(UTC).isoformat()
-        view_columns = self.view_columns()
+        view_columns = self.view_columns(current.service)
         ids = os.urandom(16 * n)
         decisions = {True: 0, False: 0}
         n_fallbacks = 0
         for i, f in enumerate(flights):
-            values = {c: rows[i][c] for c in CATEGORICAL} | {c: numeric[c][i] for c in NUMERIC}
-            missing = [c for c in NUMERIC if values[c] is None]
+            values = {c: rows[i][c] for c in CATEGORICAL} | {
+                c: numeric[c][i] for c in model_numeric
+            }
+            missing = [c for c in model_numeric if values[c] is None]
             fallbacks = [
-                f"{view}: no online values for {key} {rows[i].get(key)!r}"
+                f"{view}: no online values for {key} {rows[i].get(key)!r} (none, or older "
+                "than the view's TTL)"
                 for view, (key, cols) in view_columns.items()
                 if all(values.get(c) is None for c in cols)
             ] + [
@@ -186,6 +204,8 @@ class Predictor:
                     "request_id": str(uuid.UUID(bytes=ids[16 * i : 16 * i + 16], version=4)),
                     "logged_at": logged_at,
                     "scheduled_date": local_date_iso(rows[i]["sched_dep_epoch_s"]),
+                    "as_of": datetime.fromtimestamp(as_of[i], UTC).isoformat(),
+                    "feature_service": current.service,
                     "flight": f.model_dump(mode="json"),
                     **{k: v for k, v in pred.items() if k != "flight_id"},
                 }

@@ -1,16 +1,22 @@
-"""The stream consumer: departure events in, windowed origin traffic pushed to Feast out.
+"""The stream consumer: departure, weather and clock events in, feature rows pushed to Feast out.
 
-Exactly once: the consumer keeps the window's events in a
+Exactly once: the consumer keeps the events in a
 :class:`~dagster_project.streaming.window_state.WindowState` keyed by event id (adding an event
-twice changes nothing), pushes whole aggregates (not increments) and acknowledges the events
-only after the push. A consumer that dies anywhere in between is handed its unacknowledged
-events again by its consumer group and ends in the same state. A boundary is closed (pushed)
-once an event after it has been seen; events must arrive in event-time order (late events are
-counted in later windows only).
+twice changes nothing), pushes whole rows (not increments) and acknowledges the events only
+after the push. A consumer that dies anywhere in between is handed its unacknowledged events
+again by its consumer group and ends in the same state.
+
+- A weather observation is pushed as it is read: its ``origin_weather`` row, computed by the
+  batch definition (:func:`engineering.origin_weather`) over the observations of its 3 hours.
+- A 5-minute boundary closes once a departure or observation after it has been seen, or a tick
+  (the producer's watermark) at or after it; the rows of every closed boundary, computed by
+  the batch definitions (:func:`aggregates.tables`) over the kept departures, are pushed to
+  their views. Events must arrive in event-time order (a late one counts in later windows).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,17 +25,13 @@ from typing import Any
 
 import pandas as pd
 
+from dagster_project.features import aggregates, engineering
 from dagster_project.streaming.event_log import EventLog
-from dagster_project.streaming.traffic import (
-    COUNT,
-    GROUP,
-    HOP_S,
-    MEAN_DELAY,
-    WINDOW_S,
-    Departure,
-    closed_boundary,
-)
-from dagster_project.streaming.window_state import WindowState
+from dagster_project.streaming.events import Event, Observation
+from dagster_project.streaming.window_state import WindowState, weather_frame
+
+GROUP = "features"
+WEATHER_PUSH = f"{aggregates.ORIGIN_WEATHER}_push"
 
 
 @dataclass
@@ -39,7 +41,8 @@ class ConsumerStats:
     pushes: int = 0
     rows_pushed: int = 0
     last_boundary: datetime | None = None
-    pushed: list[pd.DataFrame] = field(default_factory=list, repr=False)
+    # (push source, rows) of every push, when the consumer keeps them (tests, the bounded asset)
+    pushed: list[tuple[str, pd.DataFrame]] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -50,13 +53,30 @@ class ConsumerStats:
             "last_boundary": self.last_boundary.isoformat() if self.last_boundary else None,
         }
 
+    def rows(self, source: str) -> pd.DataFrame:
+        """Everything pushed to one push source, in push order."""
+        frames = [f for s, f in self.pushed if s == source]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
-Push = Callable[[pd.DataFrame], None]
+
+Push = Callable[[pd.DataFrame, str], None]  # (rows, push source)
+
+
+def closable(state: WindowState) -> int | None:
+    """The last boundary no event still to come can change: strictly before the latest event
+    seen, or at the producer's watermark."""
+    seen, mark = state.max_seen(), state.watermark()
+    candidates = []
+    if seen is not None:
+        candidates.append(aggregates.closed_boundary(seen))
+    if mark is not None:
+        candidates.append(math.floor(mark / aggregates.HOP_S) * aggregates.HOP_S)
+    return max(candidates) if candidates else None
 
 
 class Consumer:
-    """Reads departure events with a consumer group, keeps the windows, pushes the newly closed
-    boundary's aggregates (one row per origin) and only then acknowledges the events."""
+    """Reads events with a consumer group, pushes the rows they complete and only then
+    acknowledges them."""
 
     def __init__(
         self,
@@ -65,7 +85,7 @@ class Consumer:
         push: Push,
         group: str = GROUP,
         name: str = "consumer-1",
-        batch_size: int = 500,
+        batch_size: int = 2000,
         keep_pushed: bool = False,
     ):
         self.log, self.state, self.push = log, state, push
@@ -73,7 +93,7 @@ class Consumer:
         self.stats = ConsumerStats()
         self.keep_pushed = keep_pushed
 
-    def read(self, block_ms: int = 0) -> list[tuple[str, Departure]]:
+    def read(self, block_ms: int = 0) -> list[tuple[str, Event]]:
         batch = self.log.read(self.group, self.name, self.batch_size, block_ms)
         self.state.add([e for _, e in batch])
         return batch
@@ -88,30 +108,52 @@ class Consumer:
                 return False
             time.sleep(0.05)
 
-    def emit(self) -> pd.DataFrame | None:
-        """Push the aggregates of the last closed boundary if it is new."""
-        max_seen = self.state.max_seen()
-        if max_seen is None:
-            return None
-        boundary = closed_boundary(max_seen)
-        last = self.state.last_emitted()
-        if last is not None and boundary <= last:
-            return None
-        at = pd.Timestamp(boundary, unit="s", tz="UTC")
-        rows = []
-        for origin in self.state.origins():
-            count, mean = self.state.aggregate(origin, boundary)
-            rows.append({"origin": origin, "event_timestamp": at, COUNT: count, MEAN_DELAY: mean})
-        frame = pd.DataFrame(rows)
-        self.push(frame)
-        self.state.set_last_emitted(boundary)
-        self.state.prune(boundary - WINDOW_S - HOP_S)
+    def _push(self, source: str, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        self.push(frame, source)
         self.stats.pushes += 1
         self.stats.rows_pushed += len(frame)
-        self.stats.last_boundary = at.to_pydatetime()
         if self.keep_pushed:
-            self.stats.pushed.append(frame)
+            self.stats.pushed.append((source, frame))
+
+    def push_weather(self, batch: list[Event]) -> pd.DataFrame:
+        """The ``origin_weather`` rows of the batch's observations (their 3-hour rainfall from
+        the observations kept before them)."""
+        new = [e for e in batch if isinstance(e, Observation)]
+        if not new:
+            return pd.DataFrame()
+        since = min(e.epoch for e in new) - engineering.PRECIP_WINDOW_S
+        kept = self.state.observations(since)
+        rows = engineering.origin_weather(weather_frame(kept))
+        ids = {(e.origin, pd.Timestamp(e.observed_at)) for e in new}
+        mine = [
+            (o, pd.Timestamp(t)) in ids
+            for o, t in zip(rows["origin"], rows[engineering.TS], strict=True)
+        ]
+        frame = rows.loc[mine].reset_index(drop=True)
+        self._push(WEATHER_PUSH, frame)
         return frame
+
+    def emit(self) -> dict[str, pd.DataFrame]:
+        """Push the rows of the boundaries closed since the last push."""
+        until = closable(self.state)
+        if until is None:
+            return {}
+        last = self.state.last_emitted()
+        if last is None:  # a fresh consumer starts at the boundary before its first event
+            first = self.state.first_seen()
+            last = aggregates.closed_boundary(first) if first is not None else until
+        if until <= last:
+            return {}
+        dep = self.state.departures(last - aggregates.KEEP_S)
+        out = aggregates.tables(dep, int(last), int(until))
+        for view, frame in out.items():
+            self._push(aggregates.VIEWS[view].push_source, frame)
+        self.state.set_last_emitted(until)
+        self.state.prune(until - aggregates.KEEP_S - aggregates.HOP_S)
+        self.stats.last_boundary = pd.Timestamp(until, unit="s", tz="UTC").to_pydatetime()
+        return out
 
     def step(self, block_ms: int = 0) -> int:
         """One read-push-acknowledge cycle; returns the number of events read. Waits up to
@@ -120,6 +162,7 @@ class Consumer:
             return 0
         with self.state.lock(self.name):
             batch = self.read()
+            self.push_weather([e for _, e in batch])
             self.emit()
             self.log.ack(self.group, [i for i, _ in batch])
         self.stats.events += len(batch)

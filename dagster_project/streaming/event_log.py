@@ -1,4 +1,4 @@
-"""Departure events as a log with consumer groups: a Redis Stream on the server tiers, an
+"""The stream's events as a log with consumer groups: a Redis Stream on the server tiers, an
 append-only local file with the same interface (read pending first, ack) on ``local``.
 """
 
@@ -13,18 +13,18 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from dagster_project.streaming.traffic import Departure
+from dagster_project.streaming.events import Event, decode
 
 
 class EventLog(Protocol):
-    """An append-only log of departure events with consumer groups (Redis Streams semantics):
+    """An append-only log of events with consumer groups (Redis Streams semantics):
     ``read`` hands a consumer first its own delivered-but-unacknowledged events, then new ones."""
 
-    def publish(self, events: Iterable[Departure]) -> int: ...
+    def publish(self, events: Iterable[Event]) -> int: ...
 
     def read(
         self, group: str, consumer: str, count: int, block_ms: int
-    ) -> list[tuple[str, Departure]]: ...
+    ) -> list[tuple[str, Event]]: ...
 
     def ack(self, group: str, ids: Sequence[str]) -> None: ...
 
@@ -36,16 +36,20 @@ class EventLog(Protocol):
 
     def length(self) -> int: ...
 
+    def reset(self) -> None:
+        """Drop every event and consumer group."""
+        ...
+
 
 class RedisEventLog:
-    """A Redis Stream ``<prefix>stream:departures`` read through a consumer group."""
+    """A Redis Stream ``<prefix>stream:events`` read through a consumer group."""
 
-    def __init__(self, client: Any, prefix: str, name: str = "departures"):
+    def __init__(self, client: Any, prefix: str, name: str = "events"):
         self.client = client
         self.key = f"{prefix}stream:{name}"
         self._groups: set[str] = set()
 
-    def publish(self, events: Iterable[Departure]) -> int:
+    def publish(self, events: Iterable[Event]) -> int:
         n = 0
         with self.client.pipeline(transaction=False) as pipe:
             for event in events:
@@ -63,9 +67,7 @@ class RedisEventLog:
             self.client.xgroup_create(self.key, group, id="0", mkstream=True)
         self._groups.add(group)
 
-    def read(
-        self, group: str, consumer: str, count: int, block_ms: int
-    ) -> list[tuple[str, Departure]]:
+    def read(self, group: str, consumer: str, count: int, block_ms: int) -> list[tuple[str, Event]]:
         self._group(group)
         # Own pending entries first (after a restart), then new ones.
         reply = self.client.xreadgroup(group, consumer, {self.key: "0"}, count=count)
@@ -75,7 +77,7 @@ class RedisEventLog:
                 group, consumer, {self.key: ">"}, count=count, block=block_ms or None
             )
             entries = reply[0][1] if reply else []
-        return [(_text(i), Departure.decode(_decode(f))) for i, f in entries]
+        return [(_text(i), decode(_decode(f))) for i, f in entries]
 
     def ack(self, group: str, ids: Sequence[str]) -> None:
         if ids:
@@ -97,6 +99,10 @@ class RedisEventLog:
     def length(self) -> int:
         return int(self.client.xlen(self.key))
 
+    def reset(self) -> None:
+        self.client.delete(self.key)
+        self._groups.clear()
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -116,7 +122,7 @@ class LocalEventLog:
         self.path = folder / "events.jsonl"
         self._delivered: dict[str, int] = {}
 
-    def publish(self, events: Iterable[Departure]) -> int:
+    def publish(self, events: Iterable[Event]) -> int:
         lines = [json.dumps(e.encode(), separators=(",", ":")) + "\n" for e in events]
         self.folder.mkdir(parents=True, exist_ok=True)
         with self.path.open("ab") as fh:
@@ -138,9 +144,7 @@ class LocalEventLog:
         except FileNotFoundError:
             return 0
 
-    def read(
-        self, group: str, consumer: str, count: int, block_ms: int
-    ) -> list[tuple[str, Departure]]:
+    def read(self, group: str, consumer: str, count: int, block_ms: int) -> list[tuple[str, Event]]:
         # Another process may have acknowledged further: never hand out acknowledged events.
         start = max(self._delivered.get(group, 0), self.committed(group))
         deadline = time.monotonic() + block_ms / 1000
@@ -153,10 +157,10 @@ class LocalEventLog:
             self._delivered[group] = int(out[-1][0])
         return out
 
-    def _read_from(self, start: int, count: int) -> list[tuple[str, Departure]]:
+    def _read_from(self, start: int, count: int) -> list[tuple[str, Event]]:
         if not self.path.exists():
             return []
-        out: list[tuple[str, Departure]] = []
+        out: list[tuple[str, Event]] = []
         with self.path.open("rb") as fh:
             fh.seek(start)
             offset = start
@@ -164,7 +168,7 @@ class LocalEventLog:
                 if not raw.endswith(b"\n"):  # a line still being written
                     break
                 offset += len(raw)
-                out.append((str(offset), Departure.decode(json.loads(raw))))
+                out.append((str(offset), decode(json.loads(raw))))
                 if len(out) >= count:
                     break
         return out
@@ -189,6 +193,11 @@ class LocalEventLog:
         if not self.path.exists() or self.path.stat().st_size <= committed:
             return 0
         return len(self._read_from(committed, 10**9))
+
+    def reset(self) -> None:
+        for path in [self.path, *self.folder.glob("group-*.offset")]:
+            path.unlink(missing_ok=True)
+        self._delivered.clear()
 
     def length(self) -> int:
         if not self.path.exists():

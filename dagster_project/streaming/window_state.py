@@ -1,34 +1,70 @@
-"""The events of the current windows, keyed by event id, so that adding an event twice changes
+"""The events the consumer keeps, keyed by event id, so that adding an event twice changes
 nothing: Redis sorted sets on the server tiers, SQLite on ``local``.
+
+It holds the departures of the longest window (:data:`aggregates.KEEP_S`), the weather
+observations of the 3-hour rainfall, the clock (the latest event time seen, the producer's
+watermark) and the last boundary whose rows were pushed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import math
+import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
+import pandas as pd
 
-from dagster_project.streaming.event_log import _text
-from dagster_project.streaming.traffic import WINDOW_S, Departure
+from dagster_project.features import aggregates
+from dagster_project.features.engineering import WEATHER_COLUMNS
+from dagster_project.streaming.events import Departure, Event, Observation, Tick
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def departures_frame(events: Sequence[Departure]) -> pd.DataFrame:
+    """Departure events as the frame the aggregates read (``epoch`` in whole seconds)."""
+    rows = [
+        (e.event_id, e.origin, e.carrier, e.tailnum, e.day, int(e.epoch), float(e.dep_delay))
+        for e in events
+    ]
+    return pd.DataFrame(rows, columns=aggregates.FRAME_COLUMNS).astype(
+        {"epoch": "int64", "dep_delay": "float64"}
+    )
+
+
+def weather_frame(observations: Sequence[Observation]) -> pd.DataFrame:
+    """Observations as validated weather rows (what :func:`engineering.origin_weather` reads)."""
+    df = pd.DataFrame(
+        [o.values for o in observations], columns=list(WEATHER_COLUMNS), dtype="float64"
+    )
+    df.insert(0, "origin", [o.origin for o in observations])
+    df.insert(1, "time_hour", pd.to_datetime([o.observed_at for o in observations], utc=True))
+    return df
 
 
 class WindowState(Protocol):
-    """The events of the current windows, keyed by event id (adding one twice is a no-op)."""
+    """The consumer's events (adding one twice is a no-op) and clock."""
 
-    def add(self, events: Sequence[Departure]) -> None: ...
+    def add(self, events: Sequence[Event]) -> None: ...
 
-    def aggregate(self, origin: str, boundary: float) -> tuple[int, float]: ...
+    def departures(self, since: float) -> pd.DataFrame:
+        """Departures with event time after ``since``, as :func:`aggregates.frame` gives."""
+        ...
 
-    def origins(self) -> list[str]: ...
+    def observations(self, since: float) -> list[Observation]: ...
+
+    def first_seen(self) -> float | None: ...
 
     def max_seen(self) -> float | None: ...
+
+    def watermark(self) -> float | None: ...
 
     def last_emitted(self) -> float | None: ...
 
@@ -36,59 +72,84 @@ class WindowState(Protocol):
 
     def prune(self, before: float) -> None: ...
 
+    def reset(self) -> None: ...
+
     def lock(self, owner: str) -> contextlib.AbstractContextManager[Any]: ...
 
 
-def _mean(delays: list[float]) -> tuple[int, float]:
-    return len(delays), (float(np.mean(delays)) if delays else math.nan)
+def _member(event: Departure | Observation) -> str:
+    return json.dumps(event.encode(), sort_keys=True, separators=(",", ":"))
 
 
 class RedisWindowState:
-    """One sorted set per origin (member ``event_id|delay``, score the departure epoch)."""
+    """Two sorted sets (departures, observations; member: the event's canonical JSON, score:
+    its time) and a hash for the clock."""
 
     def __init__(self, client: Any, prefix: str):
         self.client = client
-        self.prefix = f"{prefix}traffic:"
+        self.prefix = f"{prefix}window:"
 
-    def _key(self, origin: str) -> str:
-        return f"{self.prefix}origin:{origin}"
-
-    def add(self, events: Sequence[Departure]) -> None:
+    def add(self, events: Sequence[Event]) -> None:
         if not events:
             return
+        clock: dict[str, float] = {}
         with self.client.pipeline(transaction=True) as pipe:
             for e in events:
-                pipe.zadd(self._key(e.origin), {f"{e.event_id}|{e.dep_delay!r}": e.epoch})
-                pipe.sadd(f"{self.prefix}origins", e.origin)
-            pipe.zadd(f"{self.prefix}clock", {"max_seen": max(e.epoch for e in events)}, gt=True)
+                if isinstance(e, Tick):
+                    clock["watermark"] = max(clock.get("watermark", e.epoch), e.epoch)
+                    continue
+                kind = "dep" if isinstance(e, Departure) else "obs"
+                pipe.zadd(f"{self.prefix}{kind}", {_member(e): e.epoch})
+                clock["max_seen"] = max(clock.get("max_seen", e.epoch), e.epoch)
+                clock["first_seen"] = min(clock.get("first_seen", e.epoch), e.epoch)
+            for name, value in clock.items():
+                pipe.zadd(f"{self.prefix}clock", {name: value}, **_order(name))
             pipe.execute()
 
-    def aggregate(self, origin: str, boundary: float) -> tuple[int, float]:
-        members = self.client.zrangebyscore(self._key(origin), f"({boundary - WINDOW_S}", boundary)
-        return _mean([float(_text(m).rsplit("|", 1)[1]) for m in members])
+    def _events(self, kind: str, since: float) -> list[dict[str, str]]:
+        members = self.client.zrangebyscore(f"{self.prefix}{kind}", f"({since}", "+inf")
+        return [json.loads(_text(m)) for m in members]
 
-    def origins(self) -> list[str]:
-        return sorted(_text(o) for o in self.client.smembers(f"{self.prefix}origins"))
+    def departures(self, since: float) -> pd.DataFrame:
+        return departures_frame([Departure.decode(f) for f in self._events("dep", since)])
+
+    def observations(self, since: float) -> list[Observation]:
+        return [Observation.decode(f) for f in self._events("obs", since)]
+
+    def _clock(self, name: str) -> float | None:
+        value = self.client.zscore(f"{self.prefix}clock", name)
+        return None if value is None else float(value)
+
+    def first_seen(self) -> float | None:
+        return self._clock("first_seen")
 
     def max_seen(self) -> float | None:
-        value = self.client.zscore(f"{self.prefix}clock", "max_seen")
-        return None if value is None else float(value)
+        return self._clock("max_seen")
+
+    def watermark(self) -> float | None:
+        return self._clock("watermark")
 
     def last_emitted(self) -> float | None:
-        value = self.client.get(f"{self.prefix}emitted")
-        return None if value is None else float(value)
+        return self._clock("emitted")
 
     def set_last_emitted(self, boundary: float) -> None:
-        self.client.set(f"{self.prefix}emitted", repr(boundary))
+        self.client.zadd(f"{self.prefix}clock", {"emitted": boundary})
 
     def prune(self, before: float) -> None:
         with self.client.pipeline(transaction=False) as pipe:
-            for origin in self.origins():
-                pipe.zremrangebyscore(self._key(origin), "-inf", f"({before}")
+            pipe.zremrangebyscore(f"{self.prefix}dep", "-inf", f"({before}")
+            pipe.zremrangebyscore(f"{self.prefix}obs", "-inf", f"({before}")
             pipe.execute()
 
     def events(self) -> int:
-        return sum(int(self.client.zcard(self._key(o))) for o in self.origins())
+        return int(self.client.zcard(f"{self.prefix}dep")) + int(
+            self.client.zcard(f"{self.prefix}obs")
+        )
+
+    def reset(self) -> None:
+        keys = list(self.client.scan_iter(match=f"{self.prefix}*"))
+        if keys:
+            self.client.delete(*keys)
 
     @contextlib.contextmanager
     def lock(self, owner: str, ttl_ms: int = 60_000, wait_s: float = 600) -> Iterator[None]:
@@ -112,38 +173,50 @@ class RedisWindowState:
                 self.client.delete(key)
 
 
+def _order(name: str) -> dict[str, bool]:
+    """The clock only moves one way: the first event time down, the others up."""
+    return {"lt": True} if name == "first_seen" else {"gt": True}
+
+
 class SqliteWindowState:
     """The local tier's window state: one SQLite file, event id as the primary key."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.lock_path = path.with_suffix(".lock")
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(
-            "CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, origin TEXT NOT NULL,"
-            " epoch REAL NOT NULL, delay REAL NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+            " epoch REAL NOT NULL, body TEXT NOT NULL)"
         )
-        self.db.execute("CREATE INDEX IF NOT EXISTS by_time ON events (origin, epoch)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS by_time ON events (kind, epoch)")
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS origins (origin TEXT PRIMARY KEY)")
 
-    def add(self, events: Sequence[Departure]) -> None:
+    def add(self, events: Sequence[Event]) -> None:
         if not events:
             return
+        stored = [e for e in events if not isinstance(e, Tick)]
+        ticks = [e.epoch for e in events if isinstance(e, Tick)]
         with self._tx():
             self.db.executemany(
                 "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)",
-                [(e.event_id, e.origin, e.epoch, e.dep_delay) for e in events],
+                [(e.event_id, e.kind, e.epoch, _member(e)) for e in stored],
             )
-            self.db.executemany(
-                "INSERT OR IGNORE INTO origins VALUES (?)", [(e.origin,) for e in events]
-            )
-            self.db.execute(
-                "INSERT INTO meta VALUES ('max_seen', ?) ON CONFLICT(key) DO UPDATE"
-                " SET value = max(value, excluded.value)",
-                (max(e.epoch for e in events),),
-            )
+            if stored:
+                self._move("max_seen", max(e.epoch for e in stored), "max")
+                self._move("first_seen", min(e.epoch for e in stored), "min")
+            if ticks:
+                self._move("watermark", max(ticks), "max")
+
+    def _move(self, key: str, value: float, how: str) -> None:
+        self.db.execute(
+            f"INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
+            f" SET value = {how}(value, excluded.value)",
+            (key, value),
+        )
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
@@ -155,22 +228,31 @@ class SqliteWindowState:
             raise
         self.db.execute("COMMIT")
 
-    def aggregate(self, origin: str, boundary: float) -> tuple[int, float]:
+    def _events(self, kind: str, since: float) -> list[dict[str, str]]:
         rows = self.db.execute(
-            "SELECT delay FROM events WHERE origin = ? AND epoch > ? AND epoch <= ?",
-            (origin, boundary - WINDOW_S, boundary),
-        ).fetchall()
-        return _mean([r[0] for r in rows])
+            "SELECT body FROM events WHERE kind = ? AND epoch > ? ORDER BY epoch, event_id",
+            (kind, since),
+        )
+        return [json.loads(r[0]) for r in rows]
 
-    def origins(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT origin FROM origins ORDER BY origin")]
+    def departures(self, since: float) -> pd.DataFrame:
+        return departures_frame([Departure.decode(f) for f in self._events("departure", since)])
+
+    def observations(self, since: float) -> list[Observation]:
+        return [Observation.decode(f) for f in self._events("observation", since)]
 
     def _meta(self, key: str) -> float | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else float(row[0])
 
+    def first_seen(self) -> float | None:
+        return self._meta("first_seen")
+
     def max_seen(self) -> float | None:
         return self._meta("max_seen")
+
+    def watermark(self) -> float | None:
+        return self._meta("watermark")
 
     def last_emitted(self) -> float | None:
         return self._meta("emitted")
@@ -187,6 +269,11 @@ class SqliteWindowState:
 
     def events(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def reset(self) -> None:
+        with self._tx():
+            self.db.execute("DELETE FROM events")
+            self.db.execute("DELETE FROM meta")
 
     @contextlib.contextmanager
     def lock(self, owner: str) -> Iterator[None]:

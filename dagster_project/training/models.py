@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,7 +20,13 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from dagster_project.features.engineering import LABEL
-from dagster_project.training.preprocess import CATEGORICAL, NUMERIC, Inputs, Preprocessor, n_rows
+from dagster_project.training.preprocess import (
+    CATEGORICAL,
+    NUMERIC,
+    Inputs,
+    Preprocessor,
+    n_rows,
+)
 
 KINDS = ("xgboost", "torch")
 SMALL_BATCH = 4096  # rows below which prediction runs single-threaded
@@ -72,11 +78,15 @@ class XGBoostModel:
 
 
 def fit_xgboost(
-    train: pd.DataFrame, val: pd.DataFrame, params: dict[str, Any], progress: Progress | None = None
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    params: dict[str, Any],
+    progress: Progress | None = None,
+    numeric: Sequence[str] = NUMERIC,
 ) -> XGBoostModel:
     import xgboost as xgb
 
-    pre = Preprocessor.fit(train)
+    pre = Preprocessor.fit(train, numeric)
     dtrain = xgb.DMatrix(pre.tree_matrix(train), label=train[LABEL].to_numpy())
     dval = xgb.DMatrix(pre.tree_matrix(val), label=val[LABEL].to_numpy())
     booster_params = {
@@ -186,7 +196,7 @@ class TorchModel:
 def _torch_arch(pre: Preprocessor, params: dict[str, Any]) -> Any:
     return build_net(
         [pre.cardinalities()[c] for c in CATEGORICAL],
-        len(NUMERIC),
+        len(pre.numeric),
         int(params["hidden"]),
         int(params["layers"]),
         float(params["dropout"]),
@@ -194,14 +204,18 @@ def _torch_arch(pre: Preprocessor, params: dict[str, Any]) -> Any:
 
 
 def fit_torch(
-    train: pd.DataFrame, val: pd.DataFrame, params: dict[str, Any], progress: Progress | None = None
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    params: dict[str, Any],
+    progress: Progress | None = None,
+    numeric: Sequence[str] = NUMERIC,
 ) -> TorchModel:
     """Adam on binary cross-entropy, early stopping on validation log loss (best epoch kept)."""
     import torch
 
     torch.manual_seed(13)
     device = torch_device()
-    pre = Preprocessor.fit(train)
+    pre = Preprocessor.fit(train, numeric)
     net = _torch_arch(pre, params).to(device)
     model = TorchModel(pre, net, dict(params))
     codes, numbers = model._tensors(train, device)

@@ -16,11 +16,17 @@ from typing import Any
 
 import pandas as pd
 
-from dagster_project.features.engineering import COLUMN_SOURCES, LABEL
+from dagster_project.features import aggregates
+from dagster_project.features.engineering import COLUMN_SOURCES, LABEL, prediction_label
 from dagster_project.platform import compute_classes, metering, names
 from dagster_project.platform.settings import TIMEZONE
 from dagster_project.training import evaluation, models, portable, tracking
-from dagster_project.training.preprocess import CATEGORICAL, FEATURES, input_frame
+from dagster_project.training.preprocess import (
+    CATEGORICAL,
+    NUMERIC,
+    features_of,
+    input_frame,
+)
 
 Progress = Callable[[str], None]
 
@@ -39,6 +45,7 @@ class TrainingOptions:
     seed: int = 13
     threshold_policy: str = "base_rate"  # see evaluation.ThresholdPolicy
     miss_cost_ratio: float = 3.0  # for threshold_policy="cost"
+    numeric: tuple[str, ...] = NUMERIC  # the model's numeric inputs (its FeatureService's)
 
     @property
     def policy(self) -> evaluation.ThresholdPolicy:
@@ -53,6 +60,19 @@ class TrainingOptions:
             )
         if self.n_trials < 1 or self.holdout_days < 1 or self.validation_days < 1:
             raise ValueError("n_trials, holdout_days and validation_days must be at least 1")
+
+
+def training_set_spec(df: pd.DataFrame) -> tuple[str, str]:
+    """(FeatureService, prediction time label) a training set was built with: what the
+    `training_set` asset records on the frame; a frame without the record (built by hand) is
+    read as v2 at the default lead when it has v2's columns, else as v1 at the day's start."""
+    service = df.attrs.get("feature_service")
+    when = df.attrs.get("prediction_time")
+    if service and when:
+        return str(service), str(when)
+    if all(c in df.columns for c in NUMERIC):
+        return names.FEATURE_SERVICE, prediction_label("lead")
+    return tracking.LEGACY_FEATURE_SERVICE, tracking.LEGACY_PREDICTION_TIME
 
 
 def flight_dates(df: pd.DataFrame) -> pd.Series:
@@ -144,7 +164,9 @@ def tune(
         with mlflow.start_run(
             run_name=f"{kind}-trial-{trial.number}", nested=True, tags=tags | {"model_kind": kind}
         ) as run:
-            model = models.FITTERS[kind](split.train, split.validation, params, progress)
+            model = models.FITTERS[kind](
+                split.train, split.validation, params, progress, options.numeric
+            )
             p = model.predict_proba(split.validation)
             ev = evaluation.evaluate(y_val, p, options.policy.pick(y_val, p))
             mlflow.log_params({f"{k}": v for k, v in model.params.items()})
@@ -194,7 +216,7 @@ def reference_sample(
     parts = []
     for name in ("train", "validation", "holdout"):
         part = getattr(split, name)
-        out = input_frame(part)
+        out = input_frame(part, model.preprocessor.numeric)
         out["probability"] = model.predict_proba(part)
         out["day"] = flight_dates(part).astype(str).to_numpy()
         out["split"] = name
@@ -205,17 +227,18 @@ def reference_sample(
     return reference.reset_index(drop=True)
 
 
-def feature_groups() -> dict[str, tuple[str, ...]]:
+def feature_groups(numeric: tuple[str, ...] = NUMERIC) -> dict[str, tuple[str, ...]]:
     """The model's inputs grouped by the feature table they come from (its weather, a
     carrier's or a route's delay statistics, the plane); request-time features and entity
     keys are groups of one."""
+    features = features_of(numeric)
     groups: dict[str, tuple[str, ...]] = {}
-    for table, columns in COLUMN_SOURCES.items():
-        members = tuple(c for c in FEATURES if c in columns and c not in CATEGORICAL)
+    for table, columns in (COLUMN_SOURCES | aggregates.COLUMN_SOURCES).items():
+        members = tuple(c for c in features if c in columns and c not in CATEGORICAL)
         if members:
             groups[table] = members
     grouped = {c for members in groups.values() for c in members}
-    return groups | {c: (c,) for c in FEATURES if c not in grouped}
+    return groups | {c: (c,) for c in features if c not in grouped}
 
 
 def feature_importance(model: models.DelayModel, rows: pd.DataFrame) -> dict[str, Any]:
@@ -224,11 +247,12 @@ def feature_importance(model: models.DelayModel, rows: pd.DataFrame) -> dict[str
     (:func:`evaluation.permutation_sensitivity`): per group of :func:`feature_groups`
     (shuffled together), and per feature, its group's value shared in proportion to the
     members' own (equally when none of them moves the output alone)."""
-    frame = input_frame(rows)
-    groups = feature_groups()
+    numeric = tuple(model.preprocessor.numeric)
+    frame = input_frame(rows, numeric)
+    groups = feature_groups(numeric)
     by_group = evaluation.permutation_sensitivity(model.predict_proba, frame, groups)
     alone = evaluation.permutation_sensitivity(
-        model.predict_proba, frame, {c: (c,) for c in FEATURES}, seed=1
+        model.predict_proba, frame, {c: (c,) for c in features_of(numeric)}, seed=1
     )
     features: dict[str, float] = {}
     for name, members in groups.items():
@@ -251,7 +275,7 @@ def log_model(model: models.DelayModel, sample: pd.DataFrame, metadata: dict, ki
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
-    example = input_frame(sample)
+    example = input_frame(sample, model.preprocessor.numeric)
     signature = infer_signature(example, model.predict_proba(example))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "model"
@@ -300,7 +324,9 @@ def train_and_register(
                 "n_trials": options.n_trials,
                 "holdout_days": options.holdout_days,
                 "validation_days": options.validation_days,
-                "features": ",".join(FEATURES),
+                "features": ",".join(features_of(options.numeric)),
+                "feature_service": lineage.feature_service,
+                "prediction_time": lineage.prediction_time,
                 "train_rows": len(split.train),
                 "validation_rows": len(split.validation),
                 "holdout_rows": len(split.holdout),

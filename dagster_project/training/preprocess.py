@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dagster_project.features.aggregates import VIEWS
 from dagster_project.features.engineering import WEATHER_COLUMNS
+from dagster_project.platform.names import FEATURE_SERVICE, FEATURE_SERVICE_V1, FEATURE_SERVICE_V2
 
 # Entity keys the model reads as categories (the tail number has too many levels to help).
 CATEGORICAL = ("carrier", "origin", "route")
-NUMERIC = (
+NUMERIC_V1 = (
     *WEATHER_COLUMNS,
     "precip_3h",
     "carrier_departures_7d",
@@ -37,7 +39,29 @@ NUMERIC = (
     "dep_month",
     "log_distance",
 )
+STREAM_NUMERIC = tuple(f for v in VIEWS.values() for f in v.features)
+# The numeric inputs of a model trained on each FeatureService
+SERVICE_NUMERIC: dict[str, tuple[str, ...]] = {
+    FEATURE_SERVICE_V1: NUMERIC_V1,
+    FEATURE_SERVICE_V2: (*NUMERIC_V1, *STREAM_NUMERIC),
+}
+NUMERIC = SERVICE_NUMERIC[FEATURE_SERVICE]  # a new model's, by default
 FEATURES = (*CATEGORICAL, *NUMERIC)
+
+
+def numeric_of(service: str) -> tuple[str, ...]:
+    try:
+        return SERVICE_NUMERIC[service]
+    except KeyError:
+        raise ValueError(
+            f"no model inputs known for FeatureService {service!r}; one of {sorted(SERVICE_NUMERIC)}"
+        ) from None
+
+
+def features_of(numeric: Sequence[str]) -> tuple[str, ...]:
+    return (*CATEGORICAL, *numeric)
+
+
 UNKNOWN = "__unknown__"
 # A frame, or (the endpoint's hot path) its columns: name -> one value per row.
 Inputs = pd.DataFrame | Mapping[str, Sequence[Any]]
@@ -55,14 +79,16 @@ class Preprocessor:
     medians: dict[str, float] = field(default_factory=dict)
     means: dict[str, float] = field(default_factory=dict)
     stds: dict[str, float] = field(default_factory=dict)
+    # The numeric inputs, in order (models saved before v2 did not record them: v1's)
+    numeric: list[str] = field(default_factory=lambda: list(NUMERIC_V1))
 
     @classmethod
-    def fit(cls, df: pd.DataFrame) -> Preprocessor:
-        missing = [c for c in FEATURES if c not in df.columns]
+    def fit(cls, df: pd.DataFrame, numeric: Sequence[str] = NUMERIC) -> Preprocessor:
+        missing = [c for c in features_of(numeric) if c not in df.columns]
         if missing:
             raise ValueError(f"training frame lacks feature columns: {', '.join(missing)}")
         cats = {c: sorted(df[c].dropna().astype(str).unique().tolist()) for c in CATEGORICAL}
-        num = df[list(NUMERIC)].astype("float64")
+        num = df[list(numeric)].astype("float64")
         medians = num.median().fillna(0.0)
         filled = num.fillna(medians)
         stds = filled.std(ddof=0).replace(0.0, 1.0).fillna(1.0)
@@ -71,7 +97,12 @@ class Preprocessor:
             medians={str(k): float(v) for k, v in medians.items()},
             means={str(k): float(v) for k, v in filled.mean().items()},
             stds={str(k): float(v) for k, v in stds.items()},
+            numeric=list(numeric),
         )
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return features_of(self.numeric)
 
     def cardinalities(self) -> dict[str, int]:
         """Number of codes per categorical column, including the "unknown" code 0."""
@@ -102,20 +133,21 @@ class Preprocessor:
         return np.stack(cols, axis=1) if cols else np.zeros((len(df), 0), dtype="int64")
 
     def numbers(self, df: Inputs, scale: bool) -> np.ndarray:
-        """Imputed (and optionally standardised) numeric block, shape (rows, len(NUMERIC)):
+        """Imputed (and optionally standardised) numeric block, shape (rows, len(numeric)):
         always finite (missing, unparseable and infinite values become the training median)."""
+        numeric = self.numeric
         if isinstance(df, pd.DataFrame):
-            block = df[list(NUMERIC)]
+            block = df[list(numeric)]
             num = block.apply(pd.to_numeric, errors="coerce").to_numpy(dtype="float64")
         else:  # columns of a request, already float arrays (NaN = missing)
-            num = np.column_stack([np.asarray(df[c], dtype="float64") for c in NUMERIC])
-        # Positional, in NUMERIC order (pandas would realign a Series by label and reorder).
-        medians = np.array([self.medians[c] for c in NUMERIC])
+            num = np.column_stack([np.asarray(df[c], dtype="float64") for c in numeric])
+        # Positional, in numeric order (pandas would realign a Series by label and reorder).
+        medians = np.array([self.medians[c] for c in numeric])
         # missing and non-finite values (NaN, +-inf) alike get the training median
         num = np.where(np.isfinite(num), num, medians)
         if scale:
-            means = np.array([self.means[c] for c in NUMERIC])
-            stds = np.array([self.stds[c] for c in NUMERIC])
+            means = np.array([self.means[c] for c in numeric])
+            stds = np.array([self.stds[c] for c in numeric])
             num = (num - means) / stds
         # absurd magnitudes stay finite in float32 (no real feature comes near 1e30)
         return np.clip(num, -1e30, 1e30).astype("float32")
@@ -133,11 +165,13 @@ class Preprocessor:
         return cls(**data)
 
 
-def input_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """The model's input columns in their canonical order and dtypes (the MLflow signature)."""
+def input_frame(df: pd.DataFrame, numeric: Sequence[str] | None = None) -> pd.DataFrame:
+    """The model's input columns in their canonical order and dtypes (the MLflow signature);
+    ``numeric``: the model's numeric inputs (default: a new model's, :data:`NUMERIC`)."""
+    numeric = NUMERIC if numeric is None else numeric
     out = pd.DataFrame(index=df.index)
     for c in CATEGORICAL:
         out[c] = df[c].astype("string").fillna(UNKNOWN).astype(object)
-    for c in NUMERIC:
+    for c in numeric:
         out[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     return out.reset_index(drop=True)

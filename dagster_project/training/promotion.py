@@ -13,7 +13,7 @@ import pandas as pd
 from dagster_project.features.engineering import LABEL
 from dagster_project.platform import names
 from dagster_project.training import evaluation, tracking
-from dagster_project.training.preprocess import input_frame
+from dagster_project.training.preprocess import CATEGORICAL, input_frame
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,17 @@ def signature_problems(model: Any, available: set[str]) -> list[str]:
     return [f"input '{c}' is not served by the feature service" for c in sorted(wanted - available)]
 
 
+def model_input(model: Any, rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` as the inputs the model's signature names (a v1 model reads fewer numbers than
+    a v2 one; both read them from the same lead-time holdout)."""
+    signature = model.metadata.get_input_schema()
+    names = signature.input_names() if signature is not None else []
+    return input_frame(rows, [n for n in names if n not in CATEGORICAL] or None)
+
+
 def latency_p95_ms(model: Any, rows: pd.DataFrame, samples: int) -> float:
     """p95 wall time of one-flight predictions (what the endpoint does per request)."""
-    frame = input_frame(rows.head(samples))
+    frame = model_input(model, rows.head(samples))
     for _ in range(3):  # warm-up
         model.predict(frame.iloc[[0]])
     timings = []
@@ -103,7 +111,7 @@ def report(
     policy: PromotionPolicy,
 ) -> ModelReport:
     model = registry.load(version.version)
-    p = np.asarray(model.predict(input_frame(holdout)), dtype="float64").reshape(-1)
+    p = np.asarray(model.predict(model_input(model, holdout)), dtype="float64").reshape(-1)
     ev = evaluation.evaluate(holdout[LABEL].to_numpy(), p, version.threshold)
     return ModelReport(
         version=version.version,

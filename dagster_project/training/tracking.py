@@ -25,7 +25,18 @@ TAG_PARTITIONS = "data_partition_range"
 TAG_GIT = "git_commit"
 TAG_FEATURE_SERVICE = "feast_feature_service"
 TAG_DATA_HASH = "training_set_hash"
-LINEAGE_TAGS = (TAG_DAGSTER_RUN, TAG_PARTITIONS, TAG_GIT, TAG_FEATURE_SERVICE, TAG_DATA_HASH)
+TAG_PREDICTION_TIME = "prediction_time"  # day_start or lead_<minutes>: when the model scores
+LINEAGE_TAGS = (
+    TAG_DAGSTER_RUN,
+    TAG_PARTITIONS,
+    TAG_GIT,
+    TAG_FEATURE_SERVICE,
+    TAG_DATA_HASH,
+    TAG_PREDICTION_TIME,
+)
+# What versions registered before these tags were trained on
+LEGACY_FEATURE_SERVICE = "flight_delay_v1"
+LEGACY_PREDICTION_TIME = "day_start"
 
 
 GIT_COMMIT_ENV = "MLOPS_GIT_COMMIT"
@@ -72,9 +83,11 @@ class Lineage:
     feature_service: str
     training_set_hash: str
     git_commit: str
+    prediction_time: str = LEGACY_PREDICTION_TIME
 
     def tags(self) -> dict[str, str]:
         return {
+            TAG_PREDICTION_TIME: self.prediction_time,
             TAG_DAGSTER_RUN: self.dagster_run_id,
             TAG_PARTITIONS: self.partition_range,
             TAG_GIT: self.git_commit,
@@ -173,6 +186,16 @@ class VersionInfo:
     def threshold_policy(self) -> str:
         """The rule that chose :attr:`threshold` (versions from before the tag: F1)."""
         return self.tags.get("threshold_policy", "f1")
+
+    @property
+    def feature_service(self) -> str:
+        """The FeatureService the version was trained on, hence the one serving reads for it."""
+        return self.tags.get(TAG_FEATURE_SERVICE) or LEGACY_FEATURE_SERVICE
+
+    @property
+    def prediction_time(self) -> str:
+        """When the version scores a flight (``day_start`` or ``lead_<minutes>``)."""
+        return self.tags.get(TAG_PREDICTION_TIME) or LEGACY_PREDICTION_TIME
 
 
 class Registry:
