@@ -6,7 +6,7 @@ import dagster as dg
 
 from dagster_project.defs.features import feast_definitions, plane_specs, training_set
 from dagster_project.defs.ingestion import landed_reference_files, raw_reference_assets
-from dagster_project.defs.monitoring import monitoring_report, prediction_quality
+from dagster_project.defs.monitoring import feature_skew, monitoring_report, prediction_quality
 from dagster_project.defs.serving import deployed_endpoint, scored_flights
 from dagster_project.defs.training import flight_delay_model
 from dagster_project.defs.validation import validated_reference_assets
@@ -45,7 +45,7 @@ daily_loop_job = dg.define_asset_job(
         - REFERENCE
         - dg.AssetSelection.assets(training_set)
     )
-    | dg.AssetSelection.assets(prediction_quality, scored_flights)
+    | dg.AssetSelection.assets(prediction_quality, feature_skew, scored_flights)
     | dg.AssetSelection.groups("streaming"),
     partitions_def=daily_2013,
     description=(

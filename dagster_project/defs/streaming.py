@@ -30,14 +30,16 @@ def stream_events(
     validated_weather: pd.DataFrame,
     stream: StreamResource,
 ) -> dg.MaterializeResult:
-    """The partitions' departures and weather observations published to the event stream in
+    """The partitions' schedules, departures and weather observations published to the stream in
     event-time order, then a tick at the last day's end (the daily replay's producer; the
     intraday replay publishes the same events step by step). Publishing a day twice is
     harmless: consumers count an event once."""
     last = max(date.fromisoformat(k) for k in context.partition_keys)
     end = pd.Timestamp(last, tz=engineering.TIMEZONE) + pd.Timedelta(days=1)
     batch = events.in_order(
-        events.departures(validated_flights), events.observations(validated_weather)
+        events.schedule(validated_flights),
+        events.departures(validated_flights),
+        events.observations(validated_weather),
     )
     published = stream.log().publish([*batch, events.tick(end)])
     counts = pd.Series([e.kind for e in batch]).value_counts().to_dict() if batch else {}

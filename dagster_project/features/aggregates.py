@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from dagster_project.features.engineering import TS
+from dagster_project.platform.settings import TIMEZONE
 
 HOP_S = 300
 DAY_S = 86_400
@@ -62,6 +63,8 @@ VIEWS: dict[str, View] = {
             "origin_mean_dep_delay_60m",
             "origin_departures_180m",
             "origin_mean_dep_delay_180m",
+            "origin_scheduled_next_60m",
+            "origin_pending_60m",
         ),
         180 * 60,
     ),
@@ -87,8 +90,10 @@ COLUMN_SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
         TS: ("departed_at",),
         **{
             f: ("origin", "departed_at", *(("dep_delay",) if "mean" in f else ()))
-            for f in VIEWS[ORIGIN_TRAFFIC].features
+            for f in VIEWS[ORIGIN_TRAFFIC].features[:4]
         },
+        "origin_scheduled_next_60m": ("origin", "sched_dep_ts", "flight_date"),
+        "origin_pending_60m": ("origin", "sched_dep_ts", "departed_at"),
     },
     CARRIER_ORIGIN_TRAFFIC: {
         "carrier_origin": ("carrier", "origin"),
@@ -105,6 +110,9 @@ COLUMN_SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 FRAME_COLUMNS = ["event_id", "origin", "carrier", "tailnum", "day", "epoch", "dep_delay"]
+# The schedule: each flight (cancelled ones too), its scheduled departure and when the schedule
+# of its day became known (``pub``: the local midnight starting the day)
+SCHEDULE_COLUMNS = ["event_id", "origin", "sched", "pub"]
 
 
 def carrier_origin_key(carrier: str, origin: str) -> str:
@@ -130,6 +138,50 @@ def flights_frame(validated_flights: pd.DataFrame) -> pd.DataFrame:
             "dep_delay": df["dep_delay"].astype("float64").to_numpy(),
         }
     )
+
+
+def schedule_frame(validated_flights: pd.DataFrame) -> pd.DataFrame:
+    """Every validated flight's scheduled departure and its day's publication time."""
+    df = validated_flights
+    pub = pd.to_datetime(df["flight_date"]).dt.tz_localize(TIMEZONE).dt.tz_convert("UTC")
+    return pd.DataFrame(
+        {
+            "event_id": df["flight_id"].astype(str).to_numpy(),
+            "origin": df["origin"].astype(str).to_numpy(),
+            "sched": (pd.DatetimeIndex(df["sched_dep_ts"]).asi8 // 10**9).astype("int64"),
+            "pub": (pd.DatetimeIndex(pub).asi8 // 10**9).astype("int64"),
+        }
+    )
+
+
+def _interval_counts(lo: np.ndarray, hi: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """How many of the intervals ``[lo, hi)`` (epoch seconds) hold each boundary of the evenly
+    spaced ``bounds``: integer counting, so any subset of the intervals gives the same count."""
+    n = len(bounds)
+    if not n:
+        return np.zeros(0, dtype="int64")
+    b0 = int(bounds[0])
+    first = np.clip(-((b0 - lo) // HOP_S), 0, n)  # index of the first boundary >= lo
+    stop = np.clip(-((b0 - hi) // HOP_S), 0, n)  # index of the first boundary >= hi
+    keep = stop > first
+    diff = np.zeros(n + 1, dtype="int64")
+    np.add.at(diff, first[keep], 1)
+    np.add.at(diff, stop[keep], -1)
+    return np.cumsum(diff[:-1])
+
+
+def _schedule_counts(
+    sched: pd.DataFrame, departed: dict[str, int], bounds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For one origin's schedule: flights known at ``b`` to be scheduled in ``(b, b + 60 min]``,
+    and flights scheduled in ``(b - 60 min, b]`` that have not departed by ``b``."""
+    s = sched["sched"].to_numpy(dtype="int64")
+    pub = sched["pub"].to_numpy(dtype="int64")
+    far = np.iinfo("int64").max // 2
+    d = np.array([departed.get(i, far) for i in sched["event_id"]], dtype="int64")
+    upcoming = _interval_counts(np.maximum(s - 3600, pub), s, bounds)
+    pending = _interval_counts(s, np.minimum(s + 3600, d), bounds)
+    return upcoming, pending
 
 
 def ceil_boundary(epoch: np.ndarray) -> np.ndarray:
@@ -170,23 +222,34 @@ def _groups(dep: pd.DataFrame, keys: np.ndarray) -> Iterable[tuple[str, np.ndarr
         yield str(sorted_keys[s]), order[s:e]
 
 
-def origin_traffic(dep: pd.DataFrame, bounds: np.ndarray) -> pd.DataFrame:
-    """A row per origin of ``dep`` and boundary of ``bounds`` (epoch seconds)."""
+def origin_traffic(dep: pd.DataFrame, bounds: np.ndarray, sched: pd.DataFrame) -> pd.DataFrame:
+    """A row per origin (of ``dep`` or ``sched``) and boundary of ``bounds`` (epoch seconds,
+    evenly spaced): departures and mean delay over 60 and 180 minutes, flights scheduled in the
+    next 60 minutes (as far as their day's schedule is published), flights of the last 60
+    scheduled minutes still on the ground."""
     v = VIEWS[ORIGIN_TRAFFIC]
     bounds = np.asarray(bounds, dtype="int64")
     frames = []
-    if len(dep) and len(bounds):
+    origins = sorted(set(dep["origin"]) | set(sched["origin"]))
+    if origins and len(bounds):
+        departed = dict(zip(dep["event_id"], dep["epoch"].astype("int64"), strict=True))
         t_all, d_all = dep["epoch"].to_numpy(), dep["dep_delay"].to_numpy()
-        for origin, rows in _groups(dep, dep["origin"].to_numpy(dtype=object)):
+        rows_of = dict(_groups(dep, dep["origin"].to_numpy(dtype=object))) if len(dep) else {}
+        for origin in origins:
+            rows = rows_of.get(origin, np.zeros(0, dtype="int64"))
             t, d = t_all[rows], d_all[rows]
             c60, m60 = _windows(t, d, bounds, 3600)
             c180, m180 = _windows(t, d, bounds, 3 * 3600)
+            upcoming, pending = _schedule_counts(
+                sched.loc[sched["origin"] == origin], departed, bounds
+            )
+            values = (c60, m60, c180, m180, upcoming, pending)
             frames.append(
                 pd.DataFrame(
                     {
                         "origin": origin,
                         TS: _stamp(bounds),
-                        **dict(zip(v.features, (c60, m60, c180, m180), strict=True)),
+                        **dict(zip(v.features, values, strict=True)),
                     }
                 )
             )
@@ -258,13 +321,16 @@ def _finish(frames: list[pd.DataFrame], v: View) -> pd.DataFrame:
         out[TS] = pd.Series(dtype="datetime64[ns, UTC]")
     else:
         out = pd.concat(frames, ignore_index=True)[columns]
-    types = {f: ("int64" if "departures" in f else "float64") for f in v.features}
+    types = {f: ("float64" if "delay" in f else "int64") for f in v.features}
     return out.astype(types).sort_values([TS, v.key], kind="stable").reset_index(drop=True)
 
 
-def _view_rows(view: str, dep: pd.DataFrame, since: int, until: int) -> pd.DataFrame:
+def _view_rows(
+    view: str, dep: pd.DataFrame, since: int, until: int, sched: pd.DataFrame
+) -> pd.DataFrame:
     if view == ORIGIN_TRAFFIC:
-        return origin_traffic(dep, np.arange(since + HOP_S, until + 1, HOP_S, dtype="int64"))
+        bounds = np.arange(since + HOP_S, until + 1, HOP_S, dtype="int64")
+        return origin_traffic(dep, bounds, sched)
     if view == CARRIER_ORIGIN_TRAFFIC:
         return carrier_origin_traffic(dep, since, until)
     if view == PLANE_TODAY:
@@ -272,22 +338,26 @@ def _view_rows(view: str, dep: pd.DataFrame, since: int, until: int) -> pd.DataF
     raise KeyError(f"{view!r} is not a departure-stream view; those are {sorted(VIEWS)}")
 
 
-def tables(dep: pd.DataFrame, since: int, until: int) -> dict[str, pd.DataFrame]:
+def tables(
+    dep: pd.DataFrame, since: int, until: int, sched: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
     """The rows of every departure view at the boundaries in ``(since, until]``, from the
-    departures ``dep`` (which must hold every departure of the last :data:`KEEP_S` seconds
-    before ``until``): what the live consumer pushes when it closes those boundaries."""
-    return {view: _view_rows(view, dep, since, until) for view in VIEWS}
+    departures ``dep`` and the schedule ``sched`` (which must hold every departure and every
+    flight scheduled in the last :data:`KEEP_S` seconds before ``since``): what the live
+    consumer pushes when it closes those boundaries."""
+    return {view: _view_rows(view, dep, since, until, sched) for view in VIEWS}
 
 
 def batch_table(view: str, validated_flights: pd.DataFrame) -> pd.DataFrame:
     """One view's offline table: every boundary from the first departure's UTC day to the end
     of the last one's (plus the longest window), computed as :func:`tables` computes live rows."""
     dep = flights_frame(validated_flights)
+    sched = schedule_frame(validated_flights)
     if dep.empty:
-        return _view_rows(view, dep, 0, 0)
+        return _view_rows(view, dep, 0, 0, sched.iloc[:0])
     first = int(dep["epoch"].min()) // DAY_S * DAY_S
     last = -(-int(dep["epoch"].max()) // DAY_S) * DAY_S + 3 * 3600
-    return _view_rows(view, dep, first, last)
+    return _view_rows(view, dep, first, last, sched)
 
 
 def batch_tables(validated_flights: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -298,6 +299,30 @@ def training_entities(
             LABEL: (df["dep_delay"] > DELAY_THRESHOLD_MIN).astype("int64"),
         }
     ).reset_index(drop=True)
+
+
+def request_entity(
+    carrier: str,
+    origin: str,
+    dest: str,
+    tailnum: str | None,
+    sched_dep_epoch_s: int,
+    distance: float,
+) -> dict[str, Any]:
+    """Entity keys and request data of the feature services for one flight: what the endpoint
+    reads online and the skew check asks the offline store for (the same keys
+    :func:`training_entities` gives a training row)."""
+    tail = tailnum or "UNKNOWN"
+    return {
+        "origin": origin,
+        "carrier": carrier,
+        "route": f"{origin}-{dest}",
+        "tailnum": tail,
+        "carrier_origin": f"{carrier}|{origin}",
+        "plane_day": f"{tail}|{local_date_iso(sched_dep_epoch_s)}",
+        "sched_dep_epoch_s": sched_dep_epoch_s,
+        "distance": float(distance),
+    }
 
 
 def _stats_sources(key: str, window_days: int, prefix: str) -> dict[str, tuple[str, ...]]:

@@ -370,6 +370,8 @@ PREDICTION_COLUMNS = (
     "flight_id",
     "scheduled_date",
     "logged_at",
+    "as_of",
+    "feature_service",
     "probability",
     "delayed",
     "threshold",

@@ -33,7 +33,7 @@ import pandas as pd
 
 from dagster_project.monitoring import measures
 from dagster_project.monitoring.measures import Thresholds
-from dagster_project.training.preprocess import input_frame
+from dagster_project.training.promotion import model_input
 
 
 def _numbers(values: Any) -> np.ndarray:
@@ -60,7 +60,7 @@ def shadow_quality(model: Any, labeled: pd.DataFrame, thresholds: Thresholds) ->
     ``predict(frame)``, such as an MLflow pyfunc) scores the features the endpoint logged for
     them (``labeled`` as :func:`measures.join_labels` returns it). ``roc_auc``, ``brier``,
     ``calibration_error`` and ``labeled``, as :func:`measures.daily_quality` computes them."""
-    p = np.asarray(model.predict(input_frame(labeled)), dtype="float64").reshape(-1)
+    p = np.asarray(model.predict(model_input(model, labeled)), dtype="float64").reshape(-1)
     quality = measures.daily_quality(
         pd.DataFrame({"probability": p, "delayed": p >= 0.5, "label": labeled["label"]}),
         thresholds,

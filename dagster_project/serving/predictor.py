@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 from fastapi import HTTPException
 
-from dagster_project.features.engineering import as_of_epoch, epoch_seconds, local_date_iso
+from dagster_project.features.engineering import (
+    as_of_epoch,
+    epoch_seconds,
+    local_date_iso,
+    request_entity,
+)
 from dagster_project.features.feast_store import FeatureStoreClient
 from dagster_project.serving import prediction_log
 from dagster_project.serving.config import ServingConfig, redact
@@ -39,18 +44,14 @@ def settle_heap() -> None:
 
 def entity_row(f: Flight) -> dict[str, Any]:
     """Entity keys and request data of the feature services for one flight."""
-    tailnum = f.tailnum or "UNKNOWN"
-    epoch = epoch_seconds(f.scheduled_departure)
-    return {
-        "origin": f.origin,
-        "carrier": f.carrier,
-        "route": f"{f.origin}-{f.dest}",
-        "tailnum": tailnum,
-        "carrier_origin": f"{f.carrier}|{f.origin}",
-        "plane_day": f"{tailnum}|{local_date_iso(epoch)}",
-        "sched_dep_epoch_s": epoch,
-        "distance": float(f.distance),
-    }
+    return request_entity(
+        f.carrier,
+        f.origin,
+        f.dest,
+        f.tailnum,
+        epoch_seconds(f.scheduled_departure),
+        float(f.distance),
+    )
 
 
 def _json_value(v: Any) -> Any:

@@ -146,12 +146,16 @@ class Consumer:
             last = aggregates.closed_boundary(first) if first is not None else until
         if until <= last:
             return {}
-        dep = self.state.departures(last - aggregates.KEEP_S)
-        out = aggregates.tables(dep, int(last), int(until))
+        since = last - aggregates.KEEP_S
+        dep = self.state.departures(since)
+        # a flight's schedule is published up to a day before it departs
+        sched = self.state.schedule(since - aggregates.DAY_S)
+        sched = sched.loc[sched["pub"] <= until]  # what was known at the last boundary
+        out = aggregates.tables(dep, int(last), int(until), sched)
         for view, frame in out.items():
             self._push(aggregates.VIEWS[view].push_source, frame)
         self.state.set_last_emitted(until)
-        self.state.prune(until - aggregates.KEEP_S - aggregates.HOP_S)
+        self.state.prune(until - aggregates.KEEP_S - aggregates.DAY_S - aggregates.HOP_S)
         self.stats.last_boundary = pd.Timestamp(until, unit="s", tz="UTC").to_pydatetime()
         return out
 

@@ -105,6 +105,46 @@ class Observation:
 
 
 @dataclass(frozen=True)
+class Scheduled:
+    """A flight on the day's schedule, published when the day's schedule becomes known (its
+    local midnight): schedule-known features (flights due in the next hour, flights still on
+    the ground) come from it."""
+
+    event_id: str  # sched_<flight id>
+    origin: str
+    scheduled_at: datetime  # UTC scheduled departure
+    published_at: datetime  # UTC, the local midnight starting the flight's day
+
+    kind = "scheduled"
+
+    @property
+    def epoch(self) -> float:
+        return self.published_at.timestamp()
+
+    @property
+    def flight_id(self) -> str:
+        return self.event_id.removeprefix("sched_")
+
+    def encode(self) -> dict[str, str]:
+        return {
+            "kind": self.kind,
+            "event_id": self.event_id,
+            "origin": self.origin,
+            "scheduled_at": self.scheduled_at.isoformat(),
+            "published_at": self.published_at.isoformat(),
+        }
+
+    @classmethod
+    def decode(cls, fields: dict[str, str]) -> Scheduled:
+        return cls(
+            event_id=fields["event_id"],
+            origin=fields["origin"],
+            scheduled_at=_utc(fields["scheduled_at"]),
+            published_at=_utc(fields["published_at"]),
+        )
+
+
+@dataclass(frozen=True)
 class Tick:
     """The producer's watermark: every event up to ``at`` has been published. It lets the
     consumer close a window when no departure comes after it (a quiet night, the replay's step)."""
@@ -126,10 +166,11 @@ class Tick:
         return cls(event_id=fields["event_id"], at=_utc(fields["at"]))
 
 
-Event = Departure | Observation | Tick
-_KINDS: dict[str, type[Departure] | type[Observation] | type[Tick]] = {
+Event = Departure | Observation | Scheduled | Tick
+_KINDS: dict[str, type[Departure] | type[Observation] | type[Scheduled] | type[Tick]] = {
     "departure": Departure,
     "observation": Observation,
+    "scheduled": Scheduled,
     "tick": Tick,
 }
 
@@ -167,6 +208,23 @@ def departures(validated_flights: pd.DataFrame) -> list[Departure]:
             days,
             strict=True,
         )
+    ]
+
+
+def schedule(validated_flights: pd.DataFrame) -> list[Scheduled]:
+    """The schedule of validated flights (cancelled ones too), each published at the local
+    midnight starting its day, in publication order (ties by flight id)."""
+    from dagster_project.features.aggregates import schedule_frame
+
+    df = schedule_frame(validated_flights).sort_values(["pub", "event_id"], kind="stable")
+    return [
+        Scheduled(
+            f"sched_{i}",
+            str(o),
+            datetime.fromtimestamp(int(s), UTC),
+            datetime.fromtimestamp(int(p), UTC),
+        )
+        for i, o, s, p in zip(df["event_id"], df["origin"], df["sched"], df["pub"], strict=True)
     ]
 
 
@@ -222,6 +280,7 @@ def day_departures(day: date) -> list[Departure]:
 
 
 def day_events(day: date) -> list[Event]:
-    """A day of the data set as the stream carries it: departures and weather observations in
-    event-time order."""
-    return in_order(departures(day_flights(day)), observations(day_weather(day)))
+    """A day of the data set as the stream carries it: its schedule, departures and weather
+    observations in event-time order."""
+    flights = day_flights(day)
+    return in_order(schedule(flights), departures(flights), observations(day_weather(day)))

@@ -21,7 +21,7 @@ import pandas as pd
 
 from dagster_project.features import aggregates
 from dagster_project.features.engineering import WEATHER_COLUMNS
-from dagster_project.streaming.events import Departure, Event, Observation, Tick
+from dagster_project.streaming.events import Departure, Event, Observation, Scheduled, Tick
 
 
 def _text(value: Any) -> str:
@@ -36,6 +36,14 @@ def departures_frame(events: Sequence[Departure]) -> pd.DataFrame:
     ]
     return pd.DataFrame(rows, columns=aggregates.FRAME_COLUMNS).astype(
         {"epoch": "int64", "dep_delay": "float64"}
+    )
+
+
+def schedule_frame(events: Sequence[Scheduled]) -> pd.DataFrame:
+    """Scheduled events as the schedule frame the aggregates read."""
+    rows = [(e.flight_id, e.origin, int(e.scheduled_at.timestamp()), int(e.epoch)) for e in events]
+    return pd.DataFrame(rows, columns=aggregates.SCHEDULE_COLUMNS).astype(
+        {"sched": "int64", "pub": "int64"}
     )
 
 
@@ -60,6 +68,10 @@ class WindowState(Protocol):
 
     def observations(self, since: float) -> list[Observation]: ...
 
+    def schedule(self, since: float) -> pd.DataFrame:
+        """Flights whose schedule was published after ``since`` (:func:`schedule_frame`)."""
+        ...
+
     def first_seen(self) -> float | None: ...
 
     def max_seen(self) -> float | None: ...
@@ -77,7 +89,10 @@ class WindowState(Protocol):
     def lock(self, owner: str) -> contextlib.AbstractContextManager[Any]: ...
 
 
-def _member(event: Departure | Observation) -> str:
+_REDIS_KIND = {"departure": "dep", "observation": "obs", "scheduled": "sch"}
+
+
+def _member(event: Departure | Observation | Scheduled) -> str:
     return json.dumps(event.encode(), sort_keys=True, separators=(",", ":"))
 
 
@@ -98,7 +113,7 @@ class RedisWindowState:
                 if isinstance(e, Tick):
                     clock["watermark"] = max(clock.get("watermark", e.epoch), e.epoch)
                     continue
-                kind = "dep" if isinstance(e, Departure) else "obs"
+                kind = _REDIS_KIND[e.kind]
                 pipe.zadd(f"{self.prefix}{kind}", {_member(e): e.epoch})
                 clock["max_seen"] = max(clock.get("max_seen", e.epoch), e.epoch)
                 clock["first_seen"] = min(clock.get("first_seen", e.epoch), e.epoch)
@@ -115,6 +130,9 @@ class RedisWindowState:
 
     def observations(self, since: float) -> list[Observation]:
         return [Observation.decode(f) for f in self._events("obs", since)]
+
+    def schedule(self, since: float) -> pd.DataFrame:
+        return schedule_frame([Scheduled.decode(f) for f in self._events("sch", since)])
 
     def _clock(self, name: str) -> float | None:
         value = self.client.zscore(f"{self.prefix}clock", name)
@@ -139,12 +157,11 @@ class RedisWindowState:
         with self.client.pipeline(transaction=False) as pipe:
             pipe.zremrangebyscore(f"{self.prefix}dep", "-inf", f"({before}")
             pipe.zremrangebyscore(f"{self.prefix}obs", "-inf", f"({before}")
+            pipe.zremrangebyscore(f"{self.prefix}sch", "-inf", f"({before}")
             pipe.execute()
 
     def events(self) -> int:
-        return int(self.client.zcard(f"{self.prefix}dep")) + int(
-            self.client.zcard(f"{self.prefix}obs")
-        )
+        return sum(int(self.client.zcard(f"{self.prefix}{k}")) for k in _REDIS_KIND.values())
 
     def reset(self) -> None:
         keys = list(self.client.scan_iter(match=f"{self.prefix}*"))
@@ -240,6 +257,9 @@ class SqliteWindowState:
 
     def observations(self, since: float) -> list[Observation]:
         return [Observation.decode(f) for f in self._events("observation", since)]
+
+    def schedule(self, since: float) -> pd.DataFrame:
+        return schedule_frame([Scheduled.decode(f) for f in self._events("scheduled", since)])
 
     def _meta(self, key: str) -> float | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
