@@ -46,7 +46,9 @@ END ?= 2013-07-31
 HOLDOUT_DAYS ?= 31
 TRIALS ?= 6
 FROM ?= 2013-07-01
-TO ?= 2013-09-30
+CLOCK ?= intraday
+# the intraday clock's default replay is two weeks; the daily clock's a quarter
+TO ?= $(if $(filter daily,$(CLOCK)),2013-09-30,2013-07-14)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -72,9 +74,9 @@ demo: setup ## the whole spine (PROFILE=local by default): ingest START..END, tr
 	$(BIN)/python -m dagster_project demo --start $(START) --end $(END) \
 		--holdout-days $(HOLDOUT_DAYS) --trials $(TRIALS)
 
-replay: setup ## replay FROM..TO day by day: ingest, score over HTTP, monitor, retrain on breaches; HTML report (DRIFT=fixed: the old drift alarm)
+replay: setup ## replay FROM..TO: CLOCK=intraday (5-min steps, stream + scoring at each flight's prediction time) or daily; monitor, retrain on breaches; HTML report (DRIFT=fixed: the old drift alarm)
 	@$(START_LOCAL_S3)
-	$(BIN)/python -m dagster_project replay --start $(FROM) --end $(TO) $(if $(DRIFT),--drift-mode $(DRIFT))
+	$(BIN)/python -m dagster_project replay --start $(FROM) --end $(TO) --clock $(CLOCK) $(if $(DRIFT),--drift-mode $(DRIFT))
 
 serve: setup ## run the prediction endpoint alone (serves flight_delay@champion; port MLOPS_SERVING_PORT, default 8000)
 	$(BIN)/python -m dagster_project.serving --host 127.0.0.1 --port $(MLOPS_SERVING_PORT)

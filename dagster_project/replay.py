@@ -1,6 +1,13 @@
-"""The replay clock: a simulated "today" that walks through 2013 one day at a time.
+"""The replay clock: a simulated "today" that walks through 2013.
 
-Each simulated day D: D's partition is ingested and validated (its flights' outcomes are now
+Two clocks. ``intraday`` (the default): the clock advances in 5-minute steps; in each step the
+events that happened (the day's schedule at its midnight, departures, hourly weather
+observations) are published to the event stream and consumed into the online store, and the
+flights whose prediction time falls in the step are scored through the endpoint, each on
+exactly what was known then. At every local midnight the previous day is closed: its partition
+is ingested (its outcomes, the labels, are now known), its predictions are judged and compared
+with the offline store (`feature_skew`), and the retraining sensors run. ``daily`` (the
+original, faster for long replays): each simulated day D: D's partition is ingested and validated (its flights' outcomes are now
 known), yesterday's predictions for D are judged (`prediction_quality`, partition D), the
 scheduled flights of D+1 are scored through the deployed endpoint over HTTP (`scored_flights`,
 partition D+1), and the retraining sensors are evaluated; a run they request is executed
@@ -17,16 +24,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from dagster_project.defs.run_config import retrain_run_config
+from dagster_project.defs.run_config import intraday_day_run_config, retrain_run_config
 from dagster_project.defs.sensors import sensors as retrain_sensors
+from dagster_project.features import engineering
 from dagster_project.monitoring import retraining
 from dagster_project.orchestration.partitions import range_tags
 from dagster_project.orchestration.resources import resolved
 from dagster_project.platform import names
-from dagster_project.platform.settings import Paths
+from dagster_project.platform.settings import TIMEZONE, Paths
+from dagster_project.serving import scoring
+from dagster_project.streaming import events
 from dagster_project.training import tracking
 
 
@@ -44,6 +55,35 @@ class Retrain:
     breach_to_start_s: float
 
 
+CLOCKS = ("intraday", "daily")
+STEP = timedelta(minutes=5)
+# The first day's clock starts this long before its first prediction time, so the stream's
+# windows (180 minutes) hold what the offline tables hold when scoring starts
+PRIMING = timedelta(hours=3, minutes=15)
+# What the intraday clock leaves to itself in the daily loop: scoring, publishing, consuming
+INTRADAY_SKIP = ("scored_flights", "stream_events", "live_features")
+
+
+@dataclass
+class IntradayDay:
+    """One simulated day of the intraday clock."""
+
+    day: str
+    steps: int = 0
+    events: int = 0
+    scored: int = 0
+    fallbacks: int = 0
+    stream_seconds: float = 0.0  # publishing and consuming
+    scoring_seconds: float = 0.0
+    close_seconds: float = 0.0  # the daily loop at its midnight (ingest, judge, skew, sensors)
+    skew_cells: int | None = None
+    skew_differing: int | None = None
+
+    @property
+    def seconds(self) -> float:
+        return self.stream_seconds + self.scoring_seconds + self.close_seconds
+
+
 @dataclass
 class ReplayResult:
     days: int = 0
@@ -52,6 +92,8 @@ class ReplayResult:
     report: str = ""
     last_auc: float | None = None
     figures: dict[str, Any] = field(default_factory=dict)  # the report's headline numbers
+    clock: str = "daily"
+    intraday: list[IntradayDay] = field(default_factory=list)
 
 
 def run_job(
@@ -102,6 +144,7 @@ def bootstrap(
     trials: int,
     say: Callable[[str], None],
     replay_id: str | None = None,
+    eve_loop: bool = True,
 ) -> str:
     """Before the first day: the history up to the day before ``start`` is ingested and, if
     there is no champion yet, a first model is trained on the policy's window and deployed.
@@ -142,11 +185,11 @@ def bootstrap(
     registry.set_alias(names.BASELINE, champion.version)
     say(f"bootstrap: v{champion.version} is the frozen baseline the shadow scores with")
     _require(run_job(defs, "deploy_job", instance, tags=replay_tags), "deploying the champion")
-    # The eve of the first day: ingest it and score the first day's flights.
-    _require(
-        run_job(defs, "daily_loop_job", instance, partition=str(eve), tags=replay_tags),
-        f"day {eve}",
-    )
+    if eve_loop:  # the eve of the first day: ingest it and score the first day's flights
+        _require(
+            run_job(defs, "daily_loop_job", instance, partition=str(eve), tags=replay_tags),
+            f"day {eve}",
+        )
     return champion.version
 
 
@@ -202,6 +245,163 @@ def evaluate_sensors(
     return done
 
 
+class Producer:
+    """The data set's events (each day's schedule at its midnight, departures, hourly weather)
+    published to the stream as the clock passes them, then a tick at the clock's time."""
+
+    def __init__(self, log: Any):
+        self.log = log
+        self.loaded: set[date] = set()
+        self.pending: list[Any] = []  # loaded, not yet published, in event-time order
+
+    def load(self, day: date) -> None:
+        if day in self.loaded or not date(2013, 1, 1) <= day <= date(2013, 12, 31):
+            return
+        self.loaded.add(day)
+        self.pending = events.in_order(self.pending, events.day_events(day))
+
+    def publish_until(self, at: datetime) -> int:
+        """Publish every loaded event up to ``at`` and a tick at ``at``; returns the events."""
+        cut = at.timestamp()
+        n = next((i for i, e in enumerate(self.pending) if e.epoch > cut), len(self.pending))
+        batch, self.pending = self.pending[:n], self.pending[n:]
+        self.log.publish([*batch, events.tick(at)])
+        return n
+
+
+def _local_midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(TIMEZONE)).astimezone(UTC)
+
+
+def _skew_meta(run: dg.ExecuteInProcessResult) -> tuple[int | None, int | None]:
+    for event in run.get_asset_materialization_events():
+        if event.asset_key == dg.AssetKey("feature_skew"):
+            meta = event.materialization.metadata
+            return int(meta["cells"].value), int(meta["cells_differing"].value)  # type: ignore[arg-type]
+    return None, None
+
+
+def intraday_clock(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    paths: Paths,
+    start: date,
+    end: date,
+    result: ReplayResult,
+    tags: dict[str, str],
+    *,
+    land: bool = True,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> None:
+    """The intraday clock over ``start``..``end`` (the champion already deployed, the history
+    before ``start`` ingested): 5-minute steps of publish, consume and score; at each local
+    midnight the day before is closed (ingested, judged, compared with the offline store) and
+    the retraining sensors run."""
+    from tqdm import tqdm
+
+    stream = resolved(defs, "stream")
+    stream.reset()
+    client = resolved(defs, "feast").client()
+    consumer = stream.consumer(client.push)
+    producer = Producer(stream.log())
+    endpoint = resolved(defs, "deployer").endpoint()
+    registry = tracking.Registry(paths.mlflow_tracking_uri)
+    cursors: dict[str, str | None] = {}
+    skip = INTRADAY_SKIP if land else (*INTRADAY_SKIP, "landed_daily_files")
+
+    def label() -> str:
+        champion = registry.by_alias(names.CHAMPION)
+        return champion.prediction_time if champion else "day_start"
+
+    when = label()
+    flights: list[tuple[int, dict[str, Any]]] = []  # (sched epoch, request), by departure
+    for day in [start + timedelta(days=i) for i in range((end - start).days + 1)]:
+        for f in scoring.scheduled_flights(day):
+            local = datetime.fromisoformat(f["scheduled_departure"]).replace(
+                tzinfo=ZoneInfo(TIMEZONE)
+            )
+            flights.append((engineering.epoch_seconds(local), f))
+    flights.sort(key=lambda x: x[0])
+    first = engineering.as_of_epoch(when, flights[0][0]) if flights else 0
+    clock = datetime.fromtimestamp(first - first % int(STEP.total_seconds()), UTC) - STEP
+    stop = _local_midnight(end + timedelta(days=1))
+    producer.load(start - timedelta(days=1))
+    next_flight = 0
+    days: dict[str, IntradayDay] = {}
+    steps = int((stop - clock) / STEP) + 1
+    bar = tqdm(total=steps, desc="intraday", unit="step", disable=not progress)
+    while clock <= stop:
+        local_day = clock.astimezone(ZoneInfo(TIMEZONE)).date()
+        stats = days.setdefault(str(local_day), IntradayDay(str(local_day)))
+        for d in (local_day, local_day + timedelta(days=1)):
+            producer.load(d)
+        began = time.perf_counter()
+        stats.events += producer.publish_until(clock)
+        while consumer.step():
+            pass
+        stats.stream_seconds += time.perf_counter() - began
+        stats.steps += 1
+        if clock == _local_midnight(local_day) and local_day >= start:
+            closed = local_day - timedelta(days=1)
+            began = time.perf_counter()
+            run = run_job(
+                defs,
+                "daily_loop_job",
+                instance,
+                partition=str(closed),
+                skip=skip,
+                run_config=intraday_day_run_config(),
+                tags=tags,
+            )
+            _require(run, f"day {closed}")
+            for retrain in evaluate_sensors(
+                defs, instance, cursors, replay_id=tags.get(retraining.TAG_REPLAY)
+            ):
+                result.retrains.append(retrain)
+                bar.write(
+                    f"[replay] {closed}: retrain by {retrain.trigger} ({retrain.reason}) -> "
+                    f"{'gate passed' if retrain.success else 'not promoted'}"
+                )
+            when = label()
+            closed_stats = days.setdefault(str(closed), IntradayDay(str(closed)))
+            closed_stats.close_seconds += time.perf_counter() - began
+            closed_stats.skew_cells, closed_stats.skew_differing = _skew_meta(run)
+            meta = _quality_meta(run)
+            result.last_auc = meta.get("roc_auc", result.last_auc)
+            if closed >= start:
+                result.days += 1
+                bar.write(_day_line(closed_stats))
+        due = []
+        horizon = (clock + STEP).timestamp()
+        while next_flight < len(flights) and (
+            engineering.as_of_epoch(when, flights[next_flight][0]) < horizon
+        ):
+            due.append(flights[next_flight][1])
+            next_flight += 1
+        if due:
+            began = time.perf_counter()
+            predictions = scoring.score(endpoint.url, due, endpoint.token)
+            stats.scoring_seconds += time.perf_counter() - began
+            stats.scored += len(predictions)
+            stats.fallbacks += sum(bool(p["fallback"]) for p in predictions)
+        bar.update(1)
+        clock += STEP
+    bar.close()
+    result.intraday = [d for k, d in sorted(days.items()) if start <= date.fromisoformat(k) <= end]
+
+
+def _day_line(d: IntradayDay) -> str:
+    skew = (
+        f"skew {d.skew_differing} of {d.skew_cells} cells" if d.skew_cells is not None else "skew -"
+    )
+    return (
+        f"[replay] {d.day}: {d.scored} flights scored ({d.fallbacks} with a fallback), "
+        f"{d.events} events in {d.steps} steps; {d.seconds:.1f} s (stream {d.stream_seconds:.1f}, "
+        f"scoring {d.scoring_seconds:.1f}, close {d.close_seconds:.1f}); {skew}"
+    )
+
+
 def replay(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -213,26 +413,40 @@ def replay(
     land: bool = True,
     progress: bool = True,
     say: Callable[[str], None] = print,
+    clock: str = "intraday",
 ) -> ReplayResult:
-    """Walk ``start``..``end``; returns what happened. The endpoint is stopped at the end if the
-    replay started it. ``land=False`` reads the days' files already in the landing zone (your
-    own data) instead of copying them from the data set."""
+    """Walk ``start``..``end`` on the ``clock`` (see the module); returns what happened. The
+    endpoint is stopped at the end if the replay started it. ``land=False`` reads the days'
+    files already in the landing zone (your own data) instead of copying them from the data
+    set."""
     from tqdm import tqdm
 
     if end < start:
         raise ReplayError(f"nothing to replay: {start} is after {end}")
+    if clock not in CLOCKS:
+        raise ReplayError(f"clock must be one of {CLOCKS}, not {clock!r}")
     monitor = resolved(defs, "monitor")
     policy = monitor.policy()
     endpoint = resolved(defs, "deployer").endpoint()
     already_up = endpoint.is_up()
-    result = ReplayResult()
+    result = ReplayResult(clock=clock)
     began = time.perf_counter()
     cursors: dict[str, str | None] = {}
     started_at = datetime.now(UTC)
     replay_id = f"{started_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     tags = {retraining.TAG_REPLAY: replay_id}
     try:
-        baseline = bootstrap(defs, instance, paths, start, policy, trials, say, replay_id)
+        baseline = bootstrap(
+            defs,
+            instance,
+            paths,
+            start,
+            policy,
+            trials,
+            say,
+            replay_id,
+            eve_loop=clock == "daily",
+        )
         retraining.write_replay(
             monitor.replay_url,
             retraining.ReplayRecord(
@@ -245,7 +459,12 @@ def replay(
             ),
         )
         days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-        bar = tqdm(days, desc="replay", unit="day", disable=not progress)
+        if clock == "intraday":
+            intraday_clock(
+                defs, instance, paths, start, end, result, tags, land=land, progress=progress
+            )
+            days = []
+        bar = tqdm(days, desc="replay", unit="day", disable=not progress or not days)
         for day in bar:
             today = str(day)
             skip = () if land else ("landed_daily_files",)

@@ -3,6 +3,7 @@ the feature builders really read and write, and readable materialization metadat
 
 from __future__ import annotations
 
+import functools
 import sys
 from datetime import date
 
@@ -12,11 +13,10 @@ import pytest
 
 from dagster_project.definitions import defs
 from dagster_project.defs import features as feature_assets
-from dagster_project.features import engineering
+from dagster_project.features import aggregates, engineering
 from dagster_project.ingestion import cleaning, landing
 from dagster_project.ingestion.gate import REJECTED_BY
 from dagster_project.orchestration import metadata
-from dagster_project.streaming import traffic
 
 DAY = date(2013, 1, 2)
 
@@ -72,7 +72,7 @@ BUILDERS = {
     "carrier_delay_stats": engineering.carrier_delay_stats,
     "route_delay_stats": engineering.route_delay_stats,
     "plane_specs": engineering.plane_specs,
-    traffic.VIEW: traffic.origin_traffic,
+    **{view: functools.partial(aggregates.batch_table, view) for view in aggregates.VIEWS},
 }
 
 

@@ -22,17 +22,21 @@ EXPECTED = {
     "route_delay_stats",
     "plane_specs",
     "origin_traffic",
+    "carrier_origin_traffic",
+    "plane_today",
     "feast_definitions",
     "online_features",
     "training_set",
     "flight_delay_model",
+    "lead_time_evaluation",
     "deployed_endpoint",
     "serving_hardware",
     "scored_flights",
     "prediction_quality",
+    "feature_skew",
     "monitoring_report",
-    "departure_events",
-    "origin_traffic_live",
+    "stream_events",
+    "live_features",
 }
 
 
@@ -91,6 +95,7 @@ def test_gates_are_blocking_checks():
         "raw_airports",
         "flight_delay_model",
         "prediction_quality",
+        "feature_skew",
     }
     specs = [s for ad in defs.resolve_asset_graph().assets_defs for s in ad.check_specs]
     blocking = {s.name for s in specs if s.blocking}
@@ -101,6 +106,7 @@ def test_gates_are_blocking_checks():
         "quality_floor",
         "feature_drift",
         "prediction_drift",
+        "no_skew",
     }
     job = defs.resolve_job_def("ingest_features_job")
     assert job.partitions_def is not None

@@ -82,12 +82,22 @@ def main(argv: list[str] | None = None) -> int:
         "own days, weighed by importance; the default) or fixed (PSI >= 0.25 on an "
         "important feature: the rule before); both are recorded and judged either way",
     )
+    p.add_argument(
+        "--clock",
+        choices=("intraday", "daily"),
+        default="intraday",
+        help="intraday (the default): 5-minute steps that publish and consume the day's events "
+        "and score each flight at its prediction time through the endpoint, closing each day "
+        "at midnight; daily: one step a day, tomorrow's flights scored at the day's start "
+        "(v1 models; faster, for long replays)",
+    )
     p.set_defaults(func=replay)
     clock_cmd.add_parser(sub)
     p = sub.add_parser("init", help="prepare the tier (server: databases, bucket, dagster.yaml)")
     p.set_defaults(func=init)
     p = sub.add_parser(
-        "consume", help="run the stream consumer: departure events -> live online features"
+        "consume",
+        help="run the stream consumer: schedule, departure and weather events -> live online features",
     )
     p.add_argument(
         "--idle-exit", type=float, default=None, help="stop after this many idle seconds"

@@ -16,7 +16,7 @@ from dagster_project.cli.output import (
     _summary,
     _training_summary,
 )
-from dagster_project.platform import clock, settings
+from dagster_project.platform import clock, names, settings
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -122,14 +122,22 @@ def replay(args: argparse.Namespace) -> int:
     paths = settings.paths()
     print(f"[replay] tier={settings.profile()} state={settings.mlops_home()} {start}..{end}")
     defs = build_definitions(paths)
+    clock_kind = getattr(args, "clock", "intraday")
+    changes: dict[str, object] = {}
     if getattr(args, "drift_mode", None):
+        changes["drift_mode"] = args.drift_mode
+        print(f"[replay] drift alarm: {args.drift_mode}")
+    if clock_kind == "daily":  # scores at the day's start: retrain v1 models for that time
+        changes |= {
+            "retrain_feature_service": names.FEATURE_SERVICE_V1,
+            "retrain_prediction_time": "day_start",
+        }
+    print(f"[replay] clock: {clock_kind}")
+    if changes:
         monitor = resolved(defs, "monitor")
         fields = {k: getattr(monitor, k) for k in MonitoringResource.model_fields}
-        overrides: dict[str, object] = {
-            "monitor": MonitoringResource(**(fields | {"drift_mode": args.drift_mode}))
-        }
+        overrides: dict[str, object] = {"monitor": MonitoringResource(**(fields | changes))}
         defs = build_definitions(paths, resource_overrides=overrides)
-        print(f"[replay] drift alarm: {args.drift_mode}")
     try:
         result = run_replay(
             defs,
@@ -139,6 +147,7 @@ def replay(args: argparse.Namespace) -> int:
             end,
             trials=args.trials,
             land=not args.no_land,
+            clock=clock_kind,
         )
     except ReplayError as exc:
         print(f"[replay] FAILED: {exc}")
@@ -159,6 +168,15 @@ def replay(args: argparse.Namespace) -> int:
                 f"  gate v{rec['challenger_version']} ({rec['trigger']})",
                 f"{rec['decision']}: holdout AUC champion {before} -> challenger "
                 f"{rec['auc_after']:.4f} on {rec['data_window']}",
+            )
+        )
+    for d in result.intraday:
+        skew = f"{d.skew_differing} of {d.skew_cells}" if d.skew_cells is not None else "-"
+        rows.append(
+            (
+                f"  {d.day}",
+                f"{d.scored} scored, {d.seconds:.1f} s wall (stream {d.stream_seconds:.1f}, "
+                f"scoring {d.scoring_seconds:.1f}, close {d.close_seconds:.1f}), skew {skew}",
             )
         )
     rows += _figure_rows(result.figures)

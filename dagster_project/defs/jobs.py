@@ -8,7 +8,7 @@ from dagster_project.defs.features import feast_definitions, plane_specs, traini
 from dagster_project.defs.ingestion import landed_reference_files, raw_reference_assets
 from dagster_project.defs.monitoring import feature_skew, monitoring_report, prediction_quality
 from dagster_project.defs.serving import deployed_endpoint, scored_flights
-from dagster_project.defs.training import flight_delay_model
+from dagster_project.defs.training import flight_delay_model, lead_time_evaluation
 from dagster_project.defs.validation import validated_reference_assets
 from dagster_project.orchestration.partitions import daily_2013
 
@@ -31,7 +31,9 @@ ingest_features_job = dg.define_asset_job(
 
 training_job = dg.define_asset_job(
     "training_job",
-    selection=dg.AssetSelection.assets(training_set, flight_delay_model, deployed_endpoint),
+    selection=dg.AssetSelection.assets(
+        training_set, flight_delay_model, lead_time_evaluation, deployed_endpoint
+    ),
     description=(
         "Build the training set, tune and register a challenger, run the promotion gate and, "
         "if it promotes, deploy the new champion."

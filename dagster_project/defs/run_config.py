@@ -8,9 +8,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dagster_project.defs.features import training_set
+from dagster_project.defs.features import online_features, training_set
 from dagster_project.defs.training import flight_delay_model, promotion_gate
+from dagster_project.features.engineering import parse_prediction_label
 from dagster_project.monitoring import retraining
+
+
+def training_set_features(feature_service: str, prediction_time: str) -> dict[str, Any]:
+    """`training_set` config for a FeatureService and a prediction time label."""
+    kind, lead = parse_prediction_label(prediction_time)
+    return {
+        "feature_service": feature_service,
+        "prediction_time": kind,
+        "prediction_lead_minutes": lead,
+    }
 
 
 def training_run_config(
@@ -18,11 +29,15 @@ def training_run_config(
     end_date: str,
     model: Mapping[str, Any] | None = None,
     promotion: Mapping[str, Any] | None = None,
+    features: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train on ``start_date..end_date``; ``model`` and ``promotion`` are the config of the
-    model asset (trials, families, holdout) and of its promotion gate."""
+    model asset (trials, families, holdout) and of its promotion gate, ``features`` more
+    `training_set` config (:func:`training_set_features`)."""
     ops: dict[str, Any] = {
-        training_set.op.name: {"config": {"start_date": start_date, "end_date": end_date}}
+        training_set.op.name: {
+            "config": {"start_date": start_date, "end_date": end_date, **(features or {})}
+        }
     }
     if model:
         ops[flight_delay_model.op.name] = {"config": dict(model)}
@@ -44,4 +59,11 @@ def retrain_run_config(
             "holdout_days": policy.holdout_days,
             "validation_days": policy.validation_days,
         },
+        features=training_set_features(policy.feature_service, policy.prediction_time),
     )
+
+
+def intraday_day_run_config() -> dict[str, Any]:
+    """`daily_loop_job` config for a day of the intraday replay: the online store's stream-fed
+    views are left to the stream consumer (the day's batch rows would be ahead of its clock)."""
+    return {"ops": {online_features.op.name: {"config": {"stream_views": False}}}}

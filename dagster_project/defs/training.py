@@ -1,6 +1,8 @@
 """Training: tune and register a `flight_delay` challenger; the promotion gate decides on it."""
 
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -9,9 +11,21 @@ from dagster_project.features.feast_objects import build as feast_objects
 from dagster_project.monitoring import plots, retraining
 from dagster_project.orchestration.compute_asset import compute_asset
 from dagster_project.orchestration.metadata import ML_OWNERS, code_version, image
-from dagster_project.orchestration.resources import MlflowResource, MonitoringResource
+from dagster_project.orchestration.resources import (
+    FeastResource,
+    MlflowResource,
+    MonitoringResource,
+)
 from dagster_project.platform import names
-from dagster_project.training import evaluation, models, pipeline, preprocess, promotion, tracking
+from dagster_project.training import (
+    evaluation,
+    lead_time,
+    models,
+    pipeline,
+    preprocess,
+    promotion,
+    tracking,
+)
 from dagster_project.training.models import KINDS
 
 
@@ -171,5 +185,56 @@ def promotion_gate(
     )
 
 
-assets = [flight_delay_model]
+@compute_asset(
+    group_name="training",
+    deps=[flight_delay_model],
+    ins={"flights": dg.AssetIn("validated_flights")},
+    kinds={"mlflow", "feast", "matplotlib"},
+    owners=ML_OWNERS,
+    code_version=code_version(lead_time),
+)
+def lead_time_evaluation(
+    context: dg.AssetExecutionContext,
+    flights: pd.DataFrame,
+    mlflow: MlflowResource,
+    feast: FeastResource,
+) -> dg.MaterializeResult:
+    """The new version's holdout ROC AUC against how early it scores: features as of the day's
+    start, 180, 120, 60 and 30 minutes before departure (plot and table, also on the version)."""
+    registry = mlflow.registry()
+    version = registry.by_alias(names.CHALLENGER)
+    if version is None:
+        raise dg.Failure("no challenger registered")
+    start, end = version.tags["holdout_window"].split("..")
+    holdout = flights[flights["flight_date"].between(start, end)]
+    model = registry.load(version.version)
+    table = lead_time.auc_by_lead(
+        model, holdout, version.feature_service, feast.client().historical_features
+    )
+    title = f"v{version.version} ({version.tags.get('model_kind', '?')}) trained at {version.prediction_time}"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = lead_time.plot(table, title, Path(tmp) / "auc_by_lead_time.png")
+        registry.client.log_artifact(version.run_id, str(path), "plots")
+        registry.client.log_dict(
+            version.run_id,
+            {"auc_by_lead_time": table.to_dict("records")},
+            "evaluation/auc_by_lead_time.json",
+        )
+        plot = image(title, path.read_bytes())
+    registry.tag(version.version, {"holdout_roc_auc_by_lead": lead_time.tag_value(table)})
+    context.log.info(f"v{version.version} holdout AUC by lead: {lead_time.tag_value(table)}")
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": version.version,
+            "trained_at": version.prediction_time,
+            "holdout_window": f"{start}..{end}",
+            "auc_by_lead_time": dg.MetadataValue.md(
+                str(table.to_markdown(index=False, floatfmt=".4f"))
+            ),
+            "plot": plot,
+        }
+    )
+
+
+assets = [flight_delay_model, lead_time_evaluation]
 checks = [promotion_gate]

@@ -147,12 +147,20 @@ class FeatureStoreClient:
         self.store.apply(objs.all())
         return [o.name for o in objs.all()]
 
-    def materialize(self, start: datetime, end: datetime) -> dict[str, int]:
-        """Load the window's feature rows into the online store; static views (ttl 0) load in
-        full up to ``end``. Returns the number of offline rows per view in the window."""
+    def materialize(
+        self, start: datetime, end: datetime, skip: frozenset[str] = frozenset()
+    ) -> dict[str, int]:
+        """Load the window's feature rows into the online store, except the views in ``skip``;
+        static views (ttl 0, not stream-fed) load in full up to ``end``. Returns the number of
+        offline rows per view in the window."""
+        from dagster_project.features.feast_objects import STREAM_VIEWS
+
         counts: dict[str, int] = {}
         for view in self.store.list_feature_views():
-            begin = datetime(1970, 1, 2, tzinfo=start.tzinfo) if not view.ttl else start
+            if view.name in skip:
+                continue
+            static = not view.ttl and view.name not in STREAM_VIEWS
+            begin = datetime(1970, 1, 2, tzinfo=start.tzinfo) if static else start
             # Feast prints a banner and a progress bar per view; callers report the counts.
             with contextlib.redirect_stdout(io.StringIO()):
                 self.store.materialize(begin, end, feature_views=[view.name])

@@ -12,8 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from dagster_project.features.engineering import DELAY_THRESHOLD_MIN
+from dagster_project.features.engineering import DEFAULT_LEAD_MINUTES, DELAY_THRESHOLD_MIN
 from dagster_project.platform import storage
+from dagster_project.platform.names import FEATURE_SERVICE
 
 # Run tags a triggered retrain carries (the promotion gate copies them into the retrain record).
 TAG_TRIGGER = "retrain/trigger"
@@ -58,6 +59,10 @@ class RetrainPolicy:
     validation_days: int = 14
     n_trials: int = 3
     important_features: tuple[str, ...] = IMPORTANT_FEATURES
+    # What a retrained model is trained on and when it scores (the daily clock: v1 at the
+    # day's start; the intraday clock: v2, 60 minutes before departure)
+    feature_service: str = FEATURE_SERVICE
+    prediction_time: str = f"lead_{DEFAULT_LEAD_MINUTES}"
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,9 @@ class MonitoringResource(dg.ConfigurableResource):
     retrain_holdout_days: int = retraining.RetrainPolicy.holdout_days
     retrain_validation_days: int = retraining.RetrainPolicy.validation_days
     retrain_trials: int = retraining.RetrainPolicy.n_trials
+    # what retrains train on: a FeatureService and a prediction time (day_start or lead_<min>)
+    retrain_feature_service: str = retraining.RetrainPolicy.feature_service
+    retrain_prediction_time: str = retraining.RetrainPolicy.prediction_time
 
     def thresholds(self) -> measures.Thresholds:
         return measures.Thresholds(
@@ -218,6 +221,8 @@ class MonitoringResource(dg.ConfigurableResource):
             holdout_days=self.retrain_holdout_days,
             validation_days=self.retrain_validation_days,
             n_trials=self.retrain_trials,
+            feature_service=self.retrain_feature_service,
+            prediction_time=self.retrain_prediction_time,
         )
 
     def predictions(self) -> PredictionLog:
