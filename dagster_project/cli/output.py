@@ -161,16 +161,28 @@ def _cost_rows(result: Any) -> list[tuple[str, str]]:
 
 
 def _score_next_day(
-    url: str, day: date, count: int, token: str | None = None
+    url: str,
+    day: date,
+    count: int,
+    token: str | None = None,
+    defs: Any = None,
+    prediction_time: str = "day_start",
 ) -> list[tuple[str, str]]:
-    """Send the next day's scheduled flights to the endpoint (a real HTTP batch request, with
-    the endpoint's bearer token where it wants one)."""
+    """Send the next day's scheduled flights to the endpoint (real HTTP requests, with the
+    endpoint's bearer token where it wants one). A lead-time model gets each flight at its
+    prediction time, after the stream has brought the online store up to then."""
     from dagster_project.serving import scoring
 
     flights = scoring.scheduled_flights(day, limit=count)
     actual = scoring.outcomes(day)
+    if prediction_time != "day_start" and defs is not None:
+        from dagster_project.replay import score_when_due
+
+        predictions = score_when_due(defs, flights, day, prediction_time)
+    else:
+        predictions = scoring.score(url, flights, token)
     rows = []
-    for req, pred in zip(flights, scoring.score(url, flights, token), strict=True):
+    for req, pred in zip(flights, predictions, strict=True):
         decision = "DELAYED" if pred["delayed"] else "on time"
         flight = req["flight_id"].split("_")[1]
         rows.append(

@@ -24,6 +24,7 @@ def demo(args: argparse.Namespace) -> int:
     from dagster_project.defs.run_config import training_run_config
     from dagster_project.orchestration.partitions import range_tags
     from dagster_project.orchestration.resources import resolved
+    from dagster_project.training import tracking
 
     start, end = replay_window(args.start, args.end)
     paths = settings.paths()
@@ -77,8 +78,20 @@ def demo(args: argparse.Namespace) -> int:
             print("[demo] training did not deploy a model; see the lines above")
             return 1
         next_day = end + timedelta(days=1)
-        print(f"[demo] 3/3 real requests to {endpoint.url}/predict/batch for flights of {next_day}")
-        _print_table(_score_next_day(endpoint.url, next_day, args.requests, endpoint.token))
+        champion = tracking.Registry(paths.mlflow_tracking_uri).by_alias(names.CHAMPION)
+        when = champion.prediction_time if champion else "day_start"
+        how = (
+            "each at its prediction time, the day's events streamed up to it"
+            if when != "day_start"
+            else "at the day's start"
+        )
+        print(
+            f"[demo] 3/3 real requests to {endpoint.url}/predict/batch for flights of "
+            f"{next_day} ({how})"
+        )
+        _print_table(
+            _score_next_day(endpoint.url, next_day, args.requests, endpoint.token, defs, when)
+        )
     finally:
         if not already_up and endpoint.stop():
             print(f"[demo] stopped the endpoint it started ({endpoint.url})")

@@ -25,6 +25,7 @@ from tests.stream_parity import (
     final_rows,
     live_tables,
     recorder,
+    same_values,
 )
 
 TS = engineering.TS
@@ -426,6 +427,35 @@ def test_a_duplicated_burst_changes_nothing(days: Days, undisturbed: Live, tmp_p
         assert len(live.tables()[view]) == len(undisturbed.tables()[view]), view
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (consumer.push_weather): a re-published observation is pushed again, with its "
+    "old timestamp (a SQLite online store then serves the stale row) and, once pruned from the "
+    "window state, without the rain of the hours before it",
+)
+def test_a_late_duplicate_of_old_observations_pushes_no_stale_or_different_row(
+    days: Days, tmp_path: Path
+):
+    obs = [e for e in days.events if isinstance(e, events.Observation)]
+    later = events.tick(obs[-1].observed_at + timedelta(days=3))  # the state prunes them all
+    live = Live(tmp_path).feed([*obs, later])
+    before = live.tables()[aggregates.ORIGIN_WEATHER]
+    newest = before.groupby("origin")[TS].max()
+    n = len(live.pushed[consumer.WEATHER_PUSH])
+    # observations of rainy hours (rain in the hours before them too) published again
+    batch = days.batch[aggregates.ORIGIN_WEATHER]
+    rainy = batch.loc[batch["precip_3h"] > batch["precip"], ["origin", TS]]
+    wanted = set(zip(rainy["origin"], rainy[TS], strict=True))
+    live.feed([e for e in obs if (e.origin, pd.Timestamp(e.observed_at)) in wanted][:3])
+    again = live.pushed[consumer.WEATHER_PUSH][n:]
+    repushed = pd.concat(again, ignore_index=True) if again else before.iloc[:0]
+    stale = repushed.loc[repushed[TS].to_numpy() < repushed["origin"].map(newest).to_numpy()]
+    both = repushed.merge(batch, on=["origin", TS], suffixes=("", "_batch"))
+    differs = both.loc[~same_values(both["precip_3h"], both["precip_3h_batch"])]
+    assert stale.empty, f"{len(stale)} rows older than the online ones pushed again"
+    assert differs.empty, differs[["origin", TS, "precip_3h", "precip_3h_batch"]]
+
+
 # --- malformed events -------------------------------------------------------------------------
 
 
@@ -462,6 +492,18 @@ def test_a_malformed_event_raises_a_value_error_naming_the_problem(change: dict,
     with pytest.raises(ValueError, match="malformed event") as err:
         events.decode(fields)
     assert named in str(err.value).rsplit("}: ", 1)[1]  # the reason, after the fields
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (events.Departure.decode): accepts dep_delay 'nan'/'inf'; one such departure "
+    "makes every later window mean of its origin and carrier NaN while it is kept",
+)
+@pytest.mark.parametrize("delay", ["nan", "inf"])
+def test_a_departure_without_a_finite_delay_is_malformed(delay: str):
+    fields = _dep("f1", B, 12.0).encode() | {"dep_delay": delay}
+    with pytest.raises(ValueError, match="dep_delay"):
+        events.decode(fields)
 
 
 def test_malformed_observations_and_ticks_are_rejected_too():
