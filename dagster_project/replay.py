@@ -323,8 +323,14 @@ def intraday_clock(
             )
             flights.append((engineering.epoch_seconds(local), f))
     flights.sort(key=lambda x: x[0])
-    first = engineering.as_of_epoch(when, flights[0][0]) if flights else 0
-    clock = datetime.fromtimestamp(first - first % int(STEP.total_seconds()), UTC) - STEP
+    # from the first prediction time or the first day's midnight (which closes the eve),
+    # whichever comes first
+    hop = int(STEP.total_seconds())
+    first = min(
+        engineering.as_of_epoch(when, flights[0][0]) if flights else 2**62,
+        int(_local_midnight(start).timestamp()),
+    )
+    clock = datetime.fromtimestamp(first - first % hop, UTC) - STEP
     stop = _local_midnight(end + timedelta(days=1))
     producer.load(start - timedelta(days=1))
     next_flight = 0

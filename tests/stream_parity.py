@@ -181,9 +181,7 @@ def final_rows(live: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     return out
 
 
-def expected_online(
-    batch: pd.DataFrame, view: str, until: pd.Timestamp | float
-) -> pd.DataFrame:
+def expected_online(batch: pd.DataFrame, view: str, until: pd.Timestamp | float) -> pd.DataFrame:
     """What the online store must hold for ``view`` once the rows up to ``until`` were pushed:
     each key's latest batch row at or before ``until`` (indexed by key)."""
     key = STREAM_VIEWS[view][0]
@@ -198,7 +196,7 @@ def assert_online_matches(
     """The online values of ``keys`` (a Feast ``to_dict``-like answer, one entry per key) equal
     ``expected``'s row of each key bit for bit, and are missing (None) for keys without one.
     Returns how many keys had a value."""
-    key, features, _ = STREAM_VIEWS[view]
+    features = STREAM_VIEWS[view][1]
     have = [k in expected.index for k in keys]
     for column in features:
         got = pd.Series(online[column], index=list(keys), dtype="float64")
@@ -207,7 +205,8 @@ def assert_online_matches(
         bad = pd.DataFrame({"online": got[~ok], "batch": want[~ok]})
         assert bad.empty, f"{view}.{column}: {len(bad)} of {len(keys)} online values:\n{bad}"
         if "departures" in column:  # counts come back as integers
-            assert all(isinstance(v, int) for v, h in zip(online[column], have) if h)
+            got_ints = zip(online[column], have, strict=True)
+            assert all(isinstance(v, int) for v, h in got_ints if h), (view, column)
     missing = [k for k, h in zip(keys, have, strict=True) if not h]
     for column in features:
         values = dict(zip(keys, online[column], strict=True))

@@ -202,6 +202,13 @@ def request_time_values(
     }
 
 
+def _log1p(values: np.ndarray) -> np.ndarray:
+    """``math.log1p`` of each value, as the row path computes it (numpy's log1p differs from
+    it in the last bit for some values: training/serving skew), once per distinct value."""
+    unique, inverse = np.unique(values, return_inverse=True)
+    return np.array([math.log1p(v) for v in unique], dtype="float64")[inverse.reshape(-1)]
+
+
 def request_time_features(request: pd.DataFrame) -> pd.DataFrame:
     """Features computable from the request alone (the on-demand feature view calls this, and
     the endpoint calls it through :meth:`FeatureStoreClient.online_lookup`)."""
@@ -226,8 +233,9 @@ def request_time_features(request: pd.DataFrame) -> pd.DataFrame:
             "dep_hour": local.dt.hour.astype("int64"),
             "dep_dow": local.dt.dayofweek.astype("int64"),
             "dep_month": local.dt.month.astype("int64"),
-            "log_distance": np.log1p(request["distance"].astype("float64")),
-        }
+            "log_distance": _log1p(request["distance"].to_numpy(dtype="float64")),
+        },
+        index=request.index,
     )
 
 
@@ -284,6 +292,11 @@ def training_entities(
     """One row per (non-cancelled) flight: entity keys, the prediction time as
     ``event_timestamp`` (see :func:`prediction_times`), request data and the label."""
     df = flights.loc[~flights["cancelled"]]
+    day = (
+        df["flight_date"]
+        if "flight_date" in df
+        else df["sched_dep_ts"].dt.tz_convert(TIMEZONE).dt.strftime("%Y-%m-%d")
+    )
     return pd.DataFrame(
         {
             "flight_id": df["flight_id"],
@@ -292,7 +305,7 @@ def training_entities(
             "route": df["route"],
             "tailnum": df["tailnum"].fillna("UNKNOWN").astype(str),
             "carrier_origin": df["carrier"].astype(str) + "|" + df["origin"].astype(str),
-            "plane_day": df["tailnum"].fillna("UNKNOWN").astype(str) + "|" + df["flight_date"],
+            "plane_day": df["tailnum"].fillna("UNKNOWN").astype(str) + "|" + day,
             TS: prediction_times(df["sched_dep_ts"], prediction_time, prediction_lead_minutes),
             "sched_dep_epoch_s": (df["sched_dep_ts"].astype("int64") // 10**9).astype("int64"),
             "distance": df["distance"].astype("float64"),

@@ -169,7 +169,7 @@ def build(features_url: str) -> FeatureObjects:
 
     def fields(view: str) -> list[Field]:
         return [
-            Field(name=f, dtype=Int64 if "departures" in f else Float64)
+            Field(name=f, dtype=Float64 if "delay" in f else Int64)
             for f in stream_features[view].features
         ]
 

@@ -120,7 +120,10 @@ class Consumer:
     def push_weather(self, batch: list[Event]) -> pd.DataFrame:
         """The ``origin_weather`` rows of the batch's observations (their 3-hour rainfall from
         the observations kept before them)."""
-        new = [e for e in batch if isinstance(e, Observation)]
+        done = self.state.weather_pushed()
+        # a copy of an observation older than the latest pushed (a day published again) would
+        # put an old row over a newer one: observations come in order, so it was pushed before
+        new = [e for e in batch if isinstance(e, Observation) and (done is None or e.epoch >= done)]
         if not new:
             return pd.DataFrame()
         since = min(e.epoch for e in new) - engineering.PRECIP_WINDOW_S
@@ -133,6 +136,7 @@ class Consumer:
         ]
         frame = rows.loc[mine].reset_index(drop=True)
         self._push(WEATHER_PUSH, frame)
+        self.state.set_weather_pushed(max(e.epoch for e in new))
         return frame
 
     def emit(self) -> dict[str, pd.DataFrame]:

@@ -59,11 +59,14 @@ class Departure:
 
     @classmethod
     def decode(cls, fields: dict[str, str]) -> Departure:
+        delay = float(fields["dep_delay"])
+        if not math.isfinite(delay):  # a departure has a delay: the batch never sees one without
+            raise ValueError(f"dep_delay must be a finite number of minutes, got {delay!r}")
         return cls(
             event_id=fields["event_id"],
             origin=fields["origin"],
             departed_at=_utc(fields["departed_at"]),
-            dep_delay=float(fields["dep_delay"]),
+            dep_delay=delay,
             carrier=fields.get("carrier", ""),
             tailnum=fields.get("tailnum", ""),
             day=fields.get("day", ""),

@@ -82,6 +82,12 @@ class WindowState(Protocol):
 
     def set_last_emitted(self, boundary: float) -> None: ...
 
+    def weather_pushed(self) -> float | None:
+        """The latest observation time whose weather row was pushed."""
+        ...
+
+    def set_weather_pushed(self, epoch: float) -> None: ...
+
     def prune(self, before: float) -> None: ...
 
     def reset(self) -> None: ...
@@ -105,6 +111,9 @@ class RedisWindowState:
         self.prefix = f"{prefix}window:"
 
     def add(self, events: Sequence[Event]) -> None:
+        pruned = self._clock("pruned")
+        if pruned is not None:  # a late copy of an event already pruned: nothing to keep
+            events = [e for e in events if isinstance(e, Tick) or e.epoch >= pruned]
         if not events:
             return
         clock: dict[str, float] = {}
@@ -153,11 +162,18 @@ class RedisWindowState:
     def set_last_emitted(self, boundary: float) -> None:
         self.client.zadd(f"{self.prefix}clock", {"emitted": boundary})
 
+    def weather_pushed(self) -> float | None:
+        return self._clock("weather_pushed")
+
+    def set_weather_pushed(self, epoch: float) -> None:
+        self.client.zadd(f"{self.prefix}clock", {"weather_pushed": epoch}, gt=True)
+
     def prune(self, before: float) -> None:
         with self.client.pipeline(transaction=False) as pipe:
             pipe.zremrangebyscore(f"{self.prefix}dep", "-inf", f"({before}")
             pipe.zremrangebyscore(f"{self.prefix}obs", "-inf", f"({before}")
             pipe.zremrangebyscore(f"{self.prefix}sch", "-inf", f"({before}")
+            pipe.zadd(f"{self.prefix}clock", {"pruned": before}, gt=True)
             pipe.execute()
 
     def events(self) -> int:
@@ -213,6 +229,9 @@ class SqliteWindowState:
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL)")
 
     def add(self, events: Sequence[Event]) -> None:
+        pruned = self._meta("pruned")
+        if pruned is not None:  # a late copy of an event already pruned: nothing to keep
+            events = [e for e in events if isinstance(e, Tick) or e.epoch >= pruned]
         if not events:
             return
         stored = [e for e in events if not isinstance(e, Tick)]
@@ -285,7 +304,15 @@ class SqliteWindowState:
         )
 
     def prune(self, before: float) -> None:
-        self.db.execute("DELETE FROM events WHERE epoch < ?", (before,))
+        with self._tx():
+            self.db.execute("DELETE FROM events WHERE epoch < ?", (before,))
+            self._move("pruned", before, "max")
+
+    def weather_pushed(self) -> float | None:
+        return self._meta("weather_pushed")
+
+    def set_weather_pushed(self, epoch: float) -> None:
+        self._move("weather_pushed", epoch, "max")
 
     def events(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])

@@ -146,9 +146,15 @@ def test_stream_and_batch_agree_through_redis_and_feast(server_tier, day: Day):
     weather_seen = max(e.epoch for e in first if isinstance(e, events.Observation))
     until = {v: closed for v in aggregates.VIEWS} | {aggregates.ORIGIN_WEATHER: weather_seen}
     served = _assert_online_is_batch(feast, day.batch, until)
-    traffic = expected_online(day.batch[aggregates.ORIGIN_TRAFFIC], aggregates.ORIGIN_TRAFFIC, closed)
+    traffic = expected_online(
+        day.batch[aggregates.ORIGIN_TRAFFIC], aggregates.ORIGIN_TRAFFIC, closed
+    )
     assert (traffic["origin_departures_60m"] > 5).all()  # a busy hour at every airport
-    assert 0 < served[aggregates.PLANE_TODAY] < day.batch[aggregates.PLANE_TODAY]["plane_day"].nunique()
+    assert (
+        0
+        < served[aggregates.PLANE_TODAY]
+        < day.batch[aggregates.PLANE_TODAY]["plane_day"].nunique()
+    )
     # the traffic service serves the same values as the v2 service
     traffic_service = feast.online_features([{"origin": o} for o in traffic.index], TRAFFIC_SERVICE)
     assert traffic_service["origin_departures_180m"] == traffic["origin_departures_180m"].tolist()

@@ -110,11 +110,28 @@ def test_training_entities_prediction_time_and_label(flights):
     ent = engineering.training_entities(flights, "lead", prediction_lead_minutes=120)
     assert len(ent) == 4  # cancelled flight dropped
     assert (ent[engineering.TS] == flights["sched_dep_ts"].iloc[:4] - pd.Timedelta(hours=2)).all()
+    default = engineering.training_entities(flights)  # lead 60, the v2 default
+    assert (
+        default[engineering.TS] == flights["sched_dep_ts"].iloc[:4] - pd.Timedelta(hours=1)
+    ).all()
+    local = flights["sched_dep_ts"].iloc[:4].dt.tz_convert("America/New_York")
+    assert (
+        default["plane_day"]
+        == (
+            flights["tailnum"].iloc[:4].fillna("UNKNOWN")
+            + "|"
+            + local.dt.strftime("%Y-%m-%d").to_numpy()
+        ).to_numpy()
+    ).all()
+    assert (
+        default["carrier_origin"]
+        == (flights["carrier"] + "|" + flights["origin"]).iloc[:4].to_numpy()
+    ).all()
     assert ent[engineering.LABEL].tolist() == [1, 0, 1, 1]
 
 
 def test_day_start_prediction_time_is_the_local_midnight_of_the_flight_day(flights):
-    ent = engineering.training_entities(flights)  # default: day_start
+    ent = engineering.training_entities(flights, "day_start")
     local = ent[engineering.TS].dt.tz_convert("America/New_York")
     sched = (
         flights["sched_dep_ts"].iloc[:4].dt.tz_convert("America/New_York").reset_index(drop=True)
@@ -132,14 +149,20 @@ def test_request_time_features_row_path_equals_the_vectorised_path():
 
     epochs = pd.date_range("2013-01-01", "2014-01-01", freq="37min", tz="UTC").astype("int64")
     request = pd.DataFrame(
-        {"sched_dep_epoch_s": epochs // 10**9, "distance": np.linspace(17, 4983, len(epochs))}
+        {
+            "sched_dep_epoch_s": epochs // 10**9,
+            # whole miles, as in the data (numpy's log1p is a bit off math's for some, e.g. 184)
+            "distance": np.round(np.linspace(17, 4983, len(epochs))),
+        }
     )
     whole = request_time_features(request)
     assert len(request) > 64  # the vectorised path
     rows = pd.DataFrame(
         request_time_values(request["sched_dep_epoch_s"].tolist(), request["distance"].tolist())
     )
-    pd.testing.assert_frame_equal(whole.reset_index(drop=True), rows, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        whole.reset_index(drop=True), rows, check_dtype=False, check_exact=True
+    )
     small = request_time_features(request.iloc[:50])
     pd.testing.assert_frame_equal(small, whole.iloc[:50])
 

@@ -1,5 +1,6 @@
 """Retraining rules: breaches, drift, new labels, cooldown, the sliding window."""
 
+import dataclasses
 import pandas as pd
 
 from dagster_project.defs.run_config import retrain_run_config
@@ -85,7 +86,16 @@ def test_sliding_window_and_run_config():
     assert config["ops"]["training_set"]["config"] == {
         "start_date": "2013-09-01",
         "end_date": "2013-09-30",
+        "feature_service": "flight_delay_v2",  # the policy's defaults: v2, 60 minutes ahead
+        "prediction_time": "lead",
+        "prediction_lead_minutes": 60,
     }
+    daily = dataclasses.replace(
+        POLICY, feature_service="flight_delay_v1", prediction_time="day_start"
+    )
+    config = retrain_run_config(retraining.Trigger("k", "2013-09-30", "r"), daily)
+    assert config["ops"]["training_set"]["config"]["prediction_time"] == "day_start"
+    assert config["ops"]["training_set"]["config"]["feature_service"] == "flight_delay_v1"
     assert config["ops"]["flight_delay_model"]["config"]["holdout_days"] == POLICY.holdout_days
 
 

@@ -164,12 +164,8 @@ def test_the_weather_views_3_hour_rainfall_is_a_3_hour_rolling_sum(weather: pd.D
     wx.loc[wx.index[[5, 6, 7, 40, 100]], "precip"] = np.nan  # not observed
     got = engineering.origin_weather(wx)
     wx = wx.sort_values(["origin", "time_hour"], kind="stable")
-    rolled = (
-        wx.set_index("time_hour").groupby("origin", sort=True)["precip"].rolling("3h").sum()
-    )
-    assert got[["origin", TS]].to_numpy().tolist() == [
-        [o, t] for o, t in rolled.index.to_list()
-    ]
+    rolled = wx.set_index("time_hour").groupby("origin", sort=True)["precip"].rolling("3h").sum()
+    assert got[["origin", TS]].to_numpy().tolist() == [[o, t] for o, t in rolled.index.to_list()]
     np.testing.assert_allclose(
         got["precip_3h"].to_numpy(), rolled.to_numpy(), rtol=0, atol=1e-12, equal_nan=True
     )
@@ -337,7 +333,7 @@ def test_many_small_batches_push_the_same_rows_as_one_big_batch(
 # --- exactly once -----------------------------------------------------------------------------
 
 
-class Died(Exception):
+class DiedError(Exception):
     """The consumer process dying (nothing after this point of the step happens)."""
 
 
@@ -351,7 +347,7 @@ class DyingLog(event_log.LocalEventLog):
     def ack(self, group, ids):
         self.calls[0] += 1
         if self.calls[0] in self.die_at:
-            raise Died(f"ack {self.calls[0]}")
+            raise DiedError(f"ack {self.calls[0]}")
         super().ack(group, ids)
 
 
@@ -380,7 +376,7 @@ def test_a_consumer_that_dies_between_push_and_ack_ends_with_the_undisturbed_row
         if dies == "after_push" or not dying:
             live.push(frame, source)
         if dying:
-            raise Died(f"push {counts[source]} to {source}")
+            raise DiedError(f"push {counts[source]} to {source}")
 
     deaths = 0
     while True:
@@ -391,7 +387,7 @@ def test_a_consumer_that_dies_between_push_and_ack_ends_with_the_undisturbed_row
         try:
             worker.run(idle_exit_s=0, block_ms=0)
             break
-        except Died:
+        except DiedError:
             deaths += 1
             # what the next process sees: the dead one's batch not acknowledged
             assert live.log.backlog(consumer.GROUP) > 0
@@ -427,12 +423,6 @@ def test_a_duplicated_burst_changes_nothing(days: Days, undisturbed: Live, tmp_p
         assert len(live.tables()[view]) == len(undisturbed.tables()[view]), view
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (consumer.push_weather): a re-published observation is pushed again, with its "
-    "old timestamp (a SQLite online store then serves the stale row) and, once pruned from the "
-    "window state, without the rain of the hours before it",
-)
 def test_a_late_duplicate_of_old_observations_pushes_no_stale_or_different_row(
     days: Days, tmp_path: Path
 ):
@@ -494,11 +484,6 @@ def test_a_malformed_event_raises_a_value_error_naming_the_problem(change: dict,
     assert named in str(err.value).rsplit("}: ", 1)[1]  # the reason, after the fields
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (events.Departure.decode): accepts dep_delay 'nan'/'inf'; one such departure "
-    "makes every later window mean of its origin and carrier NaN while it is kept",
-)
 @pytest.mark.parametrize("delay", ["nan", "inf"])
 def test_a_departure_without_a_finite_delay_is_malformed(delay: str):
     fields = _dep("f1", B, 12.0).encode() | {"dep_delay": delay}
