@@ -13,7 +13,12 @@ import pandas as pd
 from dagster_project.features.engineering import LABEL
 from dagster_project.platform import names
 from dagster_project.training import evaluation, tracking
-from dagster_project.training.preprocess import CATEGORICAL, input_frame
+from dagster_project.training.preprocess import (
+    CATEGORICAL,
+    NUMERIC_V1,
+    STREAM_NUMERIC,
+    input_frame,
+)
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,13 @@ def signature_problems(model: Any, available: set[str]) -> list[str]:
 def model_input(model: Any, rows: pd.DataFrame) -> pd.DataFrame:
     """``rows`` as the inputs the model's signature names (a v1 model reads fewer numbers than
     a v2 one; both read them from the same lead-time holdout)."""
-    signature = model.metadata.get_input_schema()
-    names = signature.input_names() if signature is not None else []
-    return input_frame(rows, [n for n in names if n not in CATEGORICAL] or None)
+    metadata = getattr(model, "metadata", None)
+    signature = metadata.get_input_schema() if metadata is not None else None
+    if signature is not None:
+        names = [n for n in signature.input_names() if n not in CATEGORICAL]
+    else:  # no signature to read: the model inputs that the rows hold
+        names = [c for c in (*NUMERIC_V1, *STREAM_NUMERIC) if c in rows.columns]
+    return input_frame(rows, names or None)
 
 
 def latency_p95_ms(model: Any, rows: pd.DataFrame, samples: int) -> float:

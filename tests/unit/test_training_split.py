@@ -2,7 +2,7 @@
 
 import pytest
 
-from dagster_project.training import pipeline
+from dagster_project.training import pipeline, preprocess
 from tests.unit.synthetic import frame
 
 
@@ -31,6 +31,8 @@ def test_options_reject_unknown_model_kinds():
 
 class _Model:
     """A stand-in model that looks only at the carrier's recent delays and the wind."""
+
+    preprocessor = preprocess.Preprocessor(numeric=list(preprocess.NUMERIC))
 
     def predict_proba(self, df):
         import numpy as np
@@ -64,7 +66,10 @@ def test_feature_importance_follows_what_the_model_reads_grouped_by_feature_tabl
     )
     assert "wind_speed" in groups["origin_weather"]
     assert groups["dep_hour"] == ("dep_hour",)  # request-time features stand alone
-    assert sorted(c for members in groups.values() for c in members) == sorted(pipeline.FEATURES)
+    assert groups["plane_today"] == ("plane_departures_today", "plane_last_dep_delay_today")
+    assert "origin_pending_60m" in groups["origin_traffic"]
+    everything = sorted(c for members in groups.values() for c in members)
+    assert everything == sorted(preprocess.FEATURES)
     split = pipeline.time_split(frame(3000, days=30), holdout_days=7, validation_days=5)
     importance = pipeline.feature_importance(_Model(), split.validation)
     features, by_group = importance["features"], importance["groups"]
