@@ -27,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import httpx
 
 from dagster_project.defs.run_config import intraday_day_run_config, retrain_run_config
 from dagster_project.defs.sensors import sensors as retrain_sensors
@@ -337,6 +338,7 @@ def intraday_clock(
     days: dict[str, IntradayDay] = {}
     steps = int((stop - clock) / STEP) + 1
     bar = tqdm(total=steps, desc="intraday", unit="step", disable=not progress)
+    http = httpx.Client(timeout=120)
     while clock <= stop:
         local_day = clock.astimezone(ZoneInfo(TIMEZONE)).date()
         stats = days.setdefault(str(local_day), IntradayDay(str(local_day)))
@@ -387,13 +389,14 @@ def intraday_clock(
             next_flight += 1
         if due:
             began = time.perf_counter()
-            predictions = scoring.score(endpoint.url, due, endpoint.token)
+            predictions = scoring.score(endpoint.url, due, endpoint.token, client=http)
             stats.scoring_seconds += time.perf_counter() - began
             stats.scored += len(predictions)
             stats.fallbacks += sum(bool(p["fallback"]) for p in predictions)
         bar.update(1)
         clock += STEP
     bar.close()
+    http.close()
     result.intraday = [d for k, d in sorted(days.items()) if start <= date.fromisoformat(k) <= end]
 
 

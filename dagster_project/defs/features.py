@@ -10,6 +10,7 @@ import pandas as pd
 from dagster_project.features import aggregates, engineering, feast_store
 from dagster_project.features import feast_objects as feast_objects_module
 from dagster_project.features.feast_objects import build as feast_objects
+from dagster_project.monitoring.retraining import TAG_REPLAY
 from dagster_project.orchestration.compute_asset import compute_asset
 from dagster_project.orchestration.metadata import (
     OWNERS,
@@ -93,7 +94,11 @@ def _feature_table(
         seconds = time.perf_counter() - started
         context.log.info(f"{name}: {len(table)} rows from {len(source)} in {seconds:.2f}s")
         return dg.MaterializeResult(
-            metadata=frame_metadata(table, plot_title=f"{name}: distributions")
+            # a replay rebuilds every table each simulated day: no histograms there
+            metadata=frame_metadata(
+                table,
+                plot_title=None if context.run.tags.get(TAG_REPLAY) else f"{name}: distributions",
+            )
             | feature_lineage(name)
             | {
                 "offline_table": dg.MetadataValue.path(url),

@@ -214,6 +214,8 @@ def _windows(
 
 def _groups(dep: pd.DataFrame, keys: np.ndarray) -> Iterable[tuple[str, np.ndarray]]:
     """(key, row positions sorted by time then event id) per key."""
+    if not len(keys):
+        return
     order = np.lexsort((dep["event_id"].to_numpy(), dep["epoch"].to_numpy(), keys))
     sorted_keys = keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
@@ -263,7 +265,13 @@ def carrier_origin_traffic(dep: pd.DataFrame, since: int | None, until: int) -> 
     window = v.horizon_s
     frames = []
     if len(dep):
+        low = since if since is not None else -(2**62)
+        t = dep["epoch"].to_numpy()
+        entry, leave = ceil_boundary(t), ceil_boundary(t + window)
+        changing = ((entry > low) & (entry <= until)) | ((leave > low) & (leave <= until))
         keys = (dep["carrier"] + "|" + dep["origin"]).to_numpy(dtype=object)
+        wanted = np.isin(keys, np.unique(keys[changing]))  # keys with a row in the range
+        dep, keys = dep.loc[wanted], keys[wanted]
         t_all, d_all = dep["epoch"].to_numpy(), dep["dep_delay"].to_numpy()
         for key, rows in _groups(dep, keys):
             t, d = t_all[rows], d_all[rows]

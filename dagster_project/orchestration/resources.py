@@ -276,7 +276,7 @@ class StreamResource(dg.ConfigurableResource):
     def consumer(self, push: consumer.Push, keep_pushed: bool = False) -> consumer.Consumer:
         return consumer.Consumer(
             self.log(),
-            self.state(),
+            window_state.MirroredState(self.state()),
             push,
             name=self.consumer_name,
             batch_size=self.batch_size,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Hashable, Mapping
 from datetime import date
 from typing import Any
@@ -56,14 +57,23 @@ def outcomes(day: date) -> dict[str, str]:
 
 
 def score(
-    url: str, flights: list[dict[str, Any]], token: str | None = None, batch: int = 500
+    url: str,
+    flights: list[dict[str, Any]],
+    token: str | None = None,
+    batch: int = 500,
+    client: httpx.Client | None = None,
 ) -> list[dict[str, Any]]:
-    """POST the flights to ``/predict/batch`` in chunks; raises on any non-200 answer."""
+    """POST the flights to ``/predict/batch`` in chunks; raises on any non-200 answer.
+    ``client``: an open client to reuse (the intraday replay scores every 5 minutes)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     predictions: list[dict[str, Any]] = []
-    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(httpx.Client(timeout=120))
         for i in range(0, len(flights), batch):
-            r = client.post("/predict/batch", json={"flights": flights[i : i + batch]})
+            r = client.post(
+                f"{url}/predict/batch", json={"flights": flights[i : i + batch]}, headers=headers
+            )
             if r.status_code != 200:
                 raise RuntimeError(f"{url}/predict/batch answered {r.status_code}: {r.text[:500]}")
             predictions += r.json()["predictions"]

@@ -14,6 +14,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -92,6 +93,14 @@ class WindowState(Protocol):
 
     def reset(self) -> None: ...
 
+    def revision(self) -> float:
+        """A counter every add and prune moves on (a cache of the events checks it)."""
+        ...
+
+    def pruned(self) -> float | None:
+        """The time before which events are dropped (and late copies of them refused)."""
+        ...
+
     def lock(self, owner: str) -> contextlib.AbstractContextManager[Any]: ...
 
 
@@ -111,7 +120,7 @@ class RedisWindowState:
         self.prefix = f"{prefix}window:"
 
     def add(self, events: Sequence[Event]) -> None:
-        pruned = self._clock("pruned")
+        pruned = self.pruned()
         if pruned is not None:  # a late copy of an event already pruned: nothing to keep
             events = [e for e in events if isinstance(e, Tick) or e.epoch >= pruned]
         if not events:
@@ -128,6 +137,7 @@ class RedisWindowState:
                 clock["first_seen"] = min(clock.get("first_seen", e.epoch), e.epoch)
             for name, value in clock.items():
                 pipe.zadd(f"{self.prefix}clock", {name: value}, **_order(name))
+            pipe.zincrby(f"{self.prefix}clock", 1, "revision")
             pipe.execute()
 
     def _events(self, kind: str, since: float) -> list[dict[str, str]]:
@@ -162,6 +172,12 @@ class RedisWindowState:
     def set_last_emitted(self, boundary: float) -> None:
         self.client.zadd(f"{self.prefix}clock", {"emitted": boundary})
 
+    def revision(self) -> float:
+        return self._clock("revision") or 0.0
+
+    def pruned(self) -> float | None:
+        return self._clock("pruned")
+
     def weather_pushed(self) -> float | None:
         return self._clock("weather_pushed")
 
@@ -174,6 +190,7 @@ class RedisWindowState:
             pipe.zremrangebyscore(f"{self.prefix}obs", "-inf", f"({before}")
             pipe.zremrangebyscore(f"{self.prefix}sch", "-inf", f"({before}")
             pipe.zadd(f"{self.prefix}clock", {"pruned": before}, gt=True)
+            pipe.zincrby(f"{self.prefix}clock", 1, "revision")
             pipe.execute()
 
     def events(self) -> int:
@@ -229,7 +246,7 @@ class SqliteWindowState:
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL)")
 
     def add(self, events: Sequence[Event]) -> None:
-        pruned = self._meta("pruned")
+        pruned = self.pruned()
         if pruned is not None:  # a late copy of an event already pruned: nothing to keep
             events = [e for e in events if isinstance(e, Tick) or e.epoch >= pruned]
         if not events:
@@ -246,6 +263,7 @@ class SqliteWindowState:
                 self._move("first_seen", min(e.epoch for e in stored), "min")
             if ticks:
                 self._move("watermark", max(ticks), "max")
+            self._bump()
 
     def _move(self, key: str, value: float, how: str) -> None:
         self.db.execute(
@@ -307,6 +325,19 @@ class SqliteWindowState:
         with self._tx():
             self.db.execute("DELETE FROM events WHERE epoch < ?", (before,))
             self._move("pruned", before, "max")
+            self._bump()
+
+    def _bump(self) -> None:
+        self.db.execute(
+            "INSERT INTO meta VALUES ('revision', 1) ON CONFLICT(key) DO UPDATE"
+            " SET value = value + 1"
+        )
+
+    def revision(self) -> float:
+        return self._meta("revision") or 0.0
+
+    def pruned(self) -> float | None:
+        return self._meta("pruned")
 
     def weather_pushed(self) -> float | None:
         return self._meta("weather_pushed")
@@ -332,3 +363,98 @@ class SqliteWindowState:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class MirroredState:
+    """A window state with the events also held in memory, so a consumer step reads them
+    without decoding them from the store. Writes go to the store first; the mirror is reloaded
+    whenever the store's :meth:`revision` is not the one it last saw (another consumer wrote,
+    or a restart)."""
+
+    def __init__(self, state: WindowState):
+        self.state = state
+        self._rev: float | None = None
+        self._kept: dict[str, dict[str, Departure | Observation | Scheduled]] = {}
+
+    def __getattr__(self, name: str) -> Any:  # the clock, locks and the rest: the store's
+        return getattr(self.state, name)
+
+    def sync(self) -> None:
+        if self._rev is not None and self.state.revision() == self._rev:
+            return
+        everything = [
+            *self._as_events(self.state.departures(float("-inf")), "departure"),
+            *self.state.observations(float("-inf")),
+            *self._as_events(self.state.schedule(float("-inf")), "scheduled"),
+        ]
+        self._kept = {"departure": {}, "observation": {}, "scheduled": {}}
+        for e in everything:
+            self._kept[e.kind][e.event_id] = e
+        self._rev = self.state.revision()
+
+    @staticmethod
+    def _as_events(frame: pd.DataFrame, kind: str) -> list[Departure | Scheduled]:
+        out: list[Departure | Scheduled] = []
+        for r in frame.to_dict("records"):
+            if kind == "departure":
+                out.append(
+                    Departure(
+                        str(r["event_id"]),
+                        str(r["origin"]),
+                        _at(float(r["epoch"])),
+                        float(r["dep_delay"]),
+                        str(r["carrier"]),
+                        str(r["tailnum"]),
+                        str(r["day"]),
+                    )
+                )
+            else:
+                out.append(
+                    Scheduled(
+                        f"sched_{r['event_id']}",
+                        str(r["origin"]),
+                        _at(float(r["sched"])),
+                        _at(float(r["pub"])),
+                    )
+                )
+        return out
+
+    def add(self, events: Sequence[Event]) -> None:
+        self.sync()
+        pruned = self.state.pruned()
+        self.state.add(events)
+        for e in events:
+            if isinstance(e, Tick) or (pruned is not None and e.epoch < pruned):
+                continue
+            self._kept[e.kind][e.event_id] = e
+        self._rev = self.state.revision()
+
+    def prune(self, before: float) -> None:
+        self.sync()
+        self.state.prune(before)
+        for table in self._kept.values():
+            for key in [k for k, e in table.items() if e.epoch < before]:
+                del table[key]
+        self._rev = self.state.revision()
+
+    def _since(self, kind: str, since: float) -> list[Any]:
+        self.sync()
+        kept = (e for e in self._kept[kind].values() if e.epoch > since)
+        return sorted(kept, key=lambda e: (e.epoch, e.event_id))
+
+    def departures(self, since: float) -> pd.DataFrame:
+        return departures_frame(self._since("departure", since))
+
+    def observations(self, since: float) -> list[Observation]:
+        return self._since("observation", since)
+
+    def schedule(self, since: float) -> pd.DataFrame:
+        return schedule_frame(self._since("scheduled", since))
+
+    def reset(self) -> None:
+        self.state.reset()
+        self._rev = None
+
+
+def _at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

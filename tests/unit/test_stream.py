@@ -190,10 +190,11 @@ class Live:
         self.worker = self.new()
 
     def new(self, push: Callable | None = None, log: event_log.LocalEventLog | None = None):
-        """A consumer as a freshly started process builds it (nothing in memory)."""
+        """A consumer as a freshly started process builds it (nothing in memory; its events
+        mirrored in memory from then on, as `StreamResource.consumer` builds it)."""
         return consumer.Consumer(
             log or event_log.LocalEventLog(self.folder),
-            window_state.SqliteWindowState(self.folder / "state.db"),
+            window_state.MirroredState(window_state.SqliteWindowState(self.folder / "state.db")),
             push or self.push,
             name=self.name,
             batch_size=self.batch_size,
