@@ -234,6 +234,12 @@ def origin_traffic(dep: pd.DataFrame, bounds: np.ndarray, sched: pd.DataFrame) -
     frames = []
     origins = sorted(set(dep["origin"]) | set(sched["origin"]))
     if origins and len(bounds):
+        # only what the bounds' windows can see: departures of the last 180 minutes before the
+        # first, flights scheduled from an hour before it to an hour after the last
+        t = dep["epoch"].to_numpy()
+        dep = dep.loc[(t > bounds[0] - 3 * 3600) & (t <= bounds[-1])]
+        s = sched["sched"].to_numpy()
+        sched = sched.loc[(s > bounds[0] - 3600) & (s <= bounds[-1] + 3600)]
         departed = dict(zip(dep["event_id"], dep["epoch"].astype("int64"), strict=True))
         t_all, d_all = dep["epoch"].to_numpy(), dep["dep_delay"].to_numpy()
         rows_of = dict(_groups(dep, dep["origin"].to_numpy(dtype=object))) if len(dep) else {}

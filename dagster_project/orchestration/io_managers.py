@@ -52,4 +52,19 @@ class LakeIOManager(dg.ConfigurableIOManager):
             context.log.info(
                 f"{name}: loading the {len(found)} of {len(wanted)} partitions materialized"
             )
-        return pd.concat([storage.read_parquet(u) for u in found], ignore_index=True)
+        return pd.concat([_read_partition(u) for u in found], ignore_index=True)
+
+
+# Partition files read in this process, by URL: (version, frame). A daily loop re-reads every
+# day's file of the history for each feature table; only the ones rewritten since are read
+# again (a long replay otherwise spends most of a day's close reading parquet).
+_PARTITIONS: dict[str, tuple[str, pd.DataFrame]] = {}
+
+
+def _read_partition(url: str) -> pd.DataFrame:
+    current = storage.version(url)
+    cached = _PARTITIONS.get(url)
+    if cached is None or cached[0] != current:
+        cached = (current, storage.read_parquet(url))
+        _PARTITIONS[url] = cached
+    return cached[1]

@@ -110,6 +110,15 @@ def read_parquet(url: str) -> pd.DataFrame:
         return pd.read_parquet(f)
 
 
+def version(url: str) -> str:
+    """What changes when the file at ``url`` is rewritten: its size and modification time (an
+    object store's ETag where it gives one)."""
+    fs, path = _fs(url)
+    info = fs.info(path)
+    tag = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+    return f"{info.get('size')}:{tag}"
+
+
 def size(url: str) -> int:
     fs, path = _fs(url)
     return int(fs.size(path))
