@@ -333,10 +333,16 @@ def _finish(frames: list[pd.DataFrame], v: View) -> pd.DataFrame:
     if not frames:
         out = pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
         out[TS] = pd.Series(dtype="datetime64[ns, UTC]")
+    elif len(frames) == 1:
+        out = frames[0][columns]
     else:
         out = pd.concat(frames, ignore_index=True)[columns]
     types = {f: ("float64" if "delay" in f else "int64") for f in v.features}
-    return out.astype(types).sort_values([TS, v.key], kind="stable").reset_index(drop=True)
+    if any(str(out[c].dtype) != t for c, t in types.items()):
+        out = out.astype(types)
+    if len(out) > 1:
+        out = out.sort_values([TS, v.key], kind="stable")
+    return out.reset_index(drop=True)
 
 
 def _view_rows(

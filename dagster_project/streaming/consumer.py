@@ -31,6 +31,7 @@ from dagster_project.streaming.events import Event, Observation
 from dagster_project.streaming.window_state import WindowState, weather_frame
 
 GROUP = "features"
+PRUNE_EVERY_S = 3600  # drop what no window needs any more once an hour of stream time
 WEATHER_PUSH = f"{aggregates.ORIGIN_WEATHER}_push"
 
 
@@ -92,6 +93,7 @@ class Consumer:
         self.group, self.name, self.batch_size = group, name, batch_size
         self.stats = ConsumerStats()
         self.keep_pushed = keep_pushed
+        self._pruned: float | None = None
 
     def read(self, block_ms: int = 0) -> list[tuple[str, Event]]:
         batch = self.log.read(self.group, self.name, self.batch_size, block_ms)
@@ -159,7 +161,10 @@ class Consumer:
         for view, frame in out.items():
             self._push(aggregates.VIEWS[view].push_source, frame)
         self.state.set_last_emitted(until)
-        self.state.prune(until - aggregates.KEEP_S - aggregates.DAY_S - aggregates.HOP_S)
+        horizon = until - aggregates.KEEP_S - aggregates.DAY_S - aggregates.HOP_S
+        if horizon - (self._pruned or float("-inf")) >= PRUNE_EVERY_S:  # not every boundary
+            self.state.prune(horizon)
+            self._pruned = horizon
         self.stats.last_boundary = pd.Timestamp(until, unit="s", tz="UTC").to_pydatetime()
         return out
 

@@ -375,6 +375,8 @@ class MirroredState:
         self.state = state
         self._rev: float | None = None
         self._kept: dict[str, dict[str, Departure | Observation | Scheduled]] = {}
+        self._frames: dict[str, tuple[int, pd.DataFrame, pd.Series]] = {}
+        self._generation: dict[str, int] = {}  # moves when a kind's events change
 
     def __getattr__(self, name: str) -> Any:  # the clock, locks and the rest: the store's
         return getattr(self.state, name)
@@ -391,6 +393,7 @@ class MirroredState:
         for e in everything:
             self._kept[e.kind][e.event_id] = e
         self._rev = self.state.revision()
+        self._generation = {k: self._generation.get(k, 0) + 1 for k in self._kept}
 
     @staticmethod
     def _as_events(frame: pd.DataFrame, kind: str) -> list[Departure | Scheduled]:
@@ -427,14 +430,18 @@ class MirroredState:
             if isinstance(e, Tick) or (pruned is not None and e.epoch < pruned):
                 continue
             self._kept[e.kind][e.event_id] = e
+            self._generation[e.kind] = self._generation.get(e.kind, 0) + 1
         self._rev = self.state.revision()
 
     def prune(self, before: float) -> None:
         self.sync()
         self.state.prune(before)
-        for table in self._kept.values():
-            for key in [k for k, e in table.items() if e.epoch < before]:
+        for kind, table in self._kept.items():
+            gone = [k for k, e in table.items() if e.epoch < before]
+            for key in gone:
                 del table[key]
+            if gone:
+                self._generation[kind] = self._generation.get(kind, 0) + 1
         self._rev = self.state.revision()
 
     def _since(self, kind: str, since: float) -> list[Any]:
@@ -442,14 +449,29 @@ class MirroredState:
         kept = (e for e in self._kept[kind].values() if e.epoch > since)
         return sorted(kept, key=lambda e: (e.epoch, e.event_id))
 
+    def _frame(self, kind: str, since: float) -> pd.DataFrame:
+        """The kind's events after ``since`` as a frame, built once per revision."""
+        self.sync()
+        cached = self._frames.get(kind)
+        generation = self._generation.get(kind, 0)
+        if cached is None or cached[0] != generation:
+            events = self._since(kind, float("-inf"))
+            build = departures_frame if kind == "departure" else schedule_frame
+            frame = build(events)
+            epochs = pd.Series([e.epoch for e in events], dtype="float64")
+            cached = (generation, frame, epochs)
+            self._frames[kind] = cached
+        _, frame, epochs = cached
+        return frame.loc[(epochs > since).to_numpy()].reset_index(drop=True)
+
     def departures(self, since: float) -> pd.DataFrame:
-        return departures_frame(self._since("departure", since))
+        return self._frame("departure", since)
 
     def observations(self, since: float) -> list[Observation]:
         return self._since("observation", since)
 
     def schedule(self, since: float) -> pd.DataFrame:
-        return schedule_frame(self._since("scheduled", since))
+        return self._frame("scheduled", since)
 
     def reset(self) -> None:
         self.state.reset()
