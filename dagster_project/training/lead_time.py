@@ -69,6 +69,7 @@ def plot(table: pd.DataFrame, title: str, path: Path) -> Path:
     ax.plot(labels, table["roc_auc"], marker="o")
     for x, y in zip(labels, table["roc_auc"], strict=True):
         ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center")
+    ax.margins(y=0.2)  # room for the labels above the points
     ax.set_xlabel("prediction time (before the scheduled departure)")
     ax.set_ylabel("holdout ROC AUC")
     ax.set_title(title)
