@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from dagster_project.definitions import build_definitions
+from dagster_project.orchestration.resources import MonitoringResource
 from dagster_project.platform.settings import Paths
 from dagster_project.replay import replay
 from tests.conftest import free_port
@@ -20,7 +21,13 @@ pytestmark = pytest.mark.slow
 
 def test_half_a_year_of_replay(tmp_path):
     paths = Paths(tmp_path / "mlops")
-    defs = build_definitions(paths, free_port())
+    monitor = MonitoringResource(
+        prediction_log=paths.prediction_log_url,
+        folder=paths.monitoring_url,
+        retrain_feature_service="flight_delay_v1",  # the daily clock scores at the day's start
+        retrain_prediction_time="day_start",
+    )
+    defs = build_definitions(paths, free_port(), {"monitor": monitor})
     result = replay(
         defs,
         dg.DagsterInstance.ephemeral(),
@@ -28,6 +35,7 @@ def test_half_a_year_of_replay(tmp_path):
         date(2013, 7, 1),
         date(2013, 12, 31),
         progress=False,
+        clock="daily",
     )
     assert result.days == 184
     figures = result.figures

@@ -57,6 +57,9 @@ def replayed(tmp_path_factory):
         retrain_holdout_days=3,
         retrain_validation_days=3,
         retrain_trials=1,
+        # the daily clock scores at the day's start: v1 models
+        retrain_feature_service="flight_delay_v1",
+        retrain_prediction_time="day_start",
     )
     defs = build_definitions(paths, free_port(), {"monitor": monitor})
     import dagster as dg
@@ -80,7 +83,9 @@ def replayed(tmp_path_factory):
         ),
     )
     instance = dg.DagsterInstance.ephemeral()
-    result = replay(defs, instance, paths, START, END, trials=1, land=False, progress=False)
+    result = replay(
+        defs, instance, paths, START, END, trials=1, land=False, progress=False, clock="daily"
+    )
     return paths, instance, result
 
 

@@ -1,6 +1,7 @@
 """Retraining rules: breaches, drift, new labels, cooldown, the sliding window."""
 
 import dataclasses
+
 import pandas as pd
 
 from dagster_project.defs.run_config import retrain_run_config
