@@ -509,7 +509,7 @@ def test_a_malformed_entry_in_the_log_stops_the_consumer_before_it_acknowledges(
     live.log.publish([_dep("ok", B, 1.0)])
     with live.log.path.open("a") as fh:
         fh.write(json.dumps({"kind": "departure", "event_id": "bad", "origin": "EWR"}) + "\n")
-    with pytest.raises(ValueError, match="malformed event.*'(dep_delay|departed_at)'"):
+    with pytest.raises(ValueError, match=r"malformed event.*'(dep_delay|departed_at)'"):
         live.worker.run(idle_exit_s=0, block_ms=0)
     assert live.log.committed(consumer.GROUP) == 0  # nothing acknowledged, nothing skipped
     assert live.worker.state.max_seen() is None  # and nothing of the batch kept
