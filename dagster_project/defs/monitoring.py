@@ -321,17 +321,106 @@ def _calibration_image(day: str, quality: dict) -> dict[str, dg.MetadataValue]:
     }
 
 
+def _jsonable(value: Any) -> Any:
+    """Metadata-ready JSON: floats rounded, NaN as null."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return None if value != value else round(value, 5)
+    return value
+
+
 @compute_asset(
     group_name="monitoring",
-    ins={"days": dg.AssetIn("prediction_quality")},
+    partitions_def=daily_2013,
+    # the day's offline rows must be written before they are compared
+    deps=[dg.AssetKey(t) for t in FEATURE_UPSTREAM if t != "plane_specs"],
+    kinds={"feast", "pandas"},
+    owners=ML_OWNERS,
+    code_version=code_version(skew),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_skew",
+            asset="feature_skew",
+            description="Every feature the endpoint served equals the offline store's value for "
+            "the same flight and as-of time.",
+        )
+    ],
+)
+def feature_skew(
+    context: dg.AssetExecutionContext, feast: FeastResource, monitor: MonitoringResource
+) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
+    """Training/serving skew of the day's predictions: each logged feature vector against the
+    row the offline store builds for the same flight, FeatureService and as-of time."""
+    day = context.partition_key
+    records = monitor.predictions().read_day(day)
+    result = skew.measure(records, feast.client().historical_features)
+    table = result.table()
+    worst = table.sort_values("differing", ascending=False).head(3)
+    context.log.info(
+        f"{day}: {result.predictions} predictions, {result.differing} of {result.cells} "
+        f"feature cells differ from the offline store"
+    )
+    row = {
+        "day": day,
+        "predictions": result.predictions,
+        "cells": result.cells,
+        "differing": result.differing,
+        "share": result.share,
+        "features_differing": ", ".join(worst.loc[worst["differing"] > 0, "feature"]),
+        PARTITION: day,
+    }
+    yield dg.Output(
+        pd.DataFrame([row]),
+        metadata={
+            "day": day,
+            "predictions_compared": dg.MetadataValue.int(result.predictions),
+            "cells": dg.MetadataValue.int(result.cells),
+            "cells_differing": dg.MetadataValue.int(result.differing),
+            "share_differing": dg.MetadataValue.float(result.share),
+            "by_feature": dg.MetadataValue.md(
+                str(table.to_markdown(index=False, floatfmt=".4f")) if len(table) else "-"
+            ),
+            "examples": dg.MetadataValue.json(result.examples),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="no_skew",
+        passed=result.differing == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{result.differing} of {result.cells} served feature cells differ",
+        metadata={"cells_differing": dg.MetadataValue.int(result.differing)},
+    )
+
+
+@compute_asset(
+    group_name="monitoring",
+    ins={
+        "days": dg.AssetIn("prediction_quality"),
+        # the days with predictions that logged their as-of time (no file: no skew column)
+        "skews": dg.AssetIn("feature_skew"),
+    },
     kinds={"html"},
     owners=ML_OWNERS,
     code_version=code_version(report, outcomes, retraining),
     automation_condition=dg.AutomationCondition.eager(),
 )
-def monitoring_report(days: pd.DataFrame, monitor: MonitoringResource) -> dg.MaterializeResult:
+def monitoring_report(
+    days: pd.DataFrame, skews: pd.DataFrame, monitor: MonitoringResource
+) -> dg.MaterializeResult:
     """One HTML page over the state folder's last replay: quality (served vs frozen) and drift
-    over time, alarms judged against outcomes, retraining events marked."""
+    over time, alarms judged against outcomes, retraining events marked, and each day's
+    training/serving skew."""
+    if len(skews):
+        days = days.merge(
+            skews[["day", "cells", "differing"]].rename(
+                columns={"cells": "skew_cells", "differing": "skew_differing"}
+            ),
+            on="day",
+            how="left",
+        )
     history = days.sort_values("day").reset_index(drop=True)
     records = retraining.read_retrains(monitor.retrains_url)
     replay = retraining.read_replay(monitor.replay_url)
@@ -374,69 +463,6 @@ def monitoring_report(days: pd.DataFrame, monitor: MonitoringResource) -> dg.Mat
             "replay": replay.replay_id if replay else "none",
             "figures": dg.MetadataValue.json(_jsonable(figures)),
         }
-    )
-
-
-def _jsonable(value: Any) -> Any:
-    """Metadata-ready JSON: floats rounded, NaN as null."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return None if value != value else round(value, 5)
-    return value
-
-
-@compute_asset(
-    group_name="monitoring",
-    partitions_def=daily_2013,
-    # the day's offline rows must be written before they are compared
-    deps=[dg.AssetKey(t) for t in FEATURE_UPSTREAM if t != "plane_specs"],
-    kinds={"feast", "pandas"},
-    owners=ML_OWNERS,
-    code_version=code_version(skew),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "no_skew",
-            asset="feature_skew",
-            description="Every feature the endpoint served equals the offline store's value for "
-            "the same flight and as-of time.",
-        )
-    ],
-)
-def feature_skew(
-    context: dg.AssetExecutionContext, feast: FeastResource, monitor: MonitoringResource
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """Training/serving skew of the day's predictions: each logged feature vector against the
-    row the offline store builds for the same flight, FeatureService and as-of time."""
-    day = context.partition_key
-    records = monitor.predictions().read_day(day)
-    result = skew.measure(records, feast.client().historical_features)
-    table = result.table()
-    context.log.info(
-        f"{day}: {result.predictions} predictions, {result.differing} of {result.cells} "
-        f"feature cells differ from the offline store"
-    )
-    yield dg.MaterializeResult(
-        metadata={
-            "day": day,
-            "predictions_compared": dg.MetadataValue.int(result.predictions),
-            "cells": dg.MetadataValue.int(result.cells),
-            "cells_differing": dg.MetadataValue.int(result.differing),
-            "share_differing": dg.MetadataValue.float(result.share),
-            "by_feature": dg.MetadataValue.md(
-                str(table.to_markdown(index=False, floatfmt=".4f")) if len(table) else "-"
-            ),
-            "examples": dg.MetadataValue.json(result.examples),
-        }
-    )
-    yield dg.AssetCheckResult(
-        check_name="no_skew",
-        passed=result.differing == 0,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=f"{result.differing} of {result.cells} served feature cells differ",
-        metadata={"cells_differing": dg.MetadataValue.int(result.differing)},
     )
 
 

@@ -559,6 +559,17 @@ def assess(
     return outcomes.assess(_history_frame(history), events, thresholds or Thresholds())
 
 
+def _skew_cell(row: Any) -> str:
+    """The day's training/serving skew: cells of served feature vectors that differ from the
+    offline store's rows (`feature_skew`), of all compared; blank where it was not measured."""
+    cells = getattr(row, "skew_cells", None)
+    differing = getattr(row, "skew_differing", None)
+    if cells is None or cells != cells or differing is None or differing != differing:
+        return '<td class="text"></td>'
+    bad = ' class="bad"' if differing else ""
+    return f"<td{bad}>{int(differing):,} of {int(cells):,}</td>"
+
+
 def render_report(
     history: pd.DataFrame,
     retrains: list[dict[str, Any]],
@@ -660,6 +671,7 @@ def render_report(
             f"{_cell(ece, bad=ece is not None and ece > t.calibration_error_max)}"
             f"{_cell(max_psi, bad=max_psi is not None and max_psi >= t.psi_error)}"
             f"{_cell(row.drift_score, bad=bool(row.calibrated_alarm), digits=2)}"
+            f"{_skew_cell(row)}"
             f'<td class="text">{_e("; ".join(notes))}</td>'
             "</tr>"
         )
@@ -668,7 +680,9 @@ def render_report(
             "<table><tr><th>day</th><th>model version</th><th>volume</th>"
             "<th>delayed share</th><th>predicted delayed share</th><th>ROC AUC</th>"
             "<th>frozen ROC AUC</th><th>Brier</th><th>calibration error</th><th>max PSI</th>"
-            "<th>drifted importance</th><th>events</th></tr>" + "".join(daily_rows) + "</table>"
+            "<th>drifted importance</th><th>skew (cells differing)</th><th>events</th></tr>"
+            + "".join(daily_rows)
+            + "</table>"
         )
         if daily_rows
         else '<p class="empty">no monitored days yet</p>'
