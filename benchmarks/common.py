@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dagster_project.features import engineering
+from dagster_project.features import aggregates, engineering, feast_objects
 from dagster_project.ingestion import cleaning, sources
 
 PACKAGES = (
@@ -169,33 +169,43 @@ def replicate(
 def feature_tables(
     flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame
 ) -> dict[str, pd.DataFrame]:
-    """The four offline tables of `flight_delay_v1` (what the feature assets write)."""
+    """Every offline table of the FeatureServices (what the feature assets write): the four
+    daily/hourly tables of `flight_delay_v1` and the departure-stream views of
+    `flight_delay_v2` (their batch path, :func:`aggregates.batch_tables`)."""
     return {
         "origin_weather": engineering.origin_weather(weather),
         "carrier_delay_stats": engineering.carrier_delay_stats(flights),
         "route_delay_stats": engineering.route_delay_stats(flights),
         "plane_specs": engineering.plane_specs(planes),
+        **aggregates.batch_tables(flights),
     }
 
 
 # --------------------------------------------------------------------------- PIT join floor
-# view -> (entity join key, ttl); the same as feature_repo/definitions.py (checked by the suite
-# against Feast's output, cell by cell).
-VIEWS = {
-    "origin_weather": ("origin", pd.Timedelta(hours=3)),
-    "carrier_delay_stats": ("carrier", pd.Timedelta(days=2)),
-    "route_delay_stats": ("route", pd.Timedelta(days=2)),
-    "plane_specs": ("tailnum", None),
-}
+def service_views(service: str) -> dict[str, tuple[str, pd.Timedelta | None]]:
+    """View -> (entity join key, ttl or None) of a FeatureService, read from the platform's
+    Feast objects (the floor joins exactly what the store joins)."""
+    objects = feast_objects.build("unused")
+    keys = {e.name: e.join_key for e in objects.entities}
+    (found,) = (s for s in objects.services if s.name == service)
+    used = {p.name for p in found.feature_view_projections}
+    return {
+        v.name: (keys[v.entities[0]], pd.Timedelta(v.ttl) if v.ttl else None)
+        for v in objects.views
+        if v.name in used
+    }
 
 
-def merge_asof_join(entities: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Point-in-time join by hand: per view, the latest row with ``event_timestamp`` at or
-    before the entity's, no older than the view's ttl; plus the request-time features."""
+def merge_asof_join(
+    entities: pd.DataFrame, tables: dict[str, pd.DataFrame], service: str
+) -> pd.DataFrame:
+    """Point-in-time join by hand: per view of ``service``, the latest row with
+    ``event_timestamp`` at or before the entity's, no older than the view's ttl; plus the
+    request-time features."""
     ts = engineering.TS
     out = entities.sort_values(ts, kind="stable")
     out[ts] = out[ts].astype("datetime64[ns, UTC]")
-    for name, (key, ttl) in VIEWS.items():
+    for name, (key, ttl) in service_views(service).items():
         right = tables[name].rename(columns={ts: f"_{name}_ts"})
         right[f"_{name}_ts"] = right[f"_{name}_ts"].astype(out[ts].dtype)
         right[key] = right[key].astype(str)

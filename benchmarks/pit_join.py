@@ -143,7 +143,9 @@ def run(start: str, end: str, scales: list[int], repeat: int, feast: bool = True
                             lambda c=clients, e=entities: c["asof"].historical_features(
                                 e, FEATURE_SERVICE
                             ),
-                            lambda e=entities, t=tables: common.merge_asof_join(e, t),
+                            lambda e=entities, t=tables: common.merge_asof_join(
+                                e, t, FEATURE_SERVICE
+                            ),
                         ),
                         "feast": clients["feast"] if feast and scale == 1 else None,
                         "entities": entities,

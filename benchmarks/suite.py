@@ -314,16 +314,17 @@ def pit_join(report: Report, state: State, sizes: Sizes) -> None:
     client = _client(state.paths)
     entities = engineering.training_entities(state.flights)
     tables = {
-        name: pd.read_parquet(f"{state.paths.features_url}/{name}.parquet") for name in common.VIEWS
+        name: pd.read_parquet(f"{state.paths.features_url}/{name}.parquet")
+        for name in common.service_views(SERVICE)
     }
     # the warm-up runs give the two results compared cell by cell
     joined = client.historical_features(entities, SERVICE)
-    floor = common.merge_asof_join(entities, tables)
+    floor = common.merge_asof_join(entities, tables, SERVICE)
     feast_times = common.repeat(
         lambda: client.historical_features(entities, SERVICE), sizes.repeat, warmup=0
     )
     floor_times = common.repeat(
-        lambda: common.merge_asof_join(entities, tables), sizes.repeat, warmup=0
+        lambda: common.merge_asof_join(entities, tables, SERVICE), sizes.repeat, warmup=0
     )
     cols = [c for c in floor.columns if c not in entities.columns]
     bad = common.mismatched_cells(joined, floor, cols)
@@ -864,7 +865,7 @@ def scaling(report: Report, state: State, sizes: Sizes) -> None:
             )
         m = common.median(
             common.repeat(
-                functools.partial(common.merge_asof_join, entities, tables),
+                functools.partial(common.merge_asof_join, entities, tables, SERVICE),
                 sizes.scale_repeat,
                 warmup=0,
             )

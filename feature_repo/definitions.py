@@ -2,6 +2,9 @@
 module-level objects below. They are the platform's own (:mod:`dagster_project.features.feast_objects`),
 with offline sources in the current tier's lake (``$MLOPS_HOME/lake/features`` on ``local``).
 This module imports the product; the product never imports it.
+
+The globals are generated from :func:`build` (one per object, named ``<name>_<kind>``), so a
+view, entity or service added there reaches the CLI without an edit here.
 """
 
 from __future__ import annotations
@@ -11,14 +14,12 @@ from dagster_project.platform import settings
 
 # Module-level objects for the `feast` CLI (it only looks at module globals).
 _objects = build(settings.paths().features_url)
-origin_entity, carrier_entity, route_entity, plane_entity = _objects.entities
-(
-    origin_weather_source,
-    carrier_delay_stats_source,
-    route_delay_stats_source,
-    plane_specs_source,
-    origin_traffic_push,
-) = _objects.sources
-origin_weather, carrier_delay_stats, route_delay_stats, plane_specs, origin_traffic = _objects.views
-(flight_request_time,) = _objects.on_demand_views
-flight_delay_v1, origin_traffic_v1 = _objects.services
+for _kind, _group in (
+    ("entity", _objects.entities),
+    ("source", _objects.sources),
+    ("view", _objects.views),
+    ("on_demand_view", _objects.on_demand_views),
+    ("service", _objects.services),
+):
+    for _obj in _group:
+        globals()[f"{_obj.name}_{_kind}"] = _obj

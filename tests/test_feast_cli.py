@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dagster_project.features.feast_objects import build
 from tests.paths import FEATURE_REPO
 
 
@@ -32,13 +33,10 @@ def test_feast_apply_and_list(tmp_path):
     applied = _feast(repo, "apply")
     assert "flight_delay_v1" in applied
     views = _feast(repo, "feature-views", "list")
-    for name in (
-        "origin_weather",
-        "carrier_delay_stats",
-        "route_delay_stats",
-        "plane_specs",
-        "flight_request_time",
-    ):
-        assert name in views
-    assert "flight_delay_v1" in _feast(repo, "feature-services", "list")
+    objects = build(str(tmp_path / "features"))
+    for view in [*objects.views, *objects.on_demand_views]:
+        assert view.name in views
+    services = _feast(repo, "feature-services", "list")
+    for service in objects.services:
+        assert service.name in services
     assert (tmp_path / ".mlops" / "feast" / "registry.db").exists()

@@ -11,6 +11,7 @@ from dagster_project.defs.sensors import (
     quality_breach_sensor,
     weekly_retrain_schedule,
 )
+from dagster_project.platform import names
 from dagster_project.monitoring import retraining
 from dagster_project.orchestration.resources import MonitoringResource
 
@@ -67,7 +68,13 @@ def test_a_breach_requests_exactly_one_run_and_the_cursor_stops_a_second(monitor
         assert "0.58" in request.tags[retraining.TAG_REASON]
         assert float(request.tags[retraining.TAG_BREACH_AT]) > 0
         window = request.run_config["ops"]["training_set"]["config"]
-        assert window == {"start_date": "2013-05-04", "end_date": "2013-07-02"}
+        assert window == {
+            "start_date": "2013-05-04",
+            "end_date": "2013-07-02",
+            "feature_service": names.FEATURE_SERVICE,
+            "prediction_time": "lead",
+            "prediction_lead_minutes": 60,
+        }
         assert json.loads(result.cursor) == {"last_day": "2013-07-02"}
         again = _tick(quality_breach_sensor, instance, monitor, cursor=result.cursor)
         assert not again.run_requests

@@ -277,7 +277,7 @@ class FeatureStoreClient:
             if as_of is not None and ttl:
                 for i, k in enumerate(keys):
                     ts = stamps[k]
-                    if ts is not None and _utc(ts) < as_of[i] - ttl:
+                    if ts is not None and as_of[i] - _utc(ts) > ttl:  # no overflow near year 1
                         for name in read.features:
                             out[name][i] = None
         if plan.request_features and rows:

@@ -32,6 +32,9 @@ from dagster_project.serving.schemas import (
 from dagster_project.training.preprocess import CATEGORICAL, UNKNOWN
 
 log = logging.getLogger("flight_delay.serving")
+# An hour before a departure in the first hour of year 1 is not a datetime: such a (valid,
+# if odd) request is answered as of the earliest time there is.
+_EARLIEST = int(datetime(1, 1, 1, tzinfo=UTC).timestamp())
 
 
 def settle_heap() -> None:
@@ -134,7 +137,7 @@ class Predictor:
             raise HTTPException(503, f"no model to serve: {self.holder.error}")
         rows = [entity_row(f) for f in flights]
         when = current.info.prediction_time
-        as_of = [as_of_epoch(when, r["sched_dep_epoch_s"]) for r in rows]
+        as_of = [max(as_of_epoch(when, r["sched_dep_epoch_s"]), _EARLIEST) for r in rows]
         try:
             started = time.perf_counter()
             online = self.feast().online_lookup(

@@ -30,8 +30,17 @@ def test_asset_graph_shows_every_group_and_the_catalog_every_asset(dagster_ui, p
     shot("dagster-asset-graph")
 
     # one group opened: its assets as nodes with their kinds, the neighbours at the edges
+    # (a tall page: the graph renders only the nodes in view)
+    page.set_viewport_size({"width": 1400, "height": 2400})
     page.goto(f"{dagster_ui.url}/locations/flight_mlops/asset-groups/features/lineage")
-    for name in ("origin_weather", "carrier_delay_stats", "feast_definitions", "training_set"):
+    for name in (
+        "origin_weather",
+        "carrier_delay_stats",
+        "origin_traffic",
+        "plane_today",
+        "feast_definitions",
+        "training_set",
+    ):
         page.get_by_text(name, exact=True).first.wait_for()
     page.get_by_text("Loading", exact=False).first.wait_for(state="hidden")
     shot("dagster-features-group")

@@ -33,6 +33,7 @@ def test_training_run_records_usage_and_cost_per_step(spine, first_model, capsys
         "training_set",
         "flight_delay_model",
         "deployed_endpoint",
+        "lead_time_evaluation",
         "total",
     ]
     with capsys.disabled():  # the table the demo prints, in the test log

@@ -39,7 +39,8 @@ def test_first_model_is_registered_with_lineage_and_becomes_champion(spine, firs
         assert champion.tags.get(tag), f"model version lacks lineage tag {tag}"
     assert champion.tags[tracking.TAG_DAGSTER_RUN] == first_model.run_id
     assert champion.tags[tracking.TAG_PARTITIONS] == "2013-01-01..2013-01-21"
-    assert champion.tags[tracking.TAG_FEATURE_SERVICE] == "flight_delay_v1"
+    assert champion.tags[tracking.TAG_FEATURE_SERVICE] == names.FEATURE_SERVICE == "flight_delay_v2"
+    assert champion.tags[tracking.TAG_PREDICTION_TIME] == "lead_60"
     training_set = storage.read_parquet(f"{spine.paths.lake_url}/training_set.parquet")
     assert champion.tags[tracking.TAG_DATA_HASH] == tracking.frame_hash(training_set)
     assert champion.tags["promotion_decision"] == "promoted"
@@ -59,7 +60,7 @@ def test_training_run_logs_metrics_plots_model_and_nested_trials(spine, first_mo
     artifacts = {a.path for a in registry.client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/holdout.json", "evaluation/validation.json"} <= artifacts
     plots = [a.path for a in registry.client.list_artifacts(run.info.run_id, "plots")]
-    assert plots == ["plots/holdout_evaluation.png"]
+    assert sorted(plots) == ["plots/auc_by_lead_time.png", "plots/holdout_evaluation.png"]
     holdout = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/evaluation/holdout.json")
     assert set(holdout["confusion_matrix"]) == {"tn", "fp", "fn", "tp"}
     assert holdout["calibration_curve"]

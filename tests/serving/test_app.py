@@ -31,6 +31,10 @@ def client(config):
         yield c
 
 
+# A flight inside the spine's days (the online store holds rows up to 2013-01-21).
+IN_SPINE = EXAMPLE_FLIGHT | {"scheduled_departure": "2013-01-20T08:00:00"}
+
+
 def _log_lines(config: ServingConfig) -> list[dict]:
     files = sorted(Path(config.prediction_log).glob("*.jsonl"))
     return [json.loads(line) for f in files for line in f.read_text().splitlines()]
@@ -38,7 +42,7 @@ def _log_lines(config: ServingConfig) -> list[dict]:
 
 def test_valid_request_returns_probability_decision_version_and_features(client, config):
     before = len(_log_lines(config))
-    r = client.post("/predict", json=EXAMPLE_FLIGHT | {"flight_id": "UA1545"})
+    r = client.post("/predict", json=IN_SPINE | {"flight_id": "UA1545"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert 0 < body["probability"] < 1
@@ -53,8 +57,17 @@ def test_valid_request_returns_probability_decision_version_and_features(client,
     logged = _log_lines(config)
     assert len(logged) == before + 1
     assert logged[-1]["flight"]["flight_id"] == "UA1545"
-    assert logged[-1]["scheduled_date"] == "2013-08-01"
+    assert logged[-1]["scheduled_date"] == "2013-01-20"
     assert logged[-1]["probability"] == body["probability"]
+
+
+def test_rows_older_than_their_ttl_are_missing_and_said_so(client):
+    """August, months after the store's last rows: the daily views are past their TTL, so the
+    values are missing (as the offline point-in-time join leaves them), and the reply says why."""
+    body = client.post("/predict", json=EXAMPLE_FLIGHT).json()
+    assert body["fallback"] is True
+    assert "carrier_departures_7d" in body["missing_features"]
+    assert any("older than the view's TTL" in f for f in body["fallbacks"])
 
 
 def test_batch(client, config):
