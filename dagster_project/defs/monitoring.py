@@ -16,6 +16,7 @@ from dagster_project.defs.features import FEATURE_UPSTREAM
 from dagster_project.ingestion.landing import PARTITION
 from dagster_project.monitoring import drift, measures, outcomes, plots, report, retraining, skew
 from dagster_project.orchestration.compute_asset import compute_asset
+from dagster_project.orchestration.io_managers import ALLOW_NONE
 from dagster_project.orchestration.metadata import ML_OWNERS, code_version, image
 from dagster_project.orchestration.partitions import daily_2013
 from dagster_project.orchestration.resources import (
@@ -400,7 +401,7 @@ def feature_skew(
     ins={
         "days": dg.AssetIn("prediction_quality"),
         # the days with predictions that logged their as-of time (no file: no skew column)
-        "skews": dg.AssetIn("feature_skew"),
+        "skews": dg.AssetIn("feature_skew", metadata={ALLOW_NONE: True}),
     },
     kinds={"html"},
     owners=ML_OWNERS,

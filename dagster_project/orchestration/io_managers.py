@@ -6,6 +6,10 @@ import pandas as pd
 from dagster_project.ingestion.landing import PARTITION
 from dagster_project.platform import storage
 
+# Input metadata: an input that may have no partition yet (an empty frame instead of a failure),
+# e.g. the report's skew column before any replay logged its as-of times.
+ALLOW_NONE = "allow_no_partition"
+
 
 class LakeIOManager(dg.ConfigurableIOManager):
     """Stores DataFrames as ``<base_url>/<asset>/<partition>.parquet`` (or ``<asset>.parquet``).
@@ -45,6 +49,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
             if u.rsplit("/", 1)[-1].removesuffix(".parquet") in wanted
         ]
         if not found:
+            if context.definition_metadata.get(ALLOW_NONE):
+                context.log.info(f"{name}: no partition materialized yet (an empty frame)")
+                return pd.DataFrame()
             raise dg.Failure(
                 f"{name}: none of the {len(wanted)} requested partitions is materialized"
             )

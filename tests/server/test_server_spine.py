@@ -127,7 +127,9 @@ def test_spine_runs_on_postgres_redis_and_s3(server_tier, monkeypatch):
     config = ServingConfig.from_env()
     assert config.prediction_log == paths.prediction_log_url
     with TestClient(create_app(config)) as client:
-        flight = EXAMPLE_FLIGHT | {"scheduled_departure": "2013-01-15T09:30:00"}
+        # scored an hour before departure: 23:45 on the last materialized day, within the
+        # weather's (3 h) and the traffic's (2 h) TTL of the online store's latest rows
+        flight = EXAMPLE_FLIGHT | {"scheduled_departure": "2013-01-15T00:45:00"}
         assert client.post("/predict", json=flight).status_code == 401
         auth = {"Authorization": "Bearer spine-token"}
         r = client.post("/predict", json=flight, headers=auth)
