@@ -11,9 +11,9 @@ from dagster_project.defs.sensors import (
     quality_breach_sensor,
     weekly_retrain_schedule,
 )
-from dagster_project.platform import names
 from dagster_project.monitoring import retraining
 from dagster_project.orchestration.resources import MonitoringResource
+from dagster_project.platform import names
 
 
 @pytest.fixture
