@@ -127,8 +127,9 @@ DAY ?= 2013-01-05
 SERVICES := RUN_DIR=$(RUN_DIR) PY=$(CURDIR)/$(BIN)/python bash infra/local/services.sh
 # Airflow 3 standalone (api-server, scheduler, dag-processor, triggerer): DAGs from airflow_dags/,
 # no examples, no login (every local user is admin), the Dagster connection preconfigured.
-# The triggerer runs the deferred Dagster waits; it imports dagster_trigger.trigger by classpath,
-# hence the DAGs folder on PYTHONPATH. MLOPS_CLOCK_OFFSET_DAYS (the simulated clock, default 0:
+# A task's calls to the execution API wait 30 s, not 5 (on a busy 2-core laptop, a task started
+# while the API server is still warming up timed out). The triggerer runs the deferred Dagster
+# waits; it imports dagster_trigger.trigger by classpath, hence the DAGs folder on PYTHONPATH. MLOPS_CLOCK_OFFSET_DAYS (the simulated clock, default 0:
 # scheduled runs for today's date are skipped) passes through: see docs/airflow.md.
 AIRFLOW_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" \
 	PYTHONPATH="$(CURDIR)/airflow_dags$${PYTHONPATH:+:$$PYTHONPATH}" \
@@ -142,6 +143,7 @@ AIRFLOW_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" \
 	AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
 	AIRFLOW__API__BASE_URL=http://127.0.0.1:$(AIRFLOW_PORT) \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
+	AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT=30 \
 	AIRFLOW_CONN_DAGSTER_DEFAULT='{"conn_type": "http", "host": "127.0.0.1", "port": $(DAGSTER_PORT)}'
 ARGS ?= dags list
 .PHONY: down airflow airflow-env airflow-trigger feast-registry

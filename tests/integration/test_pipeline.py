@@ -240,15 +240,23 @@ def _corrupt_bytes(raw: bytes, kind: str) -> bytes:
 
 
 BYTE_CASES = [
-    # kind, the words the failure must contain (column, rule), whether raw_flights was read
+    # kind, the words the failure must contain (column, rule), whether raw_flights was read;
+    # each case is a full run (about 18 s): half of them in the default suite, all with -m slow
     ("truncated", ["complete_last_row", "truncated"], False),
-    ("wrong_delimiter", ["csv_delimiter", "';'"], False),
-    ("header_only", ["at_least_one_row", "no data rows"], False),
+    pytest.param("wrong_delimiter", ["csv_delimiter", "';'"], False, marks=pytest.mark.slow),
+    pytest.param(
+        "header_only", ["at_least_one_row", "no data rows"], False, marks=pytest.mark.slow
+    ),
     ("non_utf8", ["not valid UTF-8", "at byte"], False),
-    ("zero_bytes", ["file is empty"], False),
+    pytest.param("zero_bytes", ["file is empty"], False, marks=pytest.mark.slow),
     ("extra_column", ["unexpected gate_code", "expect_table_columns_to_match_set"], True),
     ("renamed_column", ["missing tailnum", "unexpected tail_number"], True),
-    ("hundred_times", ["(row count)", "expect_table_row_count_to_be_between"], True),
+    pytest.param(
+        "hundred_times",
+        ["(row count)", "expect_table_row_count_to_be_between"],
+        True,
+        marks=pytest.mark.slow,
+    ),
 ]
 
 

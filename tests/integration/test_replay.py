@@ -89,6 +89,7 @@ def replayed(tmp_path_factory):
     return paths, instance, result
 
 
+@pytest.mark.slow  # the replay fixture: about 3 minutes (make test-slow)
 def test_planted_drift_triggers_a_gated_retrain(replayed):
     paths, instance, result = replayed
     assert result.days == 6
@@ -109,6 +110,7 @@ def test_planted_drift_triggers_a_gated_retrain(replayed):
     assert run.tags["dagster/run_key"].startswith("drift:")
 
 
+@pytest.mark.slow  # the replay fixture: about 3 minutes (make test-slow)
 def test_a_promoted_retrain_is_what_the_endpoint_serves_next(replayed):
     paths, _, _ = replayed
     replay_id = retraining.read_replay(paths.monitoring_dir / "replay.json").replay_id
@@ -130,6 +132,7 @@ def test_a_promoted_retrain_is_what_the_endpoint_serves_next(replayed):
         assert served == {champion.version}
 
 
+@pytest.mark.slow  # the replay fixture: about 3 minutes (make test-slow)
 def test_monitoring_outputs_and_report(replayed):
     paths, instance, result = replayed
     for day in ("2013-01-25", "2013-01-30"):
@@ -163,6 +166,7 @@ def _days(paths: Paths) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(f) for f in found], ignore_index=True).set_index("day")
 
 
+@pytest.mark.slow  # the replay fixture: about 3 minutes (make test-slow)
 def test_the_planted_weather_is_served_and_beyond_its_calibrated_bars(replayed):
     paths, instance, _ = replayed
     days = _days(paths)
@@ -184,6 +188,7 @@ def test_the_planted_weather_is_served_and_beyond_its_calibrated_bars(replayed):
     assert "calibrated bars" in meta["drift_reason"].value
 
 
+@pytest.mark.slow  # the replay fixture: about 3 minutes (make test-slow)
 def test_the_frozen_first_champion_shadows_every_judged_day(replayed):
     paths, _, _ = replayed
     registry = tracking.Registry(paths.mlflow_tracking_uri)
@@ -200,6 +205,7 @@ def test_the_frozen_first_champion_shadows_every_judged_day(replayed):
     assert (same["shadow_roc_auc"] - same["roc_auc"]).abs().max() < 1e-9
 
 
+@pytest.mark.slow  # the replay fixture: about 3 minutes (make test-slow)
 def test_the_report_covers_this_replay_only(replayed):
     paths, _, _result = replayed
     record = retraining.read_replay(paths.monitoring_dir / "replay.json")

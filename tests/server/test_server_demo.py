@@ -15,7 +15,8 @@ from dagster_project.platform import settings, storage
 from dagster_project.serving.prediction_log import PostgresPredictionLog, open_log
 from tests.conftest import check_demo_output, free_port
 
-pytestmark = pytest.mark.integration
+# slow: the whole server-tier demo (about 90 s); the server spine test covers the tier by default
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_the_server_tier_demo_runs_to_its_end(server_tier, tmp_path, monkeypatch, capsys):
