@@ -129,8 +129,9 @@ SERVICES := RUN_DIR=$(RUN_DIR) PY=$(CURDIR)/$(BIN)/python bash infra/local/servi
 # no examples, no login (every local user is admin), the Dagster connection preconfigured.
 # A task's calls to the execution API wait 30 s, not 5 (on a busy 2-core laptop, a task started
 # while the API server is still warming up timed out). The triggerer runs the deferred Dagster
-# waits; it imports dagster_trigger.trigger by classpath, hence the DAGs folder on PYTHONPATH. MLOPS_CLOCK_OFFSET_DAYS (the simulated clock, default 0:
-# scheduled runs for today's date are skipped) passes through: see docs/airflow.md.
+# waits; it imports dagster_trigger.trigger by classpath, hence the DAGs folder on PYTHONPATH.
+# MLOPS_CLOCK_OFFSET_DAYS (the simulated clock, default 0: scheduled runs for today's date are
+# skipped) passes through: see docs/airflow.md.
 AIRFLOW_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" \
 	PYTHONPATH="$(CURDIR)/airflow_dags$${PYTHONPATH:+:$$PYTHONPATH}" \
 	AIRFLOW_HOME=$(MLOPS_HOME)/airflow \

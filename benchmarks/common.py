@@ -3,6 +3,7 @@ hand-written point-in-time join that is the floor for Feast's."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -182,17 +183,13 @@ def feature_tables(
 
 
 # --------------------------------------------------------------------------- PIT join floor
+@functools.cache  # built once, outside the floor's timed calls
 def service_views(service: str) -> dict[str, tuple[str, pd.Timedelta | None]]:
     """View -> (entity join key, ttl or None) of a FeatureService, read from the platform's
     Feast objects (the floor joins exactly what the store joins)."""
-    objects = feast_objects.build("unused")
-    keys = {e.name: e.join_key for e in objects.entities}
-    (found,) = (s for s in objects.services if s.name == service)
-    used = {p.name for p in found.feature_view_projections}
     return {
-        v.name: (keys[v.entities[0]], pd.Timedelta(v.ttl) if v.ttl else None)
-        for v in objects.views
-        if v.name in used
+        v.name: (key, pd.Timedelta(v.ttl) if v.ttl else None)
+        for v, key in feast_objects.build("unused").stored_views(service)
     }
 
 

@@ -57,6 +57,14 @@ class FeatureObjects:
     def all(self) -> list:
         return [*self.entities, *self.views, *self.on_demand_views, *self.services]
 
+    def stored_views(self, service: str) -> list[tuple[FeatureView, str]]:
+        """The stored (not on-demand) views of a FeatureService, each with its entity's join
+        key, in the order of :attr:`views`."""
+        keys = {e.name: e.join_key for e in self.entities}
+        (found,) = (s for s in self.services if s.name == service)
+        used = {p.name for p in found.feature_view_projections}
+        return [(v, keys[v.entities[0]]) for v in self.views if v.entities and v.name in used]
+
 
 def offline_table_url(features_url: str, table: str) -> str:
     return f"{features_url.rstrip('/')}/{table}.parquet"

@@ -98,14 +98,10 @@ class Predictor:
         if found is None:
             from dagster_project.features.feast_objects import NOTHING_YET_VIEWS
 
-            objs = self.feast().objects()
-            keys = {e.name: e.join_key for e in objs.entities}
-            service = next(s for s in objs.services if s.name == service_name)
-            used = {p.name for p in service.feature_view_projections}
             found = {
-                v.name: (keys[v.entities[0]], [f.name for f in v.features])
-                for v in objs.views
-                if v.entities and v.name in used and v.name not in NOTHING_YET_VIEWS
+                v.name: (key, [f.name for f in v.features])
+                for v, key in self.feast().objects().stored_views(service_name)
+                if v.name not in NOTHING_YET_VIEWS
             }
             self._view_columns[service_name] = found
         return found
