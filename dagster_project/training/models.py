@@ -30,6 +30,7 @@ from dagster_project.training.preprocess import (
 
 KINDS = ("xgboost", "torch")
 SMALL_BATCH = 4096  # rows below which prediction runs single-threaded
+PREDICT_CHUNK = 65536  # rows per forward pass of the network
 Progress = Callable[[str], None]
 
 
@@ -164,7 +165,7 @@ class TorchModel:
     params: dict[str, Any]
     kind: str = "torch"
 
-    def _tensors(self, df: pd.DataFrame, device: str) -> tuple[Any, Any]:
+    def _tensors(self, df: Inputs, device: str) -> tuple[Any, Any]:
         import torch
 
         codes = torch.as_tensor(self.preprocessor.codes(df), device=device)
@@ -172,18 +173,28 @@ class TorchModel:
         return codes, numbers
 
     def predict_proba(self, df: Inputs) -> np.ndarray:
+        """Probabilities for a frame, or for a request's columns (a mapping of column to
+        values, what the endpoint passes): those go to the preprocessor as they are, without a
+        per-request DataFrame (8 ms of a single-row request's 9, measured)."""
         import torch
 
-        if not isinstance(df, pd.DataFrame):
-            df = pd.DataFrame(dict(df))
         device = next(self.net.parameters()).device.type
-        self.net.eval()
+        if self.net.training:  # (eval() walks every module: not on each request)
+            self.net.eval()
+        n = n_rows(df)
+        if n == 0:
+            return np.zeros(0)
+        chunks = (
+            [df.iloc[start : start + PREDICT_CHUNK] for start in range(0, n, PREDICT_CHUNK)]
+            if isinstance(df, pd.DataFrame)
+            else [df]  # a request: small by the endpoint's body limit
+        )
         out = []
         with torch.inference_mode():
-            for start in range(0, len(df), 65536):
-                codes, numbers = self._tensors(df.iloc[start : start + 65536], device)
+            for chunk in chunks:
+                codes, numbers = self._tensors(chunk, device)
                 out.append(torch.sigmoid(self.net(codes, numbers)).cpu().numpy())
-        return np.concatenate(out).astype("float64") if out else np.zeros(0)
+        return np.concatenate(out).astype("float64")
 
     def save(self, folder: Path) -> None:
         import torch
