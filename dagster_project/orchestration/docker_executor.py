@@ -25,7 +25,10 @@ import dagster as dg
 from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
 from dagster._core.execution.retries import RetryMode
 from dagster._core.executor.step_delegating import StepDelegatingExecutor
-from dagster._core.executor.step_delegating.step_handler.base import StepHandlerContext
+from dagster._core.executor.step_delegating.step_handler.base import (
+    CheckStepHealthResult,
+    StepHandlerContext,
+)
 from dagster_docker.container_context import DockerContainerContext
 from dagster_docker.docker_executor import DockerStepHandler, docker_executor
 
@@ -45,6 +48,24 @@ def _engine(base_url: str | None = None) -> tuple[float, int, bool]:
     client = docker.from_env() if base_url is None else docker.DockerClient(base_url=base_url)
     info = client.info()
     return float(info["NCPU"]), int(info["MemTotal"]), "nvidia" in (info.get("Runtimes") or {})
+
+
+def exit_reason(container: str, state: Mapping[str, Any]) -> str:
+    """Why a step container stopped, from the engine's ``State`` of it."""
+    code = int(state.get("ExitCode") or 0)
+    if state.get("OOMKilled"):
+        why = "killed by the kernel's OOM killer: the step needs more memory than its class gives"
+    elif code == 137:
+        why = "killed by SIGKILL (`docker kill`, or the engine stopping it), not by its own code"
+    elif code == 143:
+        why = "stopped by SIGTERM"
+    elif code > 128:
+        why = f"killed by signal {code - 128}"
+    else:
+        why = "the step process exited with an error before reporting its result"
+    return f"step container {container} exited with code {code}: {why}" + (
+        f" ({state['Error']})" if state.get("Error") else ""
+    )
 
 
 def step_limits(
@@ -105,6 +126,21 @@ class ClassSizedDockerStepHandler(DockerStepHandler):
             container_kwargs={**kwargs, **limits, "labels": labels},
         )
         return super()._create_step_container(client, sized, step_image, step_handler_context)
+
+    def check_step_health(self, step_handler_context: StepHandlerContext) -> CheckStepHealthResult:
+        """dagster-docker's check ("Container status is exited. Return code is 137."), with the
+        container, its exit code's meaning and the engine's OOM verdict in the reason, so a run
+        killed under a step says by what."""
+        result = super().check_step_health(step_handler_context)
+        if result.is_healthy:
+            return result
+        context = self._get_docker_container_context(step_handler_context)
+        name = self._get_container_name(step_handler_context)
+        try:
+            state = self._get_client(context).containers.get(name).attrs["State"]
+        except Exception:  # gone, or the engine does not answer: keep dagster-docker's reason
+            return result
+        return CheckStepHealthResult.unhealthy(exit_reason(name, state))
 
 
 @dg.executor(

@@ -12,12 +12,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import free_port
 from tests.paths import REPO_ROOT
-from tests.server.conftest import s3_endpoint, server_tier, services_up
+from tests.server.conftest import TIER_ENV_CLEARED, s3_endpoint, server_tier, services_up, tier_env
 
 __all__ = ["s3_endpoint", "server_tier", "services_up"]
 
@@ -65,3 +68,60 @@ def image(docker_client: Any) -> str:
         pytest.fail(f"image build failed:\n{built.stderr[-4000:]}", pytrace=False)
     print(f"\n{built.stdout.strip()} ({time.monotonic() - start:.0f} s with the checks)")
     return IMAGE
+
+
+@dataclass(frozen=True)
+class UpTier:
+    """What `make up PROFILE=k8s-docker` started: Dagster's webserver (``url``) over the code
+    server container, with the instance in ``dagster_home`` (PostgreSQL storage)."""
+
+    url: str
+    dagster_home: Path
+    env: dict[str, str]
+
+    def make(self, target: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["make", "--no-print-directory", target, "PROFILE=k8s-docker"],
+            cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def k8s_docker_up(
+    services_up: None, s3_endpoint: str, docker_client: Any, image: str, tmp_path_factory
+) -> Iterator[UpTier]:
+    """`make up PROFILE=k8s-docker` as a user runs it, on a namespace of its own (the machine's
+    PostgreSQL and Redis, the test's S3 server), on free ports; `make down` afterwards, which
+    must leave none of the tier's containers behind. This process gets the same settings, so
+    it reads the tier's instance and lake."""
+    from dagster_project.platform import server
+    from dagster_project.platform.settings import ServerSettings
+
+    mlops = tmp_path_factory.mktemp("k8s_docker") / "mlops"
+    settings = tier_env(mlops, s3_endpoint) | {
+        "MLOPS_PROFILE": "k8s",
+        "MLOPS_EXECUTOR": "docker",
+        "MLOPS_IMAGE": image,
+        "MLOPS_SERVING_PORT": str(free_port()),
+    }
+    ports = {"DAGSTER_PORT": str(free_port()), "CODE_PORT": str(free_port())}
+    env = {k: v for k, v in os.environ.items() if k not in TIER_ENV_CLEARED}
+    env |= settings | ports | {"DAGSTER_HOME": str(mlops / "dagster_home"), "IMAGE": image}
+    tier = UpTier(f"http://127.0.0.1:{ports['DAGSTER_PORT']}", mlops / "dagster_home", env)
+    with pytest.MonkeyPatch.context() as mp:
+        for key in TIER_ENV_CLEARED:
+            mp.delenv(key, raising=False)
+        for key, value in settings.items():
+            mp.setenv(key, value)
+        up = tier.make("up")
+        try:
+            assert up.returncode == 0, f"make up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
+            yield tier
+        finally:
+            down = tier.make("down", timeout=300)
+            left = docker_client.containers.list(
+                all=True, filters={"label": f"{server.TIER_LABEL}=k8s-docker"}
+            )
+            server.drop(ServerSettings.from_env())
+            assert down.returncode == 0, down.stderr[-3000:]
+            assert not left, f"make down left containers: {[c.name for c in left]}"

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from dagster_project.orchestration import compute_asset
-from dagster_project.orchestration.docker_executor import step_limits
+from dagster_project.orchestration.docker_executor import exit_reason, step_limits
 from dagster_project.platform import compute_classes, settings
 
 GIB = 1024**3
@@ -102,3 +102,23 @@ def test_dagster_yaml_launches_runs_in_containers_on_k8s_docker(monkeypatch):
     from dagster_docker import DockerRunLauncher
 
     DockerRunLauncher(**config)
+
+
+@pytest.mark.parametrize(
+    ("state", "words"),
+    [
+        ({"ExitCode": 137, "OOMKilled": False}, "SIGKILL (`docker kill`"),
+        ({"ExitCode": 137, "OOMKilled": True}, "OOM killer"),
+        ({"ExitCode": 143}, "SIGTERM"),
+        ({"ExitCode": 139}, "signal 11"),
+        ({"ExitCode": 1, "Error": "mount failed"}, "exited with an error before reporting"),
+    ],
+)
+def test_a_dead_step_container_says_what_stopped_it(state, words):
+    reason = exit_reason("dagster-step-abc", state)
+    assert reason.startswith(
+        f"step container dagster-step-abc exited with code {state['ExitCode']}"
+    )
+    assert words in reason
+    if "Error" in state:
+        assert "(mount failed)" in reason

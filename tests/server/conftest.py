@@ -51,17 +51,17 @@ def s3_endpoint() -> Iterator[str]:
     moto.stop()
 
 
-@pytest.fixture
-def server_tier(
-    services_up: None, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[ServerSettings]:
-    """MLOPS_PROFILE=server in this process's environment (subprocesses inherit it), with a
-    namespace of its own, prepared (databases, bucket, dagster.yaml) and dropped afterwards."""
-    namespace = f"t{uuid.uuid4().hex[:10]}"
-    env = {
+# Settings a test tier must not inherit from the shell: it names its own stores.
+TIER_ENV_CLEARED = (*SHARED_STATE_ENV, "MLOPS_MLFLOW_TRACKING_URI", "MLOPS_SERVING_URL")
+
+
+def tier_env(mlops_home: Path, s3_endpoint: str) -> dict[str, str]:
+    """The server tier's settings for a namespace of its own (PostgreSQL databases, Redis keys,
+    S3 prefix) on the machine's stores and the test's S3 server."""
+    return {
         "MLOPS_PROFILE": "server",
-        "MLOPS_NAMESPACE": namespace,
-        "MLOPS_HOME": str(tmp_path / "mlops"),
+        "MLOPS_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+        "MLOPS_HOME": str(mlops_home),
         "MLOPS_S3_ENDPOINT_URL": s3_endpoint,
         "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
         "MLOPS_S3_BUCKET": "mlops-test",
@@ -69,9 +69,17 @@ def server_tier(
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    for key, value in env.items():
+
+
+@pytest.fixture
+def server_tier(
+    services_up: None, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ServerSettings]:
+    """MLOPS_PROFILE=server in this process's environment (subprocesses inherit it), with a
+    namespace of its own, prepared (databases, bucket, dagster.yaml) and dropped afterwards."""
+    for key, value in tier_env(tmp_path / "mlops", s3_endpoint).items():
         monkeypatch.setenv(key, value)
-    for key in (*SHARED_STATE_ENV, "MLOPS_MLFLOW_TRACKING_URI", "MLOPS_SERVING_URL"):
+    for key in TIER_ENV_CLEARED:
         monkeypatch.delenv(key, raising=False)
     settings = ServerSettings.from_env()
     server.prepare(settings, tmp_path / "mlops" / "dagster_home")
