@@ -74,9 +74,49 @@ class SoakBounds:
         return out
 
 
+LATENCY_METRIC = "flight_delay_http_request_duration_seconds"
+
+
+def server_buckets(url: str, token: str | None) -> dict[float, float]:
+    """The endpoint's own latency histogram for ``/predict`` (bucket bound in s -> cumulative
+    count), read from its ``/metrics``; empty when that does not answer."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    base = url.rsplit("/predict", 1)[0]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        text = httpx.get(f"{base}/metrics", headers=headers, timeout=10).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != LATENCY_METRIC:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and sample.labels.get("path") == "/predict":
+                le = float(sample.labels["le"])
+                out[le] = out.get(le, 0.0) + sample.value
+    return out
+
+
+def server_quantile_ms(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The bound (ms) of the histogram bucket holding the ``q`` quantile of the requests counted
+    between the two readings: the server's own view of its latency, from arrival to the last
+    byte, without the client's or the kernel's queueing. NaN when nothing was counted."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return float("nan")
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= q * counts[-1]:
+            return bound * 1000
+    return float("inf")
+
+
 def _soak(
     url: str, bodies: list[Any], args: argparse.Namespace, token: str | None, pid: int | None
-) -> loadgen.LoadResult | None:
+) -> tuple[loadgen.LoadResult, dict[str, float]] | None:
     def say(line: str) -> None:
         if not args.json:  # --json: stdout is the one JSON object
             print(line, flush=True)
@@ -87,7 +127,13 @@ def _soak(
         print(f"no successful request during warm-up: {warm.figures()}", file=sys.stderr)
         return None
     say(f"soak: {args.seconds:.0f} s at {args.rate:.0f} req/s")
-    return loadgen.open_loop(url, bodies, args.rate, args.seconds, token, pid, max_in_flight=64)
+    before = server_buckets(url, token)
+    result = loadgen.open_loop(url, bodies, args.rate, args.seconds, token, pid, max_in_flight=64)
+    after = server_buckets(url, token)
+    server = {
+        f"server_p{q}_ms_le": server_quantile_ms(before, after, q / 100) for q in (50, 99)
+    }  # the endpoint's histogram: a bucket bound, "at most"
+    return result, server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         else flight_requests(date.fromisoformat(args.day))
     )
     if args.url:
-        result = _soak(args.url.rstrip("/") + "/predict", bodies, args, token, args.pid)
+        soaked = _soak(args.url.rstrip("/") + "/predict", bodies, args, token, args.pid)
     else:
         port = args.port
         if not port:
@@ -133,12 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         pid = endpoint.start()
         try:
-            result = _soak(f"{endpoint.url}/predict", bodies, args, token, pid)
+            soaked = _soak(f"{endpoint.url}/predict", bodies, args, token, pid)
         finally:
             endpoint.stop()
-    if result is None:
+    if soaked is None:
         return 2
-    figures = result.figures()
+    result, server = soaked
+    figures = result.figures() | server
     problems = SoakBounds().problems(result)
     met = result.sustained and figures["p99_ms"] <= 10 and not problems
     if args.json:

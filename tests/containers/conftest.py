@@ -20,9 +20,9 @@ import pytest
 
 from tests.conftest import free_port
 from tests.paths import REPO_ROOT
-from tests.server.conftest import TIER_ENV_CLEARED, s3_endpoint, server_tier, services_up, tier_env
+from tests.server.conftest import TIER_ENV_CLEARED, s3_endpoint, services_up, tier_env
 
-__all__ = ["s3_endpoint", "server_tier", "services_up"]
+__all__ = ["s3_endpoint", "services_up"]
 
 IMAGE = os.environ.get("MLOPS_IMAGE", "flight-mlops:0.1.0")
 
@@ -108,20 +108,26 @@ def k8s_docker_up(
     env = {k: v for k, v in os.environ.items() if k not in TIER_ENV_CLEARED}
     env |= settings | ports | {"DAGSTER_HOME": str(mlops / "dagster_home"), "IMAGE": image}
     tier = UpTier(f"http://127.0.0.1:{ports['DAGSTER_PORT']}", mlops / "dagster_home", env)
+    label = {"label": f"{server.TIER_LABEL}=k8s-docker"}
+    running = [c.name for c in docker_client.containers.list(all=True, filters=label)]
+    if running:  # its containers have fixed names: `up` would reuse them, `down` remove them
+        pytest.fail(
+            f"a k8s-docker tier is already up on this engine ({running}): "
+            "`make down PROFILE=k8s-docker` first",
+            pytrace=False,
+        )
     with pytest.MonkeyPatch.context() as mp:
         for key in TIER_ENV_CLEARED:
             mp.delenv(key, raising=False)
         for key, value in settings.items():
             mp.setenv(key, value)
-        up = tier.make("up")
         try:
+            up = tier.make("up")
             assert up.returncode == 0, f"make up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
             yield tier
         finally:
             down = tier.make("down", timeout=300)
-            left = docker_client.containers.list(
-                all=True, filters={"label": f"{server.TIER_LABEL}=k8s-docker"}
-            )
+            left = docker_client.containers.list(all=True, filters=label)
             server.drop(ServerSettings.from_env())
             assert down.returncode == 0, down.stderr[-3000:]
             assert not left, f"make down left containers: {[c.name for c in left]}"
