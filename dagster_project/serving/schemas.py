@@ -62,6 +62,18 @@ class Flight(BaseModel):
     distance: float = Field(gt=0, le=10000, description="route distance in miles")
     flight_id: str | None = Field(default=None, max_length=64, description="caller's reference")
 
+    @field_validator("scheduled_departure", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        """The schema says an ISO 8601 string; Pydantic alone would also take a number as Unix
+        seconds (schemathesis: a schema-violating request accepted). A ``datetime`` passes, for
+        callers that build a ``Flight`` in Python."""
+        if isinstance(value, str | datetime):
+            return value
+        raise ValueError(
+            f"scheduled_departure must be an ISO 8601 date-time string, not {type(value).__name__}"
+        )
+
     @field_validator("origin")
     @classmethod
     def _nyc_origin(cls, value: str) -> str:

@@ -89,6 +89,8 @@ def test_batch(client, config):
         ({"origin": "BOS"}, "origin", "unknown origin airport 'BOS'"),
         ({"dest": "XQX"}, "dest", "unknown destination airport 'XQX'"),
         ({"scheduled_departure": "tomorrow"}, "scheduled_departure", "datetime"),
+        # a number is not an ISO 8601 string (Pydantic alone would read Unix seconds)
+        ({"scheduled_departure": 1375358400}, "scheduled_departure", "ISO 8601"),
         ({"seats": 3}, "seats", "Extra inputs"),
     ],
 )
