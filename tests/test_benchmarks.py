@@ -1,13 +1,20 @@
 """Smoke run of the performance suite (`make bench`) at tiny sizes on the session's spine: the
 harness works end to end and every figure is a sane number. Not the targets: those need the
-full-year run on an idle machine."""
+full-year run on an idle machine.
+
+``-m slow`` (62 s in the last clean-clone CI run, which is close to its 30-minute budget): the
+default suite keeps the quick point-in-time join benchmark (tests/features/test_pit_join_bench.py)
+and the 20-second soak of the endpoint."""
 
 import json
 import math
 
+import pytest
+
 from benchmarks import suite
 
 
+@pytest.mark.slow
 def test_suite_runs_and_reports_sane_numbers(spine, first_model, tmp_path):
     sections = ("pit_join", "materialization", "training", "serving", "scaling")
     report = suite.run(suite.SMOKE, tmp_path, home=spine.paths.home, sections=sections)

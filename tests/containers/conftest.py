@@ -8,6 +8,7 @@ No engine: the tests fail in CI (``CI=true``) and are skipped with the reason el
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -98,11 +99,16 @@ def k8s_docker_up(
     from dagster_project.platform.settings import ServerSettings
 
     mlops = tmp_path_factory.mktemp("k8s_docker") / "mlops"
+    serving_port = free_port()
     settings = tier_env(mlops, s3_endpoint) | {
         "MLOPS_PROFILE": "k8s",
         "MLOPS_EXECUTOR": "docker",
         "MLOPS_IMAGE": image,
-        "MLOPS_SERVING_PORT": str(free_port()),
+        "MLOPS_SERVING_PORT": str(serving_port),
+        # what the Makefile would derive: the deployer's Service URL, and the bearer token
+        # the serving container requires on this tier (a throwaway one per test tier)
+        "MLOPS_SERVING_URL": f"http://127.0.0.1:{serving_port}",
+        "MLOPS_SERVING_TOKEN": secrets.token_hex(16),
     }
     ports = {"DAGSTER_PORT": str(free_port()), "CODE_PORT": str(free_port())}
     env = {k: v for k, v in os.environ.items() if k not in TIER_ENV_CLEARED}
