@@ -9,11 +9,13 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from dagster_project.streaming.events import Event, decode
+
+T = TypeVar("T")
 
 
 class EventLog(Protocol):
@@ -67,31 +69,46 @@ class RedisEventLog:
             self.client.xgroup_create(self.key, group, id="0", mkstream=True)
         self._groups.add(group)
 
-    def read(self, group: str, consumer: str, count: int, block_ms: int) -> list[tuple[str, Event]]:
+    def _regrouped(self, group: str, call: Callable[[], T]) -> T:
+        """``call`` with ``group`` in place. A stream reset elsewhere (another process started
+        it over) drops the group this log created: Redis answers NOGROUP, and the group is
+        made again on the new stream instead of failing every later read (NOGROUP; "no such
+        key" for XINFO on the deleted stream)."""
+        import redis
+
         self._group(group)
-        # Own pending entries first (after a restart), then new ones.
-        reply = self.client.xreadgroup(group, consumer, {self.key: "0"}, count=count)
-        entries = reply[0][1] if reply else []
-        if not entries:
+        try:
+            return call()
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc) and "no such key" not in str(exc):
+                raise
+            self._groups.discard(group)
+            self._group(group)
+            return call()
+
+    def read(self, group: str, consumer: str, count: int, block_ms: int) -> list[tuple[str, Event]]:
+        def entries() -> list[Any]:
+            # Own pending entries first (after a restart), then new ones.
+            reply = self.client.xreadgroup(group, consumer, {self.key: "0"}, count=count)
+            if reply and reply[0][1]:
+                return list(reply[0][1])
             reply = self.client.xreadgroup(
                 group, consumer, {self.key: ">"}, count=count, block=block_ms or None
             )
-            entries = reply[0][1] if reply else []
-        return [(_text(i), decode(_decode(f))) for i, f in entries]
+            return list(reply[0][1]) if reply else []
+
+        return [(_text(i), decode(_decode(f))) for i, f in self._regrouped(group, entries)]
 
     def ack(self, group: str, ids: Sequence[str]) -> None:
         if ids:
             self.client.xack(self.key, group, *ids)
 
     def pending(self, group: str) -> int:
-        self._group(group)
-        return int(self.client.xpending(self.key, group)["pending"])
+        return int(self._regrouped(group, lambda: self.client.xpending(self.key, group))["pending"])
 
     def backlog(self, group: str) -> int:
-        self._group(group)
-        info = next(
-            (g for g in self.client.xinfo_groups(self.key) if _text(g["name"]) == group), None
-        )
+        groups = self._regrouped(group, lambda: self.client.xinfo_groups(self.key))
+        info = next((g for g in groups if _text(g["name"]) == group), None)
         lag = info.get("lag") if info else None
         pending = int(info["pending"]) if info else 0
         return pending + (int(lag) if lag is not None else self.length())

@@ -240,3 +240,22 @@ def test_a_killed_consumer_restarts_from_its_group_and_counts_every_event_once(
     online = _online(feast, aggregates.PLANE_TODAY, keys, "lookup")
     assert online["plane_departures_today"] == per_plane.loc[keys].tolist()
     assert served[aggregates.PLANE_TODAY] == len(keys)
+
+
+def test_a_reader_keeps_reading_after_another_process_starts_the_stream_over(
+    server_tier, day: Day
+):
+    """The tier's consumer runs for days; a replay or the demo starts the stream over
+    (``StreamResource.reset``) from another process. The running reader's group went with the
+    old stream: it makes it again on the new one and reads the new events, instead of failing
+    every read with NOGROUP until it is restarted."""
+    client = server.redis_client(server_tier)
+    running = event_log.RedisEventLog(client, server_tier.redis_prefix)
+    running.publish(day.events[:5])
+    assert len(running.read(consumer.GROUP, "consumer-1", 100, 0)) == 5
+    other = event_log.RedisEventLog(client, server_tier.redis_prefix)
+    other.reset()
+    other.publish(day.events[5:8])
+    assert running.backlog(consumer.GROUP) == 3
+    assert [e for _, e in running.read(consumer.GROUP, "consumer-1", 100, 0)] == day.events[5:8]
+    assert running.pending(consumer.GROUP) == 3
