@@ -13,6 +13,8 @@ ifeq ($(PROFILE),k8s-docker)
 export MLOPS_PROFILE := k8s
 export MLOPS_EXECUTOR := docker
 export MLOPS_SERVING_URL ?= http://127.0.0.1:$(or $(MLOPS_SERVING_PORT),8000)
+# `make demo` launches its runs on the tier's Dagster (each step in its own container)
+export MLOPS_DAGSTER_URL ?= http://127.0.0.1:$(or $(DAGSTER_PORT),3000)
 STORES_PROFILE := server
 else
 export MLOPS_PROFILE := $(PROFILE)
@@ -44,6 +46,7 @@ export MLOPS_SERVING_PORT ?= 8000
 START ?= 2013-01-01
 END ?= 2013-07-31
 HOLDOUT_DAYS ?= 31
+VALIDATION_DAYS ?= 14
 TRIALS ?= 6
 FROM ?= 2013-07-01
 CLOCK ?= intraday
@@ -72,7 +75,7 @@ setup: $(STAMP) ## create .venv with the pinned dependencies (idempotent)
 demo: setup ## the whole spine (PROFILE=local by default): ingest START..END, train (holdout: last HOLDOUT_DAYS), gate, deploy, score the next day
 	@$(START_LOCAL_S3)
 	$(BIN)/python -m dagster_project demo --start $(START) --end $(END) \
-		--holdout-days $(HOLDOUT_DAYS) --trials $(TRIALS)
+		--holdout-days $(HOLDOUT_DAYS) --validation-days $(VALIDATION_DAYS) --trials $(TRIALS)
 
 replay: setup ## replay FROM..TO: CLOCK=intraday (5-min steps, stream + scoring at each flight's prediction time) or daily; monitor, retrain on breaches; HTML report (DRIFT=fixed: the old drift alarm)
 	@$(START_LOCAL_S3)

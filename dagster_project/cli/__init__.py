@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Ingest, validate and featurize START..END in one Dagster run, train and "
         "gate a model on it (the last --holdout-days held out), deploy the champion to a local "
         "endpoint and send it the next day's flights over HTTP. Progress bars follow each run's "
-        "steps; a summary table follows each stage.",
+        "steps; a summary table follows each stage. With MLOPS_DAGSTER_URL (the container "
+        "tier: `make demo PROFILE=k8s-docker` after `make up PROFILE=k8s-docker`) each run is "
+        "launched on that Dagster, each step in its own container, and deploys to the tier's "
+        "serving.",
     )
     p.add_argument("--start", default="2013-01-01", help="first day (YYYY-MM-DD)")
     p.add_argument("--end", default="2013-07-31", help="last day, inclusive (YYYY-MM-DD)")
@@ -128,11 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=8, help="how many recent runs to list")
     p.set_defaults(func=status)
     args = parser.parse_args(argv)
+    from dagster_project.cli.tier_runs import TierRunError
     from dagster_project.platform.server import ServiceUnavailableError
 
     try:
         return int(args.func(args))
-    except ServiceUnavailableError as exc:  # a server-tier service is down: say which, no trace
+    # a server-tier service is down, or the tier's Dagster did not take the run: say which
+    except (ServiceUnavailableError, TierRunError) as exc:
         print(f"[{args.command}] FAILED: {exc}", file=sys.stderr)
         return 1
 

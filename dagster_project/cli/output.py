@@ -80,6 +80,8 @@ def _failures(result: Any) -> list[str]:
             while error.cause is not None:  # the user's exception, not the framework wrapper
                 error = error.cause
             out.append(f"step {event.step_key}: {error.message.strip()}")
+    if not out and not result.success:  # the run itself failed: its launcher, its container
+        out += [f"run: {e.message}" for e in result.all_events if e.is_run_failure]
     for check in result.get_asset_check_evaluations():
         if not check.passed:
             out.append(f"check {check.check_name}: {check.description}")
@@ -92,12 +94,13 @@ STEP_DONE = ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED")
 def _run(
     defs: Any, job: str, instance: Any, log_level: str, progress: bool = True, **kwargs: Any
 ) -> tuple[Any, float]:
-    """One in-process run with a progress bar over its steps (one per asset or check)."""
+    """One run with a progress bar over its steps (one per asset or check): in this process,
+    or, where the tier has a Dagster of its own (``MLOPS_DAGSTER_URL``; the container tier),
+    launched there, each step in its own container, and followed through the event log."""
     from tqdm import tqdm
 
     from dagster_project.replay import run_job
 
-    run_id = str(uuid.uuid4())  # known before the run starts, so its events can be followed
     steps = len(defs.get_job_def(job).nodes_in_topological_order)
     bar = tqdm(total=steps, desc=job, unit="step", disable=not progress, leave=True)
 
@@ -108,10 +111,18 @@ def _run(
             bar.set_postfix_str(f"{event.step_key} {status}", refresh=False)
             bar.update(1)
 
-    instance.add_event_listener(run_id, on_event)
     started = time.perf_counter()
     try:
-        result = run_job(defs, job, instance, log_level=log_level, run_id=run_id, **kwargs)
+        if url := settings.dagster_url():
+            from dagster_project.cli import tier_runs
+
+            run_id = tier_runs.launch(url, job, kwargs.get("run_config"), kwargs.get("tags"))
+            bar.write(f"[{job}] launched on {url}: run {run_id} (Dagster UI: {url}/runs/{run_id})")
+            result: Any = tier_runs.follow(instance, run_id, on_event)
+        else:
+            run_id = str(uuid.uuid4())  # known before the run starts, so it can be followed
+            instance.add_event_listener(run_id, on_event)
+            result = run_job(defs, job, instance, log_level=log_level, run_id=run_id, **kwargs)
     finally:
         bar.close()
     return result, time.perf_counter() - started

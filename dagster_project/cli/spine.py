@@ -96,13 +96,20 @@ def demo(args: argparse.Namespace) -> int:
         if not already_up and endpoint.stop():
             print(f"[demo] stopped the endpoint it started ({endpoint.url})")
     print("\nNext:")
-    print("  make up      starts the UIs in the background (make down stops them):")
-    print("                 Dagster  http://127.0.0.1:3000  assets, checks, runs, plots")
-    print("                 MLflow   http://127.0.0.1:5000  runs, `flight_delay` versions")
-    print("                 Airflow  http://127.0.0.1:8080  the schedules that launch Dagster jobs")
-    print("                 Feast    http://127.0.0.1:8888  entities, feature views, services")
-    print(f"               MLflow store: {paths.mlflow_tracking_uri}")
-    print(f"  make serve   the prediction endpoint alone, {endpoint.url}/docs")
+    if tier_url := settings.dagster_url():  # the runs went to the tier's own Dagster
+        print(f"  Dagster UI   {tier_url}/runs  the two runs above, each step's container")
+        print(f"               MLflow store: {paths.mlflow_tracking_uri}")
+        print(f"  serving      {endpoint.url}/docs  (the tier's serving, bearer token required)")
+    else:
+        print("  make up      starts the UIs in the background (make down stops them):")
+        print("                 Dagster  http://127.0.0.1:3000  assets, checks, runs, plots")
+        print("                 MLflow   http://127.0.0.1:5000  runs, `flight_delay` versions")
+        print(
+            "                 Airflow  http://127.0.0.1:8080  the schedules that launch Dagster jobs"
+        )
+        print("                 Feast    http://127.0.0.1:8888  entities, feature views, services")
+        print(f"               MLflow store: {paths.mlflow_tracking_uri}")
+        print(f"  make serve   the prediction endpoint alone, {endpoint.url}/docs")
     print("  python -m dagster_project status   the champion and the last runs")
     docs = (
         f"{paths.gx_docs_url}/data_docs/index.html"

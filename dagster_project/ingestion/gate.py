@@ -12,18 +12,18 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import great_expectations as gx
-import great_expectations.expectations as gxe
 import pandas as pd
-from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from dagster_project.ingestion import when
 from dagster_project.ingestion.expectations import TableRules
 from dagster_project.ingestion.landing import PARTITION, SOURCE_FILE, SOURCE_LINE
 from dagster_project.ingestion.safe_values import plain, plain_cells, short
 from dagster_project.platform import storage
+
+if TYPE_CHECKING:  # GX takes ~2 s to import: only the steps that validate pay for it
+    import great_expectations as gx
 
 REJECTED_BY = "_rejected_by"
 log = logging.getLogger(__name__)
@@ -109,6 +109,9 @@ def build_suite(
     The expectations are collected first and handed to the suite at once: adding them one by one
     to a suite whose name is already in the file store rewrites the store on every addition
     (seconds per validation once the value sets are large)."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
     expectations: list[Any] = []
     table = {"level": "table"}
     row = {"level": "row"}
@@ -249,6 +252,9 @@ class Gate:
 
     def _context(self) -> Any:
         if self._ctx is None:
+            import great_expectations as gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
             self.gx_dir.mkdir(parents=True, exist_ok=True)
             ctx = gx.get_context(mode="file", project_root_dir=str(self.gx_dir))
             ctx.variables.progress_bars = ProgressBarsConfig(
@@ -263,6 +269,8 @@ class Gate:
         df: pd.DataFrame,
         known_sets: Mapping[str, frozenset[str]] | None = None,
     ) -> GateResult:
+        import great_expectations as gx
+
         ctx = self._context()
         present = [c for c in df.columns if c in rules.columns]
         names = {n for pair in agreeing_pairs(rules, present) for n in pair}

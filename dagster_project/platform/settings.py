@@ -51,6 +51,8 @@ HOST_ONLY_ENV = (
     # the loopback port of an endpoint on this host (`make` exports it); a container tier's
     # steps reach serving at MLOPS_SERVING_URL
     "MLOPS_SERVING_PORT",
+    # where the CLI launches runs (the tier's Dagster webserver); steps launch nothing
+    "MLOPS_DAGSTER_URL",
 )
 
 
@@ -336,6 +338,22 @@ def serving_url() -> str | None:
     if url:
         return url.rstrip("/")
     return K8S_SERVING_URL if profile() == "k8s" else None
+
+
+K8S_DAGSTER_URL = "http://dagster-webserver"  # the Dagster release's webserver Service (port 80)
+
+
+def dagster_url() -> str | None:
+    """The tier's Dagster webserver (``MLOPS_DAGSTER_URL``), where the CLI launches its runs.
+
+    Set, `demo` sends each job to it (GraphQL ``launchRun``, as the UI does): the tier's run
+    launcher starts the run and its executor every step, in containers or pods. On `k8s` it
+    defaults to the Helm release's webserver Service; on `local` and `server` it is unset by
+    default, and the CLI runs its jobs in its own process."""
+    url = os.environ.get("MLOPS_DAGSTER_URL", "").strip()
+    if url:
+        return url.rstrip("/")
+    return K8S_DAGSTER_URL if profile() == "k8s" else None
 
 
 def paths() -> Paths:

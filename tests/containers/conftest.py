@@ -80,9 +80,11 @@ class UpTier:
     dagster_home: Path
     env: dict[str, str]
 
-    def make(self, target: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    def make(
+        self, target: str, *variables: str, timeout: float = 900
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["make", "--no-print-directory", target, "PROFILE=k8s-docker"],
+            ["make", "--no-print-directory", target, "PROFILE=k8s-docker", *variables],
             cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
 
@@ -111,6 +113,7 @@ def k8s_docker_up(
         "MLOPS_SERVING_TOKEN": secrets.token_hex(16),
     }
     ports = {"DAGSTER_PORT": str(free_port()), "CODE_PORT": str(free_port())}
+    settings["MLOPS_DAGSTER_URL"] = f"http://127.0.0.1:{ports['DAGSTER_PORT']}"  # as make sets it
     env = {k: v for k, v in os.environ.items() if k not in TIER_ENV_CLEARED}
     env |= settings | ports | {"DAGSTER_HOME": str(mlops / "dagster_home"), "IMAGE": image}
     tier = UpTier(f"http://127.0.0.1:{ports['DAGSTER_PORT']}", mlops / "dagster_home", env)

@@ -242,9 +242,7 @@ def test_a_killed_consumer_restarts_from_its_group_and_counts_every_event_once(
     assert served[aggregates.PLANE_TODAY] == len(keys)
 
 
-def test_a_reader_keeps_reading_after_another_process_starts_the_stream_over(
-    server_tier, day: Day
-):
+def test_a_reader_keeps_reading_after_another_process_starts_the_stream_over(server_tier, day: Day):
     """The tier's consumer runs for days; a replay or the demo starts the stream over
     (``StreamResource.reset``) from another process. The running reader's group went with the
     old stream: it makes it again on the new one and reads the new events, instead of failing
