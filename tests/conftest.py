@@ -32,7 +32,7 @@ def defs(paths: Paths):
     return build_definitions(paths)
 
 
-def check_demo_output(out: str, err: str, requests: int = 5) -> None:
+def check_demo_output(out: str, err: str, requests: int = 5, next_day: str = "2013-01-22") -> None:
     """What `python -m dagster_project demo` prints on any tier: each step's summary line, a
     line per scored flight of the next day, and a progress bar per Dagster run on stderr."""
     for line in (
@@ -43,7 +43,7 @@ def check_demo_output(out: str, err: str, requests: int = 5) -> None:
         "holdout roc_auc",
         "v1 promoted: first model",
         "serving v1",
-        "flights of 2013-01-22",
+        f"flights of {next_day}",
         "stopped the endpoint it started",
         "make up",
     ):

@@ -1,8 +1,11 @@
-"""The spine on the `server` tier: Dagster runs stored in PostgreSQL; the landing zone, the lake
-(IO manager, quarantine, Feast's offline parquet), GX Data Docs, monitoring's outputs and the
-MLflow artifacts in S3 (a loopback S3 server); MLflow's registry, Feast's registry and the
-prediction log in PostgreSQL; Feast's online store in Redis, which the endpoint reads. Nothing
-the run produced is in the local state folder: steps share state only through the stores."""
+"""The spine on the `server` tier, run as a user runs it: `make demo PROFILE=server` through the
+CLI to its end (ingest, train, gate, deploy, and the next day's flights scored over HTTP with the
+bearer token the tier requires; it used to die on a 401 there). Dagster runs stored in
+PostgreSQL; the landing zone, the lake (IO manager, quarantine, Feast's offline parquet), GX
+Data Docs, monitoring's outputs and the MLflow artifacts in S3 (a loopback S3 server); MLflow's
+registry, Feast's registry and the prediction log in PostgreSQL; Feast's online store in Redis,
+which the endpoint reads. Nothing the runs produced is in the local state folder: steps share
+state only through the stores."""
 
 from __future__ import annotations
 
@@ -13,9 +16,8 @@ import psycopg2
 import pytest
 from fastapi.testclient import TestClient
 
+from dagster_project import cli
 from dagster_project.definitions import all_assets, build_definitions
-from dagster_project.defs.run_config import training_run_config
-from dagster_project.orchestration.partitions import range_tags
 from dagster_project.platform import names, server, settings, storage
 from dagster_project.replay import run_job
 from dagster_project.serving import scoring
@@ -24,7 +26,7 @@ from dagster_project.serving.config import ServingConfig
 from dagster_project.serving.prediction_log import PostgresPredictionLog, open_log
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT
 from dagster_project.training import tracking
-from tests.conftest import free_port
+from tests.conftest import check_demo_output, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +49,7 @@ def _keys(server_settings, prefix: str) -> list[str]:
     return keys
 
 
-def test_spine_runs_on_postgres_redis_and_s3(server_tier, monkeypatch):
+def test_spine_runs_on_postgres_redis_and_s3_through_the_demo(server_tier, monkeypatch, capsys):
     paths = settings.paths()
     assert paths.server == server_tier
     root = f"s3://mlops-test/{server_tier.namespace}/"
@@ -58,36 +60,28 @@ def test_spine_runs_on_postgres_redis_and_s3(server_tier, monkeypatch):
     assert paths.prediction_log_url.endswith(f"/{server_tier.namespace}_serving")
     instance = dg.DagsterInstance.from_config(str(paths.dagster_home))
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    # the endpoint the demo starts needs a bearer token on this tier (it refuses to start
+    # without one, see tests/reliability); the demo's scoring requests must send it
+    monkeypatch.setenv("MLOPS_SERVING_PORT", str(free_port()))
+    monkeypatch.setenv("MLOPS_SERVING_TOKEN", "spine-token")
+
+    # `make demo PROFILE=server` (a short window): to its end, every next-day flight answered
+    args = ["--start", DAYS[0], "--end", DAYS[1], "--holdout-days", "3", "--validation-days"]
+    args += ["3", "--trials", "1", "--requests", "5"]
+    assert cli.main(["demo", *args]) == 0
+    captured = capsys.readouterr()
+    assert "tier=server" in captured.out
+    check_demo_output(captured.out, captured.err, next_day="2013-01-15")
+    assert f"Great Expectations Data Docs: {paths.gx_docs_url}/data_docs/index.html" in captured.out
     defs = build_definitions(paths, serving_port=free_port())
 
     # A partition range materialized: landed in S3, runs and events stored in PostgreSQL.
-    ingest = run_job(defs, "ingest_features_job", instance, tags=range_tags(*DAYS))
-    assert ingest.success
     landed = storage.list_files(f"{paths.landing_url}/flights", ".csv")
     assert len(landed) == 14
     assert landed[0].startswith("s3://")
-    assert _count(server_tier, "dagster", "SELECT count(*) FROM runs") >= 1
+    assert _count(server_tier, "dagster", "SELECT count(*) FROM runs") >= 2
 
     # A model registered in the PostgreSQL-backed MLflow, its artifacts in S3.
-    train = run_job(
-        defs,
-        "training_job",
-        instance,
-        run_config=training_run_config(
-            *DAYS,
-            model={
-                "model_kinds": ["xgboost"],
-                "n_trials": 1,
-                "holdout_days": 3,
-                "validation_days": 3,
-            },
-            # two weeks of January make a weak model: the gate's quality bar is not the
-            # point here, where the model lands is
-            promotion={"min_auc": 0.5, "max_calibration_error": 0.5},
-        ),
-        skip=("deployed_endpoint",),  # served in-process below
-    )
-    assert train.success
     registry = tracking.Registry(paths.mlflow_tracking_uri)
     champion = registry.by_alias(names.CHAMPION)
     assert champion is not None
@@ -118,10 +112,14 @@ def test_spine_runs_on_postgres_redis_and_s3(server_tier, monkeypatch):
     assert any("/gx/data_docs/validations/" in k and k.endswith(".html") for k in docs)
     assert any("/gx/data_docs/static/" in k for k in docs)  # uploaded once, then kept
 
-    # The endpoint reads the champion from MLflow and the features from Redis; on this tier
-    # it needs a bearer token (it refuses to start without one, see tests/reliability). Its
-    # prediction log is a PostgreSQL table, not a file.
-    monkeypatch.setenv("MLOPS_SERVING_TOKEN", "spine-token")
+    # The endpoint reads the champion from MLflow and the features from Redis, with the
+    # tier's token. Its prediction log is a PostgreSQL table, not a file: the demo's endpoint
+    # process logged its next-day requests there, this one adds the last day's flights.
+    log = open_log(paths.prediction_log_url)
+    assert isinstance(log, PostgresPredictionLog)
+    by_demo = log.read_day("2013-01-15")
+    assert len(by_demo) == 5
+    assert {r["model_version"] for r in by_demo} == {champion.version}
     day = date(2013, 1, 14)
     flights = scoring.scheduled_flights(day, limit=60)
     config = ServingConfig.from_env()
@@ -140,11 +138,9 @@ def test_spine_runs_on_postgres_redis_and_s3(server_tier, monkeypatch):
         assert 0.0 <= body["probability"] <= 1.0
         r = client.post("/predict/batch", json={"flights": flights}, headers=auth)
         assert r.status_code == 200, r.text
-    log = open_log(paths.prediction_log_url)
-    assert isinstance(log, PostgresPredictionLog)
     logged = log.read_day(str(day))
     assert {p["flight"]["flight_id"] for p in logged} == {f["flight_id"] for f in flights}
-    assert [p["scheduled_date"] for p in log.read_day("2013-01-15")] == ["2013-01-15"]
+    assert len(log.read_day("2013-01-15")) == len(by_demo) + 1
 
     # Monitoring reads that log back (and the day's labels from the S3 lake); its plot, the
     # report and the retrain record the promotion gate wrote are in S3.
@@ -170,8 +166,9 @@ def test_spine_runs_on_postgres_redis_and_s3(server_tier, monkeypatch):
 
     # Nothing the runs produced was written to (or read from) the local state folder: what
     # is there is each process's own scratch (Dagster's instance config, Feast's resolved
-    # feature_store.yaml), and none of the lake, GX, monitoring or prediction-log folders.
+    # feature_store.yaml, the pid file and log of the endpoint the demo started and stopped),
+    # and none of the lake, GX, monitoring or prediction-log folders.
     for folder in ("lake", "gx", "monitoring", "serving", "landing", "stream"):
         assert not (paths.home / folder).exists(), folder
-    assert sorted(p.name for p in paths.home.iterdir()) == ["dagster_home", "feast"]
+    assert sorted(p.name for p in paths.home.iterdir()) == ["dagster_home", "feast", "run"]
     assert sorted(p.name for p in paths.feast_dir.iterdir()) == ["feature_store.yaml"]
