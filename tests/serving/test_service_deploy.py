@@ -10,6 +10,7 @@ import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -156,6 +157,13 @@ def test_stopping_an_endpoint_this_process_started_does_not_wait_out_the_timeout
 
     endpoint = LocalEndpoint("127.0.0.1", 1, tmp_path)
     proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    # until the child has exec'd `sleep`, it is a fork of this process: a Python-level SIGTERM
+    # handler installed here (by some library) would swallow the signal there (seen in CI under
+    # load, where the window is long); a real endpoint is stopped long after it started
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    deadline = time.monotonic() + 10
+    while not cmdline.read_bytes().startswith(b"sleep") and time.monotonic() < deadline:
+        time.sleep(0.01)
     endpoint.pid_file.write_text(str(proc.pid))
     started = time.monotonic()
     assert endpoint.stop(timeout_s=15)
