@@ -42,8 +42,8 @@ class LaunchedRun:
         return [e for e in self.all_events if e.is_step_materialization]
 
     def asset_materializations_for_node(self, node: str) -> list[dg.AssetMaterialization]:
-        return [e.materialization for e in self.get_asset_materialization_events() if
-                e.step_key == node]  # fmt: skip
+        events = self.get_asset_materialization_events()
+        return [e.materialization for e in events if e.step_key == node]
 
     def get_asset_check_evaluations(self) -> list[Any]:
         return [
