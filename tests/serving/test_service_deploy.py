@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -156,17 +157,29 @@ def test_stopping_an_endpoint_this_process_started_does_not_wait_out_the_timeout
     from dagster_project.serving.deploy import LocalEndpoint
 
     endpoint = LocalEndpoint("127.0.0.1", 1, tmp_path)
-    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    # until the child has exec'd `sleep`, it is a fork of this process: a Python-level SIGTERM
-    # handler installed here (by some library) would swallow the signal there (seen in CI under
-    # load, where the window is long); a real endpoint is stopped long after it started
-    cmdline = Path(f"/proc/{proc.pid}/cmdline")
-    deadline = time.monotonic() + 10
-    while not cmdline.read_bytes().startswith(b"sleep") and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # The child restores SIGTERM's default itself: a disposition of "ignored" and a blocked
+    # mask survive exec, and in the full suite this process was seen passing SIGTERM on ignored
+    # or blocked (`sleep` then outlived the 15 s); an endpoint (uvicorn) sets its own handler.
+    child = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_DFL); "
+        "signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM]); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child], start_new_session=True, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    inherited = {
+        k: v
+        for k, v in (
+            line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines()
+        )
+        if k in ("SigIgn", "SigBlk")
+    }
     endpoint.pid_file.write_text(str(proc.pid))
     started = time.monotonic()
     assert endpoint.stop(timeout_s=15)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 5, f"this process's signal masks: {inherited}"
     assert proc.poll() is not None  # already reaped: poll() sees it has ended
     assert not endpoint.pid_file.exists()
