@@ -108,17 +108,23 @@ def follow(
     on_event: Callable[[Any], None] = lambda _record: None,
     timeout_s: float = 3 * 3600,
 ) -> LaunchedRun:
-    """Wait for the run to end, handing each new event-log record to ``on_event``."""
+    """Wait for the run to end, handing each new event-log record to ``on_event``. Reads only
+    the records after the last one seen (the event log's cursor), once each."""
     deadline = time.monotonic() + timeout_s
-    seen = 0
+    cursor: str | None = None
+    events: list[Any] = []
     while True:
-        run = instance.get_run_by_id(run_id)
-        records = instance.all_logs(run_id)
-        for record in records[seen:]:
-            on_event(record)
-        seen = len(records)
+        run = instance.get_run_by_id(run_id)  # before the records: a finished run's are all in
+        page = instance.get_records_for_run(run_id, cursor=cursor)
+        for record in page.records:
+            entry = record.event_log_entry
+            on_event(entry)
+            if entry.dagster_event is not None:
+                events.append(entry.dagster_event)
+        cursor = page.cursor
+        if page.has_more:
+            continue
         if run is not None and run.is_finished:
-            events = [r.dagster_event for r in instance.all_logs(run_id) if r.dagster_event]
             return LaunchedRun(run_id, run.status, events)
         if time.monotonic() > deadline:
             status = run.status.value if run else "not in the instance"

@@ -334,10 +334,15 @@ def serving_url() -> str | None:
     version (its replicas poll the `champion` alias). On `k8s` it defaults to the serving
     Service of the same namespace; on `local` and `server` it is unset by default, and the
     deployer runs the endpoint itself on loopback."""
-    url = os.environ.get("MLOPS_SERVING_URL", "").strip()
+    return _service_url("MLOPS_SERVING_URL", K8S_SERVING_URL)
+
+
+def _service_url(variable: str, k8s_default: str) -> str | None:
+    """A service's URL from ``variable``; unset, the `k8s` tier's in-cluster Service."""
+    url = os.environ.get(variable, "").strip()
     if url:
         return url.rstrip("/")
-    return K8S_SERVING_URL if profile() == "k8s" else None
+    return k8s_default if profile() == "k8s" else None
 
 
 K8S_DAGSTER_URL = "http://dagster-webserver"  # the Dagster release's webserver Service (port 80)
@@ -350,10 +355,7 @@ def dagster_url() -> str | None:
     launcher starts the run and its executor every step, in containers or pods. On `k8s` it
     defaults to the Helm release's webserver Service; on `local` and `server` it is unset by
     default, and the CLI runs its jobs in its own process."""
-    url = os.environ.get("MLOPS_DAGSTER_URL", "").strip()
-    if url:
-        return url.rstrip("/")
-    return K8S_DAGSTER_URL if profile() == "k8s" else None
+    return _service_url("MLOPS_DAGSTER_URL", K8S_DAGSTER_URL)
 
 
 def paths() -> Paths:

@@ -116,7 +116,7 @@ def k8s_docker_up(
     settings["MLOPS_DAGSTER_URL"] = f"http://127.0.0.1:{ports['DAGSTER_PORT']}"  # as make sets it
     env = {k: v for k, v in os.environ.items() if k not in TIER_ENV_CLEARED}
     env |= settings | ports | {"DAGSTER_HOME": str(mlops / "dagster_home"), "IMAGE": image}
-    tier = UpTier(f"http://127.0.0.1:{ports['DAGSTER_PORT']}", mlops / "dagster_home", env)
+    tier = UpTier(settings["MLOPS_DAGSTER_URL"], mlops / "dagster_home", env)
     label = {"label": f"{server.TIER_LABEL}=k8s-docker"}
     running = [c.name for c in docker_client.containers.list(all=True, filters=label)]
     if running:  # its containers have fixed names: `up` would reuse them, `down` remove them
