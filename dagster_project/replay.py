@@ -95,6 +95,9 @@ class ReplayResult:
     figures: dict[str, Any] = field(default_factory=dict)  # the report's headline numbers
     clock: str = "daily"
     intraday: list[IntradayDay] = field(default_factory=list)
+    # days whose run a blocking data-quality check stopped (day -> the failed checks): the
+    # replay goes on past them, as a Dagster backfill goes on past a failed partition
+    blocked: dict[str, str] = field(default_factory=dict)
 
 
 def run_job(
@@ -134,6 +137,30 @@ def _require(result: dg.ExecuteInProcessResult, what: str) -> None:
         return
     messages = [e.message for e in result.all_events if e.is_step_failure and e.message is not None]
     raise ReplayError(f"{what} failed (run {result.run_id}): {' | '.join(messages)[:1500]}")
+
+
+def gate_failures(run: dg.ExecuteInProcessResult) -> str | None:
+    """Why ``run`` failed, if only blocking asset checks failed it (each as ``asset: check
+    (description)``); None when it succeeded or failed for another reason."""
+    if run.success:
+        return None
+    failures = [e for e in run.all_events if e.is_step_failure]
+    blocked = [
+        e
+        for e in failures
+        if e.step_failure_data is not None
+        and e.step_failure_data.error is not None
+        and "blocking asset check" in e.step_failure_data.error.message
+    ]
+    if not failures or len(blocked) != len(failures):
+        return None
+    failed = [
+        f"{c.asset_key.to_user_string()}: {c.check_name}"
+        + (f" ({c.description})" if c.description else "")
+        for c in run.get_asset_check_evaluations()
+        if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
+    ]
+    return "; ".join(failed) or "a blocking asset check failed"
 
 
 def bootstrap(
@@ -512,6 +539,11 @@ def replay(
             today = str(day)
             skip = () if land else ("landed_daily_files",)
             run = run_job(defs, "daily_loop_job", instance, partition=today, skip=skip, tags=tags)
+            why = gate_failures(run)
+            if why is not None:  # the day's data failed its gate: nothing of it goes on
+                result.blocked[today] = why
+                bar.write(f"[replay] {today}: BLOCKED by a data-quality gate: {why[:300]}")
+                continue
             _require(run, f"day {today}")
             for retrain in evaluate_sensors(defs, instance, cursors, replay_id=replay_id):
                 result.retrains.append(retrain)

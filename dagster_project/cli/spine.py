@@ -173,6 +173,8 @@ def replay(args: argparse.Namespace) -> int:
         print(f"[replay] FAILED: {exc}")
         return 1
     rows = [("days replayed", str(result.days)), ("retrains", str(len(result.retrains)))]
+    for day, why in result.blocked.items():
+        rows.append((f"  {day} BLOCKED", f"data-quality gate: {why[:200]}"))
     for r in result.retrains:
         rows.append(
             (

@@ -113,6 +113,9 @@ def flight_delay_model(
 
 class PromotionConfig(dg.Config):
     min_auc_margin: float = promotion.PromotionPolicy.min_auc_margin
+    confidence: float = promotion.PromotionPolicy.confidence
+    bootstrap_rounds: int = promotion.PromotionPolicy.bootstrap_rounds
+    beat_baseline: bool = promotion.PromotionPolicy.beat_baseline
     min_auc: float = promotion.PromotionPolicy.min_auc
     max_calibration_error: float = promotion.PromotionPolicy.max_calibration_error
     latency_budget_ms: float = promotion.PromotionPolicy.latency_budget_ms
@@ -129,7 +132,10 @@ def served_columns(service_name: str) -> set[str]:
 @dg.asset_check(
     asset=flight_delay_model,
     blocking=True,
-    description="Challenger vs champion on the same holdout: floors, margin, latency, inputs.",
+    description=(
+        "Challenger vs champion (and the frozen baseline) on the same holdout: floors, a gain "
+        "that holds in a paired day bootstrap, latency, inputs."
+    ),
     additional_ins={"training_set": dg.AssetIn("training_set")},
 )
 def promotion_gate(

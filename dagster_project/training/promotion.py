@@ -1,4 +1,13 @@
-"""The promotion gate: challenger vs champion on the same holdout window, plus absolute floors."""
+"""The promotion gate: challenger vs champion (and the frozen baseline, where one is
+registered) on the same holdout window, plus absolute floors.
+
+A holdout of two weeks is small: two models of equal worth differ on it by a few thousandths
+of ROC AUC either way, and a gate that promotes on the point difference promotes such noise
+(the half-year replay did, seven times, and served slightly worse than its frozen first
+champion; docs/operations.md). The gain must therefore hold with ``confidence`` in a paired
+bootstrap that resamples the holdout's days (flights of one day share weather and delays):
+its lower bound must reach ``min_auc_margin``, against the champion and against the frozen
+``baseline``."""
 
 from __future__ import annotations
 
@@ -9,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from dagster_project.features.engineering import LABEL
 from dagster_project.platform import names
-from dagster_project.training import evaluation, tracking
+from dagster_project.training import evaluation, pipeline, tracking
 from dagster_project.training.preprocess import (
     CATEGORICAL,
     NUMERIC_V1,
@@ -23,7 +33,14 @@ from dagster_project.training.preprocess import (
 
 @dataclass(frozen=True)
 class PromotionPolicy:
-    min_auc_margin: float = 0.002  # challenger AUC must beat champion AUC by this much
+    # the lower bound of the challenger's AUC gain (at ``confidence``) must reach this margin
+    min_auc_margin: float = 0.0
+    # one-sided level of that bound (paired day-block bootstrap over the holdout); 0: the point
+    # gain decides
+    confidence: float = 0.9
+    bootstrap_rounds: int = 400
+    # also beat the registry's frozen `baseline` (a replay's first champion), where there is one
+    beat_baseline: bool = True
     min_auc: float = 0.62
     max_calibration_error: float = 0.08
     # p95 of single-flight predictions through the pyfunc model (typically 1 to 5 ms here; the
@@ -38,6 +55,7 @@ class ModelReport:
     holdout: evaluation.Evaluation
     latency_p95_ms: float
     signature_problems: list[str] = field(default_factory=list)
+    scores: np.ndarray | None = field(default=None, repr=False)  # on the holdout's rows
 
     def numbers(self) -> dict[str, Any]:
         return {
@@ -51,6 +69,71 @@ class ModelReport:
         }
 
 
+@dataclass(frozen=True)
+class Holdout:
+    """What the paired bootstrap needs of the holdout: each row's label and day."""
+
+    labels: np.ndarray
+    days: np.ndarray
+
+
+@dataclass(frozen=True)
+class Gain:
+    """The challenger's holdout AUC minus an incumbent's, with its lower confidence bound."""
+
+    against: str  # "champion" or "baseline"
+    version: str
+    incumbent_auc: float
+    gain: float
+    lower: float
+    confidence: float
+
+    def passes(self, margin: float) -> bool:
+        return self.lower >= margin
+
+    def describe(self, challenger_auc: float, margin: float) -> str:
+        bound = f", {self.confidence:.0%} lower bound {self.lower:+.4f}" if self.confidence else ""
+        return (
+            f"AUC {challenger_auc:.4f} vs {self.against} v{self.version} {self.incumbent_auc:.4f} "
+            f"(gain {self.gain:+.4f}{bound}; margin {margin:+.4f})"
+        )
+
+    def numbers(self) -> dict[str, Any]:
+        return {
+            "against": self.against,
+            "version": self.version,
+            "gain": round(self.gain, 5),
+            "lower": round(self.lower, 5),
+            "confidence": self.confidence,
+        }
+
+
+def _auc(y: np.ndarray, ranks: np.ndarray) -> float:
+    """ROC AUC from the scores' ranks (ties averaged): the Mann-Whitney statistic."""
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def paired_auc_gain(
+    holdout: Holdout, challenger: np.ndarray, incumbent: np.ndarray, rounds: int, seed: int = 0
+) -> np.ndarray:
+    """ROC AUC of ``challenger`` minus ``incumbent`` on ``rounds`` resamples of the holdout's
+    days (whole days, with replacement; both models see the same resample). Resamples holding
+    a single class are dropped."""
+    days, codes = np.unique(holdout.days, return_inverse=True)
+    rows = [np.flatnonzero(codes == i) for i in range(len(days))]
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(rounds):
+        idx = np.concatenate([rows[i] for i in rng.integers(0, len(rows), len(rows))])
+        y = holdout.labels[idx]
+        if y.min() == y.max():
+            continue
+        gains.append(_auc(y, rankdata(challenger[idx])) - _auc(y, rankdata(incumbent[idx])))
+    return np.asarray(gains, dtype="float64")
+
+
 @dataclass
 class Decision:
     promote: bool
@@ -59,6 +142,8 @@ class Decision:
     champion: ModelReport | None
     policy: PromotionPolicy
     holdout_window: str
+    baseline: ModelReport | None = None
+    gains: list[Gain] = field(default_factory=list)
 
     @property
     def outcome(self) -> str:
@@ -74,6 +159,8 @@ class Decision:
             "holdout_window": self.holdout_window,
             "challenger": self.challenger.numbers(),
             "champion": self.champion.numbers() if self.champion else None,
+            "baseline": self.baseline.numbers() if self.baseline else None,
+            "gains": [g.numbers() for g in self.gains],
             "policy": asdict(self.policy),
         }
 
@@ -127,7 +214,33 @@ def report(
         holdout=ev,
         latency_p95_ms=latency_p95_ms(model, holdout, policy.latency_samples),
         signature_problems=signature_problems(model, available),
+        scores=p,
     )
+
+
+def gain_over(
+    challenger: ModelReport,
+    incumbent: ModelReport,
+    against: str,
+    policy: PromotionPolicy,
+    holdout: Holdout | None,
+) -> Gain:
+    """The challenger's AUC gain over ``incumbent`` and its lower bound at the policy's
+    confidence (the point gain where the confidence is 0)."""
+    gain = challenger.holdout.roc_auc - incumbent.holdout.roc_auc
+    confidence, lower = 0.0, gain
+    if policy.confidence > 0:
+        if holdout is None or challenger.scores is None or incumbent.scores is None:
+            raise ValueError(
+                f"a {policy.confidence:.0%} bound on the gain needs both models' holdout scores "
+                "and the holdout's labels and days"
+            )
+        gains = paired_auc_gain(
+            holdout, challenger.scores, incumbent.scores, policy.bootstrap_rounds
+        )
+        confidence = policy.confidence
+        lower = float(np.quantile(gains, 1 - confidence)) if len(gains) else float("-inf")
+    return Gain(against, incumbent.version, incumbent.holdout.roc_auc, gain, lower, confidence)
 
 
 def decide(
@@ -135,8 +248,12 @@ def decide(
     champion: ModelReport | None,
     policy: PromotionPolicy,
     holdout_window: str,
+    baseline: ModelReport | None = None,
+    holdout: Holdout | None = None,
 ) -> Decision:
-    """Floors first (they apply to the first model too), then the margin over the champion."""
+    """Floors first (they apply to the first model too), then the gain over the champion and,
+    where the policy asks, over the frozen ``baseline``: each gain's lower bound must reach the
+    margin."""
     c = challenger.holdout
     failures = []
     if c.roc_auc < policy.min_auc:
@@ -151,20 +268,21 @@ def decide(
         )
     failures += challenger.signature_problems
     if failures:
-        return Decision(False, failures, challenger, champion, policy, holdout_window)
+        return Decision(False, failures, challenger, champion, policy, holdout_window, baseline)
     if champion is None:
         reason = f"first model: AUC {c.roc_auc:.4f}, calibration error {c.calibration_error:.4f}"
-        return Decision(True, [reason], challenger, None, policy, holdout_window)
-    gain = c.roc_auc - champion.holdout.roc_auc
-    verdict = (
-        f"AUC {c.roc_auc:.4f} vs champion v{champion.version} {champion.holdout.roc_auc:.4f} "
-        f"(gain {gain:+.4f}, margin {policy.min_auc_margin:.4f})"
-    )
-    if gain < policy.min_auc_margin:
-        return Decision(
-            False, [f"not better: {verdict}"], challenger, champion, policy, holdout_window
-        )
-    return Decision(True, [f"better: {verdict}"], challenger, champion, policy, holdout_window)
+        return Decision(True, [reason], challenger, None, policy, holdout_window, baseline)
+    incumbents = [("champion", champion)]
+    if policy.beat_baseline and baseline is not None and baseline.version != champion.version:
+        incumbents.append(("baseline", baseline))
+    gains = [gain_over(challenger, m, name, policy, holdout) for name, m in incumbents]
+    reasons = [
+        ("better: " if g.passes(policy.min_auc_margin) else "not better: ")
+        + g.describe(c.roc_auc, policy.min_auc_margin)
+        for g in gains
+    ]
+    promote = all(g.passes(policy.min_auc_margin) for g in gains)
+    return Decision(promote, reasons, challenger, champion, policy, holdout_window, baseline, gains)
 
 
 def run_gate(
@@ -174,8 +292,8 @@ def run_gate(
     available: set[str],
     policy: PromotionPolicy,
 ) -> Decision:
-    """Score challenger and champion on ``holdout``, decide, move the alias if promoted and tag
-    the challenger version and its training run with the decision and the numbers."""
+    """Score challenger, champion and frozen baseline on ``holdout`` (training-set rows), decide, move the alias if promoted and tag the challenger version and its
+    training run with the decision and the numbers."""
     challenger_v = registry.by_alias(names.CHALLENGER)
     if challenger_v is None:
         raise LookupError(f"registered model '{registry.name}' has no '{names.CHALLENGER}' alias")
@@ -184,7 +302,16 @@ def run_gate(
     champion = None
     if champion_v is not None and champion_v.version != challenger_v.version:
         champion = report(registry, champion_v, holdout, available, policy)
-    decision = decide(challenger, champion, policy, holdout_window)
+    baseline_v = registry.by_alias(names.BASELINE) if policy.beat_baseline else None
+    baseline = None
+    if baseline_v is not None and baseline_v.version not in (
+        challenger_v.version,
+        champion_v.version if champion_v else None,
+    ):
+        baseline = report(registry, baseline_v, holdout, available, policy)
+    days = pipeline.flight_dates(holdout).astype(str).to_numpy()
+    sample = Holdout(holdout[LABEL].to_numpy(dtype="int64"), days)
+    decision = decide(challenger, champion, policy, holdout_window, baseline, sample)
     if decision.promote:
         registry.set_alias(names.CHAMPION, challenger_v.version)
     tags = {

@@ -226,3 +226,39 @@ def test_replay_rejects_an_empty_range(tmp_path):
     paths = Paths(tmp_path / "mlops")
     with pytest.raises(ReplayError, match="nothing to replay"):
         replay(build_definitions(paths), dg.DagsterInstance.ephemeral(), paths, END, START)
+
+
+@pytest.mark.slow  # a bootstrap on three weeks and three days: about 2 minutes
+def test_a_day_its_gate_blocks_is_reported_and_the_replay_goes_on(tmp_path):
+    """2013-12-31 has no weather rows in the data set: the weather gate blocks that day's run;
+    the replay records it, renders its report and returns (the CLI exits 0)."""
+    import dagster as dg
+
+    paths = Paths(tmp_path / "mlops")
+    monitor = MonitoringResource(
+        prediction_log=paths.prediction_log_url,
+        folder=paths.monitoring_url,
+        min_labeled=100,
+        window_days=21,
+        retrain_holdout_days=3,
+        retrain_validation_days=3,
+        retrain_trials=1,
+        retrain_feature_service="flight_delay_v1",
+        retrain_prediction_time="day_start",
+    )
+    defs = build_definitions(paths, free_port(), {"monitor": monitor})
+    result = replay(
+        defs,
+        dg.DagsterInstance.ephemeral(),
+        paths,
+        date(2013, 12, 30),
+        date(2013, 12, 31),
+        trials=1,
+        progress=False,
+        clock="daily",
+    )
+    assert result.days == 1
+    assert list(result.blocked) == ["2013-12-31"]
+    assert "raw_weather: gx_gate" in result.blocked["2013-12-31"]
+    assert result.report.endswith("report.html")
+    assert (paths.monitoring_dir / "report.html").exists()

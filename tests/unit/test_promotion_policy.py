@@ -1,12 +1,17 @@
-"""The gate's decision rule, on constructed reports."""
+"""The gate's decision rule, on constructed reports and on constructed holdout scores (the
+paired day bootstrap)."""
 
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from dagster_project.training import evaluation, promotion
 
-POLICY = promotion.PromotionPolicy(min_auc_margin=0.01, min_auc=0.6, max_calibration_error=0.05)
+# the point gain decides here (confidence 0); the bootstrap's tests are below
+POLICY = promotion.PromotionPolicy(
+    min_auc_margin=0.01, min_auc=0.6, max_calibration_error=0.05, confidence=0.0
+)
 
 
 def _report(version: str, auc_target: float, ece: float = 0.01, latency: float = 5.0):
@@ -51,3 +56,78 @@ def test_record_has_the_numbers():
     assert rec["challenger"]["roc_auc"] == 0.72
     assert rec["champion"]["version"] == "1"
     assert rec["policy"]["min_auc_margin"] == 0.01
+
+
+# Fourteen days of 800 flights: a latent signal with a day effect, labels drawn from it; the
+# incumbent sees the signal through noise 1.5.
+_RNG = np.random.default_rng(1)
+_DAYS = np.repeat(np.arange(14), 800)
+_SIGNAL = _RNG.normal(size=len(_DAYS)) + 0.3 * _RNG.normal(size=14)[_DAYS]
+_LABELS = (_RNG.random(len(_DAYS)) < 1 / (1 + np.exp(-_SIGNAL))).astype("int64")
+_HOLDOUT = promotion.Holdout(_LABELS, _DAYS.astype(str))
+_INCUMBENT = _SIGNAL + _RNG.normal(scale=1.5, size=len(_DAYS))
+BOOTSTRAP = promotion.PromotionPolicy(min_auc=0.55, max_calibration_error=1.0)
+
+
+def _scored(version: str, scores: np.ndarray) -> promotion.ModelReport:
+    ev = evaluation.evaluate(_LABELS, 1 / (1 + np.exp(-scores)), 0.5)
+    return promotion.ModelReport(version, ev, 5.0, scores=scores)
+
+
+def _noise(seed: int, scale: float) -> np.ndarray:
+    return _SIGNAL + np.random.default_rng(seed).normal(scale=scale, size=len(_DAYS))
+
+
+def test_a_gain_within_the_holdouts_noise_is_not_promoted():
+    """A model of the incumbent's worth, drawn again: its point gain (+0.003) beat the old
+    0.002 margin; its 90 % lower bound is below 0, so the gate keeps the champion."""
+    champion, challenger = _scored("1", _INCUMBENT), _scored("2", _noise(101, 1.5))
+    d = promotion.decide(challenger, champion, BOOTSTRAP, "w", holdout=_HOLDOUT)
+    [gain] = d.gains
+    assert 0.002 < gain.gain < 0.01
+    assert gain.lower < 0 < gain.gain
+    assert not d.promote
+    assert "not better" in d.reasons[0]
+    assert "90% lower bound" in d.reasons[0]
+
+
+def test_a_real_gain_is_promoted_and_its_bound_recorded():
+    champion, challenger = _scored("1", _INCUMBENT), _scored("2", _noise(7, 1.0))
+    d = promotion.decide(challenger, champion, BOOTSTRAP, "w", holdout=_HOLDOUT)
+    assert d.promote, d.reasons
+    [gain] = d.record()["gains"]
+    assert gain["against"] == "champion"
+    assert 0 < gain["lower"] < gain["gain"]
+
+
+def test_a_challenger_must_also_beat_the_frozen_baseline():
+    """The champion drifted below the frozen first champion: beating the champion alone is not
+    enough; without the rule (beat_baseline=False) the same challenger is promoted."""
+    baseline = _scored("1", _noise(7, 1.0))
+    champion = _scored("2", _INCUMBENT)
+    challenger = _scored("3", _noise(11, 1.2))
+    d = promotion.decide(challenger, champion, BOOTSTRAP, "w", baseline, _HOLDOUT)
+    assert [g.against for g in d.gains] == ["champion", "baseline"]
+    assert d.gains[0].passes(0.0)
+    assert not d.gains[1].passes(0.0)
+    assert not d.promote
+    assert "not better" in d.reasons[1]
+    assert "baseline v1" in d.reasons[1]
+    lax = replace(BOOTSTRAP, beat_baseline=False)
+    assert promotion.decide(challenger, champion, lax, "w", baseline, _HOLDOUT).promote
+
+
+def test_the_bound_needs_the_holdout():
+    champion, challenger = _scored("1", _INCUMBENT), _scored("2", _noise(7, 1.0))
+    with pytest.raises(ValueError, match="needs both models' holdout scores"):
+        promotion.decide(challenger, champion, BOOTSTRAP, "w")
+
+
+def test_the_paired_bootstrap_resamples_whole_days():
+    """A challenger better on one day only: resampling days (not flights) spreads its gain over
+    the resamples that hold that day and those that do not."""
+    better_on_day_0 = np.where(_DAYS == 0, _SIGNAL, _INCUMBENT)
+    gains = promotion.paired_auc_gain(_HOLDOUT, better_on_day_0, _INCUMBENT, 200)
+    assert len(gains) == 200
+    # about (13/14)^14 = 35 % of the resamples leave day 0 out: their gain is exactly 0
+    assert 0.2 < np.mean(gains == 0) < 0.5
