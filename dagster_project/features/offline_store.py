@@ -246,7 +246,17 @@ def key_codes(
     if pa.types.is_string(view.type) or pa.types.is_large_string(view.type):
         if (text_column(entity) if text is None else text) is None:
             return None
-    elif not (pa.types.is_signed_integer(view.type) and kind == "i"):
+        # Hashed by Arrow, not as Python strings: the view's rows never become objects.
+        encoded = pc.dictionary_encode(view.combine_chunks())
+        dictionary = encoded.dictionary
+        values = pa.array(entity.to_numpy(), type=dictionary.type, from_pandas=True)
+        found = pc.index_in(values, value_set=dictionary)
+        return (
+            pc.fill_null(found, -1).to_numpy().astype(np.int64),
+            pc.fill_null(encoded.indices, -2).to_numpy().astype(np.int64),
+            len(dictionary),
+        )
+    if not (pa.types.is_signed_integer(view.type) and kind == "i"):
         return None
     right, uniques = pd.factorize(view.to_pandas())
     right[right < 0] = -2
@@ -487,10 +497,12 @@ class AsofRetrievalJob(ArrowRetrievalJob):
             },
             index=pd.RangeIndex(len(self._entity_df)),
         )  # a copy: the answer does not share the caller's arrays
-        # A dict of numpy arrays and one frame from Arrow, joined without copying them again
-        # (a dict of extension arrays, e.g. Series.array, is many times slower to build).
+        # A dict of numpy arrays and one frame from Arrow (a dict of extension arrays, e.g.
+        # Series.array, is many times slower to build), joined without copying them again:
+        # outside copy-on-write, ``concat(copy=False)`` consolidates, copying every block.
         features = self._features.to_pandas()
-        return pd.concat([entity, features], axis=1, copy=False)  # type: ignore[call-overload]
+        with pd.option_context("mode.copy_on_write", True):
+            return pd.concat([entity, features], axis=1)
 
     def to_df(self, validation_reference: Any = None, timeout: int | None = None) -> pd.DataFrame:
         if validation_reference is not None or not all(
@@ -524,18 +536,21 @@ class AsofRetrievalJob(ArrowRetrievalJob):
     def _with_pandas_odfv(self, df: pd.DataFrame, odfv: OnDemandFeatureView) -> pd.DataFrame:
         """Feast's ``transform_arrow`` for a pandas-mode view (the UDF gets the joined table
         as pandas, with the source features under both names), on the pandas frame itself."""
-        inputs, cleanup = df.copy(), []
-        for projection in odfv.source_feature_view_projections.values():
-            for feature in projection.features:
-                full = f"{projection.name}__{feature.name}"
-                if full in inputs.columns:
-                    inputs[feature.name] = inputs[full]
-                    cleanup.append(feature.name)
-                elif feature.name in inputs.columns:
-                    inputs[full] = inputs[feature.name]
-                    cleanup.append(full)
         udf = odfv.feature_transformation.udf  # type: ignore[union-attr]
-        transformed = pa.Table.from_pandas(udf(inputs))
+        # Copy-on-write: the UDF gets a shallow copy, and whatever it changes in place is
+        # copied then, so ``df`` stays as it is (Feast gives the UDF a frame of its own).
+        with pd.option_context("mode.copy_on_write", True):
+            inputs, cleanup = df.copy(deep=False), []
+            for projection in odfv.source_feature_view_projections.values():
+                for feature in projection.features:
+                    full = f"{projection.name}__{feature.name}"
+                    if full in inputs.columns:
+                        inputs[feature.name] = inputs[full]
+                        cleanup.append(feature.name)
+                    elif feature.name in inputs.columns:
+                        inputs[full] = inputs[feature.name]
+                        cleanup.append(full)
+            transformed = pa.Table.from_pandas(udf(inputs))
         transformed = odfv._postprocess_arrow_table(transformed, cleanup, self.full_feature_names)
         wanted = self._requested(odfv)
         keep = [

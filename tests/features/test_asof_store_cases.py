@@ -383,3 +383,41 @@ def test_distinct_rows():
     assert len(first) == len(set(rows)) == len(set(inverse)) == 3  # one number per distinct row
     for i, r in enumerate(rows):
         assert rows[first[inverse[i]]] == r
+
+
+def test_a_udf_that_changes_its_input_in_place_does_not_change_the_answer(tmp_path):
+    """The pandas UDF gets a copy-on-write view of the joined frame: what it changes in place
+    (a source feature, a request column) is not in the answer, as with Feast's store, which
+    gives the UDF a frame of its own."""
+
+    @on_demand_feature_view(
+        sources=[
+            _views(tmp_path)[2],
+            RequestSource(name="req", schema=[Field(name="x", dtype=Float64)]),
+        ],
+        schema=[Field(name="doubled", dtype=Float64)],
+        mode="pandas",
+    )
+    def doubled(inputs: pd.DataFrame) -> pd.DataFrame:
+        inputs["value"] *= 2  # in place, on a column of the joined frame
+        inputs.loc[:, "x"] = -1.0
+        return pd.DataFrame({"doubled": inputs["value"]})
+
+    rng = np.random.default_rng(5)
+    keys = ["a", "b"]
+    entity = _entity(rng, 30, keys, 5)
+    refs = ["fv:value", "doubled:doubled"]
+    ours, feast, *_ = ask_both(
+        tmp_path,
+        _features(rng, 15, keys),
+        _pair_table(rng, keys),
+        entity,
+        refs,
+        False,
+        views=[doubled],
+    )
+    assert_same(ours, feast, ["id"])
+    assert ours["x"].tolist() == entity["x"].tolist()
+    both = ours.dropna(subset=["value"])
+    assert len(both)
+    assert (both["doubled"] == 2 * both["value"]).all()
