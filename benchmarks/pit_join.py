@@ -4,10 +4,12 @@ and the hand-written ``pandas.merge_asof`` floor, on 2013 shifted into later yea
 numbers and flight ids; :func:`benchmarks.common.replicate`), with peak memory beside time.
 ``python -m benchmarks.pit_join --json`` prints one object; progress goes to stderr.
 
-Every size is built first. Each size's first call of the store and of the floor (their answers
-are the ones compared, cell by cell) gives the peak memory: resident memory above the level at
-the call, the C heap and Arrow's pool trimmed first (freed memory that the process keeps would
-otherwise serve the call without showing). Then the timed rounds go through all sizes and both prediction
+Each size is built in turn, and its first call of the store and of the floor (their answers
+are the ones compared, cell by cell; Feast's store is called on 1x only) is made before the next
+size is built, so that Feast's store, which holds far more memory than the other two, runs
+beside one size's tables and not all four. That first call gives the peak memory: resident
+memory above the level at the call, the C heap and Arrow's pool trimmed first (freed memory that
+the process keeps would otherwise serve the call without showing). Then the timed rounds go through all sizes and both prediction
 times, the store and the floor one after the other, ``repeat`` times: load from other work on
 the machine falls on the store and the floor, and on small and large sizes, alike (it drifts
 over minutes; timing the sizes one after another would bend the growth exponent). The time
@@ -118,6 +120,34 @@ def _log(msg: str) -> None:
     print(f"pit_join: {msg} (load {common.load_average()[0]})", file=sys.stderr, flush=True)
 
 
+def _first_calls(
+    case: dict[str, Any],
+    entities: pd.DataFrame,
+    feast_store: FeatureStoreClient | None,
+    compared: int,
+    differing: int,
+) -> tuple[int, int]:
+    """A case's first calls: peak memory of the store and of the floor, their answers compared
+    cell by cell (and with Feast's store's, where given: its time too). Returns the running
+    ``(compared, differing)`` counts."""
+    row, (ours_fn, floor_fn) = case["row"], case["fns"]
+    _log(f"{row['scale']}x {row['prediction_time']}: {row['rows']:,} rows, first calls")
+    row["peak_mib"], ours = _peak(ours_fn)
+    row["floor_peak_mib"], floor = _peak(floor_fn)
+    row["peak_ratio_to_floor"] = row["peak_mib"] / row["floor_peak_mib"]
+    cols = [c for c in floor.columns if c not in entities.columns]
+    differing += common.mismatched_cells(ours, floor, cols)
+    compared += len(entities) * len(cols)
+    del floor
+    if feast_store is not None:
+        t0 = time.perf_counter()
+        theirs = feast_store.historical_features(entities, FEATURE_SERVICE)
+        row["feast_seconds"] = time.perf_counter() - t0
+        differing += common.mismatched_cells(ours, theirs, cols)
+        compared += len(entities) * len(cols)
+    return compared, differing
+
+
 def run(start: str, end: str, scales: list[int], repeat: int, feast: bool = True) -> dict:
     flights, weather, planes = common.validated_tables(start, end)
     compared = differing = 0
@@ -130,47 +160,26 @@ def run(start: str, end: str, scales: list[int], repeat: int, feast: bool = True
             for when in ("day_start", "lead"):
                 entities = engineering.training_entities(f, when)
                 times = entities[engineering.TS]
-                cases.append(
-                    {
-                        "row": {
-                            "scale": scale,
-                            "prediction_time": when,
-                            "rows": len(entities),
-                            "first_time": str(times.min()),
-                            "last_time": str(times.max()),
-                        },
-                        "fns": (
-                            lambda c=clients, e=entities: c["asof"].historical_features(
-                                e, FEATURE_SERVICE
-                            ),
-                            lambda e=entities, t=tables: common.merge_asof_join(
-                                e, t, FEATURE_SERVICE
-                            ),
+                case: dict[str, Any] = {
+                    "row": {
+                        "scale": scale,
+                        "prediction_time": when,
+                        "rows": len(entities),
+                        "first_time": str(times.min()),
+                        "last_time": str(times.max()),
+                    },
+                    "fns": (
+                        lambda c=clients, e=entities: c["asof"].historical_features(
+                            e, FEATURE_SERVICE
                         ),
-                        "feast": clients["feast"] if feast and scale == 1 else None,
-                        "entities": entities,
-                        "samples": [],
-                    }
-                )
+                        lambda e=entities, t=tables: common.merge_asof_join(e, t, FEATURE_SERVICE),
+                    ),
+                    "samples": [],
+                }
+                feast_store = clients["feast"] if feast and scale == 1 else None
+                compared, differing = _first_calls(case, entities, feast_store, compared, differing)
+                cases.append(case)
             del f, w, p
-        for case in cases:  # first calls: peak memory, and the answers compared
-            row, (ours_fn, floor_fn), entities = case["row"], case["fns"], case["entities"]
-            _log(f"{row['scale']}x {row['prediction_time']}: {row['rows']:,} rows, first calls")
-            row["peak_mib"], ours = _peak(ours_fn)
-            row["floor_peak_mib"], floor = _peak(floor_fn)
-            row["peak_ratio_to_floor"] = row["peak_mib"] / row["floor_peak_mib"]
-            cols = [c for c in floor.columns if c not in entities.columns]
-            differing += common.mismatched_cells(ours, floor, cols)
-            compared += len(entities) * len(cols)
-            del floor
-            if case["feast"] is not None:
-                t0 = time.perf_counter()
-                theirs = case["feast"].historical_features(entities, FEATURE_SERVICE)
-                row["feast_seconds"] = time.perf_counter() - t0
-                differing += common.mismatched_cells(ours, theirs, cols)
-                compared += len(entities) * len(cols)
-                del theirs
-            del ours
         for i in range(repeat):
             _log(f"timed round {i + 1} of {repeat}")
             for case in cases:
