@@ -389,24 +389,29 @@ def intraday_clock(
                 run_config=intraday_day_run_config(),
                 tags=tags,
             )
-            _require(run, f"day {closed}")
-            for retrain in evaluate_sensors(
-                defs, instance, cursors, replay_id=tags.get(retraining.TAG_REPLAY)
-            ):
-                result.retrains.append(retrain)
-                bar.write(
-                    f"[replay] {closed}: retrain by {retrain.trigger} ({retrain.reason}) -> "
-                    f"{'gate passed' if retrain.success else 'not promoted'}"
-                )
-            when = label()
-            closed_stats = days.setdefault(str(closed), IntradayDay(str(closed)))
-            closed_stats.close_seconds += time.perf_counter() - began
-            closed_stats.skew_cells, closed_stats.skew_differing = _skew_meta(run)
-            meta = _quality_meta(run)
-            result.last_auc = meta.get("roc_auc", result.last_auc)
-            if closed >= start:
-                result.days += 1
-                bar.write(_day_line(closed_stats))
+            why = gate_failures(run)
+            if why is not None:  # the clock goes on: the next day is scored and closed
+                result.blocked[str(closed)] = why
+                bar.write(f"[replay] {closed}: BLOCKED by a data-quality gate: {why[:300]}")
+            else:
+                _require(run, f"day {closed}")
+                for retrain in evaluate_sensors(
+                    defs, instance, cursors, replay_id=tags.get(retraining.TAG_REPLAY)
+                ):
+                    result.retrains.append(retrain)
+                    bar.write(
+                        f"[replay] {closed}: retrain by {retrain.trigger} ({retrain.reason}) -> "
+                        f"{'gate passed' if retrain.success else 'not promoted'}"
+                    )
+                when = label()
+                closed_stats = days.setdefault(str(closed), IntradayDay(str(closed)))
+                closed_stats.close_seconds += time.perf_counter() - began
+                closed_stats.skew_cells, closed_stats.skew_differing = _skew_meta(run)
+                meta = _quality_meta(run)
+                result.last_auc = meta.get("roc_auc", result.last_auc)
+                if closed >= start:
+                    result.days += 1
+                    bar.write(_day_line(closed_stats))
         due = []
         horizon = (clock + STEP).timestamp()
         while next_flight < len(flights) and (
@@ -540,7 +545,7 @@ def replay(
             skip = () if land else ("landed_daily_files",)
             run = run_job(defs, "daily_loop_job", instance, partition=today, skip=skip, tags=tags)
             why = gate_failures(run)
-            if why is not None:  # the day's data failed its gate: nothing of it goes on
+            if why is not None:  # what depends on the gated table did not run; on to the next day
                 result.blocked[today] = why
                 bar.write(f"[replay] {today}: BLOCKED by a data-quality gate: {why[:300]}")
                 continue
