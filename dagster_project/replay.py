@@ -54,6 +54,7 @@ class Retrain:
     run_id: str
     success: bool
     breach_to_start_s: float
+    outcome: str = ""  # the promotion gate's: promoted, rejected or shadow (a candidate now)
 
 
 CLOCKS = ("intraday", "daily")
@@ -98,6 +99,8 @@ class ReplayResult:
     # days whose run a blocking data-quality check stopped (day -> the failed checks): the
     # replay goes on past them, as a Dagster backfill goes on past a failed partition
     blocked: dict[str, str] = field(default_factory=dict)
+    # the candidate reviews that concluded (promoted or rejected), as their metadata
+    reviews: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_job(
@@ -268,9 +271,41 @@ def evaluate_sensors(
                     success=run.success,
                     breach_to_start_s=start_time
                     - float(tags.get(retraining.TAG_BREACH_AT, started)),
+                    outcome=_gate_outcome(run),
                 )
             )
     return done
+
+
+GATE_WORDS = {
+    "promoted": "promoted",
+    "rejected": "rejected by the gate",
+    "shadow": "passed the gate: the candidate, scored in shadow before a review",
+}
+
+
+def after_day(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    cursors: dict[str, str | None],
+    replay_id: str | None,
+    day: str,
+    run: dg.ExecuteInProcessResult,
+    result: ReplayResult,
+    write: Callable[[str], None],
+) -> None:
+    """What follows a day's run on either clock: the candidate review's verdict where one came,
+    then a tick of the retraining sensors (their runs executed)."""
+    review = _review(run)
+    if review:
+        result.reviews.append(review)
+        write(f"[replay] {day}: {review['summary']}")
+    for retrain in evaluate_sensors(defs, instance, cursors, replay_id=replay_id):
+        result.retrains.append(retrain)
+        write(
+            f"[replay] {day}: retrain by {retrain.trigger} ({retrain.reason}) -> "
+            f"{GATE_WORDS.get(retrain.outcome, 'not promoted')}"
+        )
 
 
 class Producer:
@@ -395,14 +430,16 @@ def intraday_clock(
                 bar.write(f"[replay] {closed}: BLOCKED by a data-quality gate: {why[:300]}")
             else:
                 _require(run, f"day {closed}")
-                for retrain in evaluate_sensors(
-                    defs, instance, cursors, replay_id=tags.get(retraining.TAG_REPLAY)
-                ):
-                    result.retrains.append(retrain)
-                    bar.write(
-                        f"[replay] {closed}: retrain by {retrain.trigger} ({retrain.reason}) -> "
-                        f"{'gate passed' if retrain.success else 'not promoted'}"
-                    )
+                after_day(
+                    defs,
+                    instance,
+                    cursors,
+                    tags.get(retraining.TAG_REPLAY),
+                    str(closed),
+                    run,
+                    result,
+                    bar.write,
+                )
                 when = label()
                 closed_stats = days.setdefault(str(closed), IntradayDay(str(closed)))
                 closed_stats.close_seconds += time.perf_counter() - began
@@ -550,12 +587,7 @@ def replay(
                 bar.write(f"[replay] {today}: BLOCKED by a data-quality gate: {why[:300]}")
                 continue
             _require(run, f"day {today}")
-            for retrain in evaluate_sensors(defs, instance, cursors, replay_id=replay_id):
-                result.retrains.append(retrain)
-                bar.write(
-                    f"[replay] {today}: retrain by {retrain.trigger} ({retrain.reason}) -> "
-                    f"{'gate passed' if retrain.success else 'not promoted'}"
-                )
+            after_day(defs, instance, cursors, replay_id, today, run, result, bar.write)
             meta = _quality_meta(run)
             result.last_auc = meta.get("roc_auc", result.last_auc)
             bar.set_postfix(
@@ -573,6 +605,24 @@ def replay(
             say(f"[replay] stopped the endpoint it started ({endpoint.url})")
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _gate_outcome(run: dg.ExecuteInProcessResult) -> str:
+    """The promotion gate's decision in a training run ("" when the gate did not run)."""
+    for evaluation in run.get_asset_check_evaluations():
+        if evaluation.check_name == "promotion_gate" and "decision" in evaluation.metadata:
+            return str(evaluation.metadata["decision"].value)
+    return ""
+
+
+def _review(run: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    """The candidate review's decision in a day's run, where it concluded (promoted or
+    rejected; {} while the candidate is in shadow or there is none)."""
+    for event in run.get_asset_materialization_events():
+        if event.asset_key == dg.AssetKey("candidate_review"):
+            meta = {k: v.value for k, v in event.materialization.metadata.items()}
+            return meta if meta.get("decision") in ("promoted", "rejected") else {}
+    return {}
 
 
 def _quality_meta(run: dg.ExecuteInProcessResult) -> dict[str, Any]:

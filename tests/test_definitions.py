@@ -29,6 +29,7 @@ EXPECTED = {
     "training_set",
     "flight_delay_model",
     "lead_time_evaluation",
+    "candidate_review",
     "deployed_endpoint",
     "serving_hardware",
     "scored_flights",

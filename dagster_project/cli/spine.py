@@ -16,6 +16,7 @@ from dagster_project.cli.output import (
     _summary,
     _training_summary,
 )
+from dagster_project.monitoring import retraining
 from dagster_project.platform import clock, names, settings
 
 
@@ -179,17 +180,19 @@ def replay(args: argparse.Namespace) -> int:
         rows.append(
             (
                 f"  {r.day} {r.trigger}",
-                f"{r.reason[:80]} -> {'promoted/deployed' if r.success else 'rejected'} "
+                f"{r.reason[:80]} -> {r.outcome or ('promoted' if r.success else 'rejected')} "
                 f"(breach -> run start {r.breach_to_start_s:.1f} s)",
             )
         )
     for rec in loop_records(paths):
         before = f"{rec['auc_before']:.4f}" if rec["auc_before"] is not None else "-"
+        reviewed = rec["trigger"] == retraining.REVIEW_TRIGGER
         rows.append(
             (
-                f"  gate v{rec['challenger_version']} ({rec['trigger']})",
-                f"{rec['decision']}: holdout AUC champion {before} -> challenger "
-                f"{rec['auc_after']:.4f} on {rec['data_window']}",
+                f"  {'review' if reviewed else 'gate'} v{rec['challenger_version']} "
+                f"({rec['trigger']})",
+                f"{rec['decision']}: {'shadow mean daily' if reviewed else 'holdout'} AUC "
+                f"champion {before} -> challenger {rec['auc_after']:.4f} on {rec['data_window']}",
             )
         )
     for d in result.intraday:

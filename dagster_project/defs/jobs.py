@@ -8,7 +8,11 @@ from dagster_project.defs.features import feast_definitions, plane_specs, traini
 from dagster_project.defs.ingestion import landed_reference_files, raw_reference_assets
 from dagster_project.defs.monitoring import feature_skew, monitoring_report, prediction_quality
 from dagster_project.defs.serving import deployed_endpoint, scored_flights
-from dagster_project.defs.training import flight_delay_model, lead_time_evaluation
+from dagster_project.defs.training import (
+    candidate_review,
+    flight_delay_model,
+    lead_time_evaluation,
+)
 from dagster_project.defs.validation import validated_reference_assets
 from dagster_project.orchestration.partitions import daily_2013
 
@@ -47,12 +51,12 @@ daily_loop_job = dg.define_asset_job(
         - REFERENCE
         - dg.AssetSelection.assets(training_set)
     )
-    | dg.AssetSelection.assets(prediction_quality, feature_skew, scored_flights)
+    | dg.AssetSelection.assets(prediction_quality, candidate_review, feature_skew, scored_flights)
     | dg.AssetSelection.groups("streaming"),
     partitions_def=daily_2013,
     description=(
         "One simulated day D of the closed loop: ingest D, judge the predictions for D against "
-        "their outcomes, score D+1's flights, publish D's departures to the event stream and "
+        "their outcomes, review the candidate's shadow days, score D+1's flights, publish D's departures to the event stream and "
         "drain it into the online store. Reference tables and Feast objects are kept."
     ),
 )

@@ -25,7 +25,7 @@ from dagster_project.orchestration.resources import (
     MonitoringResource,
 )
 from dagster_project.platform import names
-from dagster_project.training import pipeline, tracking
+from dagster_project.training import pipeline, promotion, tracking
 from dagster_project.training.preprocess import CATEGORICAL, NUMERIC_V1, STREAM_NUMERIC
 
 
@@ -84,6 +84,9 @@ def _calibration(
         dataclasses.replace(thresholds, drift_window_days=window_days),
         _importance(tracking_uri, run_id),
     )
+
+
+QUALITY = dg.AssetKey("prediction_quality")
 
 
 @functools.lru_cache(maxsize=4)
@@ -163,7 +166,7 @@ def prediction_quality(
     old = drift.fixed_verdict(fixed, policy.important_features, thresholds)
     new = drift.verdict(table, pred_drift, thresholds)
     chosen = new if thresholds.drift_mode == "calibrated" else old
-    shadow = _shadow(registry, uri, labeled, thresholds)
+    shadow = _shadow(registry, uri, labeled, thresholds, day)
     plot = report.plot_day(day, quality, table, monitor.url("days", f"{day}.png"), thresholds)
     errors = chosen.drifted
     warns = (
@@ -189,6 +192,8 @@ def prediction_quality(
         "shadow_version": shadow.get("version"),
         "shadow_roc_auc": shadow.get("roc_auc"),
         "shadow_brier": shadow.get("brier"),
+        "candidate_version": shadow.get("candidate_version"),
+        "candidate_roc_auc": shadow.get("candidate_roc_auc"),
         PARTITION: day,
     }
     context.log.info(
@@ -212,6 +217,8 @@ def prediction_quality(
             "drift_reason": chosen.reason,
             "shadow_roc_auc": shadow.get("roc_auc"),
             "shadow_version": shadow.get("version") or "none",
+            "candidate_roc_auc": shadow.get("candidate_roc_auc"),
+            "candidate_version": shadow.get("candidate_version") or "none",
             "model_version": version or "none",
             "plot": dg.MetadataValue.path(str(plot)),
             "drift": dg.MetadataValue.md(_drift_markdown(table)),
@@ -284,15 +291,73 @@ def _shadow(
     uri: str,
     labeled: pd.DataFrame,
     thresholds: measures.Thresholds,
+    day: str,
 ) -> dict[str, Any]:
     """The day's labeled flights scored by the registry's `baseline` version (the frozen first
-    champion a replay sets), on the features the endpoint logged: nothing is served."""
+    champion a replay sets) and by its `candidate` (a challenger that passed the promotion gate,
+    on days after its training window only), on the features the endpoint logged: nothing is
+    served. ``version``/``roc_auc``/... are the baseline's, ``candidate_*`` the candidate's."""
+    out: dict[str, Any] = {}
     baseline = registry.by_alias(names.BASELINE)
-    if baseline is None or labeled.empty:
-        return {"version": baseline.version if baseline else None}
-    return {"version": baseline.version} | outcomes.shadow_quality(
-        _shadow_model(uri, baseline.version), labeled, thresholds
-    )
+    if baseline is not None:
+        out["version"] = baseline.version
+        if not labeled.empty:
+            out |= outcomes.shadow_quality(
+                _shadow_model(uri, baseline.version), labeled, thresholds
+            )
+    candidate = registry.by_alias(names.CANDIDATE)
+    if candidate is not None and not labeled.empty and day > shadow_after(candidate):
+        quality = outcomes.shadow_quality(
+            _shadow_model(uri, candidate.version), labeled, thresholds
+        )
+        out |= {"candidate_version": candidate.version, "candidate_roc_auc": quality["roc_auc"]}
+    return out
+
+
+def shadow_after(version: tracking.VersionInfo) -> str:
+    """The last day of the version's training window (its holdout's end): its shadow days
+    come after it."""
+    return version.tags.get("holdout_window", "..").split("..")[-1]
+
+
+def shadow_days(
+    instance: dg.DagsterInstance,
+    candidate: tracking.VersionInfo,
+    champion: str,
+    upto: str,
+    limit: int = 400,
+) -> list[promotion.ShadowDay]:
+    """The candidate's judged shadow days up to ``upto``, as `prediction_quality` recorded them
+    (the latest materialization of each day): days after its training window on which the
+    champion served and both were scored."""
+    records = instance.fetch_materializations(QUALITY, limit=limit).records
+    seen: set[str] = set()
+    days = []
+    for record in records:  # newest first
+        meta = record.asset_materialization.metadata if record.asset_materialization else {}
+        day = str(meta["day"].value) if "day" in meta else None
+        if day is None or day in seen:
+            continue
+        seen.add(day)
+        value = {k: v.value for k, v in meta.items()}
+        aucs = (value.get("candidate_roc_auc"), value.get("roc_auc"))
+        if (
+            shadow_after(candidate) < day <= upto
+            and value.get("judged")
+            and str(value.get("candidate_version")) == candidate.version
+            and str(value.get("model_version")) == champion
+            and all(isinstance(a, int | float) and a == a for a in aucs)
+        ):
+            frozen = value.get("shadow_roc_auc")
+            days.append(
+                promotion.ShadowDay(
+                    day,
+                    float(aucs[0]),  # type: ignore[arg-type]
+                    float(aucs[1]),  # type: ignore[arg-type]
+                    float(frozen) if isinstance(frozen, int | float) else float("nan"),
+                )
+            )
+    return sorted(days, key=lambda d: d.day)
 
 
 def _max_ratio(table: pd.DataFrame) -> float | None:
@@ -434,12 +499,23 @@ def monitoring_report(
             f"{replay.started_at}, frozen baseline v{replay.baseline_version}, drift rule "
             f"{replay.drift_mode}"
         )
+    # A challenger the gate passed was a candidate in shadow; its review's record says what
+    # became of it (promoted or rejected; still "shadow" when the replay ended first).
+    review = retraining.REVIEW_TRIGGER
+    reviews = {r["challenger_version"]: r for r in records if r["trigger"] == review}
+    records = [r for r in records if r["trigger"] != review]
     retrains = [
         {
             # a retrain without a monitored day (bootstrap, by hand) sits at its data's last day
             "day": r["day"] or r["data_window"].split("..")[-1],
-            "reason": r["reason"],
-            "outcome": r["decision"],
+            "reason": r["reason"]
+            + (
+                f" -> reviewed {reviews[r['challenger_version']]['day']}: "
+                f"{reviews[r['challenger_version']]['reason']}"
+                if r["challenger_version"] in reviews
+                else ""
+            ),
+            "outcome": reviews.get(r["challenger_version"], r)["decision"],
             "auc_before": r["auc_before"],
             "auc_after": r["auc_after"],
             "version": r["challenger_version"],

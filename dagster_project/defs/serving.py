@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from dagster_project.defs.training import flight_delay_model
+from dagster_project.defs.training import candidate_review, flight_delay_model
 from dagster_project.orchestration.compute_asset import compute_asset
 from dagster_project.orchestration.metadata import ML_OWNERS, code_version
 from dagster_project.orchestration.partitions import daily_2013, partition_days
@@ -49,7 +49,8 @@ def deployed_endpoint(
 @compute_asset(
     group_name="serving",
     partitions_def=daily_2013,
-    deps=[deployed_endpoint, "online_features"],
+    # after the day's review: a candidate promoted on day D scores D+1's flights
+    deps=[deployed_endpoint, "online_features", candidate_review],
     kinds={"fastapi"},
     owners=ML_OWNERS,
     code_version=code_version(scoring),

@@ -1,22 +1,28 @@
 """Training: tune and register a `flight_delay` challenger; the promotion gate decides on it."""
 
+import json
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 
+from dagster_project.defs.monitoring import prediction_quality, shadow_days
 from dagster_project.features.feast_objects import build as feast_objects
 from dagster_project.monitoring import plots, retraining
 from dagster_project.orchestration.compute_asset import compute_asset
 from dagster_project.orchestration.metadata import ML_OWNERS, code_version, image
+from dagster_project.orchestration.partitions import daily_2013
 from dagster_project.orchestration.resources import (
+    Deployer,
     FeastResource,
     MlflowResource,
     MonitoringResource,
 )
 from dagster_project.platform import names
+from dagster_project.serving.schemas import EXAMPLE_FLIGHT
 from dagster_project.training import (
     evaluation,
     lead_time,
@@ -116,6 +122,7 @@ class PromotionConfig(dg.Config):
     confidence: float = promotion.PromotionPolicy.confidence
     bootstrap_rounds: int = promotion.PromotionPolicy.bootstrap_rounds
     beat_baseline: bool = promotion.PromotionPolicy.beat_baseline
+    shadow_days: int = promotion.PromotionPolicy.shadow_days
     min_auc: float = promotion.PromotionPolicy.min_auc
     max_calibration_error: float = promotion.PromotionPolicy.max_calibration_error
     latency_budget_ms: float = promotion.PromotionPolicy.latency_budget_ms
@@ -242,5 +249,86 @@ def lead_time_evaluation(
     )
 
 
-assets = [flight_delay_model, lead_time_evaluation]
+@compute_asset(
+    group_name="training",
+    partitions_def=daily_2013,
+    deps=[prediction_quality],
+    kinds={"mlflow"},
+    owners=ML_OWNERS,
+    code_version=code_version(promotion),
+)
+def candidate_review(
+    context: dg.AssetExecutionContext,
+    config: PromotionConfig,
+    mlflow: MlflowResource,
+    monitor: MonitoringResource,
+    deployer: Deployer,
+) -> dg.MaterializeResult:
+    """The candidate (a challenger the promotion gate passed) after its shadow days: promoted and
+    deployed when its mean daily ROC AUC on served traffic beats the champion's and the frozen
+    baseline's with the gate's confidence, else rejected; until then, still in shadow."""
+    day = context.partition_key
+    registry = mlflow.registry()
+    candidate = registry.by_alias(names.CANDIDATE)
+    champion = registry.by_alias(names.CHAMPION)
+    if candidate is None or champion is None:
+        return dg.MaterializeResult(metadata={"day": day, "decision": "no candidate"})
+    baseline = registry.by_alias(names.BASELINE)
+    policy = promotion.PromotionPolicy(**config.model_dump())
+    evidence = shadow_days(context.instance, candidate, champion.version, day)
+    result = promotion.review(
+        candidate.version,
+        champion.version,
+        baseline.version if baseline else None,
+        evidence,
+        policy,
+    )
+    context.log.info(f"{day}: {result.summary()}")
+    meta: dict[str, Any] = {
+        "day": day,
+        "decision": result.status,
+        "candidate_version": candidate.version,
+        "champion_version": champion.version,
+        "shadow_days": dg.MetadataValue.json(result.days),
+        "record": dg.MetadataValue.json(result.record()),
+        "reason": "; ".join(result.reasons),
+        "summary": result.summary(),
+    }
+    if result.status == promotion.SHADOW:
+        return dg.MaterializeResult(metadata=meta)
+    if result.status == "promoted":
+        registry.set_alias(names.CHAMPION, candidate.version)
+    registry.client.delete_registered_model_alias(registry.name, names.CANDIDATE)
+    registry.tag(
+        candidate.version,
+        {
+            "promotion_decision": result.status,
+            "promotion_reason": "; ".join(result.reasons)[:4000],
+            "shadow_record": json.dumps(result.record())[:4000],
+        },
+    )
+    retraining.append_retrain(
+        monitor.retrains_url,
+        retraining.RetrainRecord(
+            recorded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            dagster_run_id=context.run.run_id,
+            trigger=retraining.REVIEW_TRIGGER,
+            reason=result.summary()[:500],
+            day=day,
+            data_window=candidate.tags.get(tracking.TAG_PARTITIONS, ""),
+            challenger_version=candidate.version,
+            decision=result.status,
+            auc_before=result.gains[0].incumbent_auc,
+            auc_after=result.gains[0].incumbent_auc + result.gains[0].gain,
+            champion_version=registry.by_alias(names.CHAMPION).version,  # type: ignore[union-attr]
+            replay_id=context.run.tags.get(retraining.TAG_REPLAY),
+        ),
+    )
+    if result.status == "promoted":
+        done = deployer.deploy(candidate.version, EXAMPLE_FLIGHT)
+        meta["deployed"] = f"v{done.version} at {done.url}"
+    return dg.MaterializeResult(metadata=meta)
+
+
+assets = [flight_delay_model, lead_time_evaluation, candidate_review]
 checks = [promotion_gate]

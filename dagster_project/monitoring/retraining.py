@@ -22,6 +22,9 @@ TAG_REASON = "retrain/reason"
 TAG_DAY = "retrain/day"
 TAG_BREACH_AT = "retrain/breach_recorded_at"
 TAG_REPLAY = "replay/id"  # every run a replay starts: its retrains are the replay's
+# The trigger of a record that says what became of a candidate (a challenger the gate passed,
+# scored in shadow): promoted or rejected by the review of its shadow days
+REVIEW_TRIGGER = "candidate_review"
 
 # The fixed drift rule's features (drift_mode="fixed"): drift on one of them alone justified a
 # retrain. The calibrated rule weighs every feature by the champion's own importance instead.

@@ -12,4 +12,5 @@ MODEL_NAME = "flight_delay"  # MLflow registered model
 EXPERIMENT = "flight_delay"  # MLflow experiment of the training runs
 CHAMPION = "champion"  # alias of the served version
 CHALLENGER = "challenger"  # alias of the latest candidate
+CANDIDATE = "candidate"  # a challenger that passed the gate, scored in shadow before promotion
 BASELINE = "baseline"  # alias of the frozen model a replay's shadow scores (its first champion)

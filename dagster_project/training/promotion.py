@@ -7,7 +7,16 @@ of ROC AUC either way, and a gate that promotes on the point difference promotes
 champion; docs/operations.md). The gain must therefore hold with ``confidence`` in a paired
 bootstrap that resamples the holdout's days (flights of one day share weather and delays):
 its lower bound must reach ``min_auc_margin``, against the champion and against the frozen
-``baseline``."""
+``baseline``.
+
+A gain that held on the holdout did not hold in the weeks after it either: the half-year
+replay promoted two such models, and both served worse than the frozen first champion over the
+next fortnight. So a challenger that passes is not promoted at once where there is a champion:
+it becomes the **candidate**, scored in shadow on the days after its training window, on the
+features the endpoint logged for them (nothing is served), and :func:`review` promotes it only
+when its mean daily ROC AUC gain over the champion, and over the frozen baseline, holds with
+``confidence`` over ``shadow_days`` judged days (a bootstrap of the days); else it is rejected.
+``shadow_days: 0`` promotes on the holdout alone."""
 
 from __future__ import annotations
 
@@ -41,6 +50,9 @@ class PromotionPolicy:
     bootstrap_rounds: int = 400
     # also beat the registry's frozen `baseline` (a replay's first champion), where there is one
     beat_baseline: bool = True
+    # judged days a challenger that passed is scored in shadow after its training window
+    # before :func:`review` decides on it (0: the holdout decides alone)
+    shadow_days: int = 14
     min_auc: float = 0.62
     max_calibration_error: float = 0.08
     # p95 of single-flight predictions through the pyfunc model (typically 1 to 5 ms here; the
@@ -134,6 +146,9 @@ def paired_auc_gain(
     return np.asarray(gains, dtype="float64")
 
 
+SHADOW = "shadow"  # the outcome of a challenger that passed the gate: scored in shadow next
+
+
 @dataclass
 class Decision:
     promote: bool
@@ -144,10 +159,11 @@ class Decision:
     holdout_window: str
     baseline: ModelReport | None = None
     gains: list[Gain] = field(default_factory=list)
+    shadow: bool = False  # passed: the candidate now, promoted or not by :func:`review`
 
     @property
     def outcome(self) -> str:
-        return "promoted" if self.promote else "rejected"
+        return "promoted" if self.promote else SHADOW if self.shadow else "rejected"
 
     def summary(self) -> str:
         return f"v{self.challenger.version} {self.outcome}: " + "; ".join(self.reasons)
@@ -281,8 +297,24 @@ def decide(
         + g.describe(c.roc_auc, policy.min_auc_margin)
         for g in gains
     ]
-    promote = all(g.passes(policy.min_auc_margin) for g in gains)
-    return Decision(promote, reasons, challenger, champion, policy, holdout_window, baseline, gains)
+    passed = all(g.passes(policy.min_auc_margin) for g in gains)
+    shadow = passed and policy.shadow_days > 0
+    if shadow:
+        reasons.append(
+            f"candidate: scored in shadow on {policy.shadow_days} judged days after its "
+            "training window before a review promotes it"
+        )
+    return Decision(
+        passed and not shadow,
+        reasons,
+        challenger,
+        champion,
+        policy,
+        holdout_window,
+        baseline,
+        gains,
+        shadow,
+    )
 
 
 def run_gate(
@@ -314,6 +346,8 @@ def run_gate(
     decision = decide(challenger, champion, policy, holdout_window, baseline, sample)
     if decision.promote:
         registry.set_alias(names.CHAMPION, challenger_v.version)
+    elif decision.shadow:  # replaces a candidate still in shadow: the newer window
+        registry.set_alias(names.CANDIDATE, challenger_v.version)
     tags = {
         "promotion_decision": decision.outcome,
         "promotion_reason": "; ".join(decision.reasons)[:4000],
@@ -323,3 +357,114 @@ def run_gate(
     registry.client.set_tag(challenger_v.run_id, "promotion_decision", decision.outcome)
     registry.client.set_tag(challenger_v.run_id, "promotion_reason", tags["promotion_reason"])
     return decision
+
+
+@dataclass(frozen=True)
+class ShadowDay:
+    """One judged day after the candidate's training window: ROC AUC on the day's labeled
+    flights of the candidate and the champion (and the frozen baseline, NaN where there is
+    none), each scoring the features the endpoint logged for them."""
+
+    day: str
+    candidate_auc: float
+    champion_auc: float
+    baseline_auc: float = float("nan")
+
+
+def mean_gain_lower(daily: np.ndarray, confidence: float, rounds: int, seed: int = 0) -> float:
+    """Lower bound at ``confidence`` of the mean daily gain: the ``1 - confidence`` quantile of
+    the mean over ``rounds`` resamples of the days (with replacement); the mean itself where
+    the confidence is 0."""
+    mean = float(np.mean(daily))
+    if confidence <= 0:
+        return mean
+    rng = np.random.default_rng(seed)
+    means = daily[rng.integers(0, len(daily), (rounds, len(daily)))].mean(axis=1)
+    return float(np.quantile(means, 1 - confidence))
+
+
+@dataclass
+class Review:
+    """What :func:`review` concluded about the candidate: still in ``shadow`` (too few judged
+    days yet), ``promoted`` or ``rejected``."""
+
+    candidate: str
+    champion: str
+    status: str
+    reasons: list[str]
+    days: list[str]
+    policy: PromotionPolicy
+    gains: list[Gain] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"candidate v{self.candidate} {self.status}: " + "; ".join(self.reasons)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "decision": self.status,
+            "reasons": self.reasons,
+            "candidate": self.candidate,
+            "champion": self.champion,
+            "shadow_days": self.days,
+            "gains": [g.numbers() for g in self.gains],
+            "policy": asdict(self.policy),
+        }
+
+
+def review(
+    candidate: str,
+    champion: str,
+    baseline: str | None,
+    days: list[ShadowDay],
+    policy: PromotionPolicy,
+) -> Review:
+    """Decide on the candidate once it has ``policy.shadow_days`` judged shadow days (its first
+    ones, in day order): promoted when the lower bound of its mean daily ROC AUC gain reaches
+    the margin against the champion and, where the policy asks and there is one, against the
+    frozen ``baseline``; rejected otherwise."""
+    need = max(1, policy.shadow_days)
+    shown = sorted(days, key=lambda d: d.day)[:need]
+    names_ = [d.day for d in shown]
+    if len(shown) < need:
+        return Review(
+            candidate,
+            champion,
+            SHADOW,
+            [f"{len(shown)} of {need} judged days in shadow"],
+            names_,
+            policy,
+        )
+    ours = np.array([d.candidate_auc for d in shown], dtype="float64")
+    incumbents = [("champion", champion, np.array([d.champion_auc for d in shown]))]
+    frozen = np.array([d.baseline_auc for d in shown], dtype="float64")
+    if policy.beat_baseline and baseline and baseline != champion and not np.isnan(frozen).any():
+        incumbents.append(("baseline", baseline, frozen))
+    gains = []
+    for name, version, theirs in incumbents:
+        daily = ours - theirs
+        gains.append(
+            Gain(
+                name,
+                version,
+                float(np.mean(theirs)),
+                float(np.mean(daily)),
+                mean_gain_lower(daily, policy.confidence, policy.bootstrap_rounds),
+                max(policy.confidence, 0.0),
+            )
+        )
+    passed = all(g.passes(policy.min_auc_margin) for g in gains)
+    reasons = [
+        ("better in shadow: " if g.passes(policy.min_auc_margin) else "not better in shadow: ")
+        + g.describe(float(ours.mean()), policy.min_auc_margin).replace("AUC", "mean daily AUC", 1)
+        + f" over {names_[0]}..{names_[-1]}"
+        for g in gains
+    ]
+    return Review(
+        candidate,
+        champion,
+        "promoted" if passed else "rejected",
+        reasons,
+        names_,
+        policy,
+        gains,
+    )

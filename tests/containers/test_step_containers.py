@@ -237,7 +237,8 @@ def test_a_promoted_challenger_reaches_the_serving_container_under_load_failing_
         END,
         model={"model_kinds": ["xgboost"], "n_trials": 1, "holdout_days": 3,
                "validation_days": 3},
-        promotion={"min_auc_margin": -1.0, "min_auc": 0.5, "max_calibration_error": 0.5},
+        promotion={"min_auc_margin": -1.0, "min_auc": 0.5, "max_calibration_error": 0.5,
+                   "shadow_days": 0},
     )  # fmt: skip
     run_id = tier_runs.launch(env["MLOPS_DAGSTER_URL"], "training_job", config)
     flights = [  # real flights' keys, asked at the probe time

@@ -7,6 +7,7 @@ while requests keep flowing; a challenger held to an impossible margin is reject
 
 import threading
 import time
+from dataclasses import replace
 
 import httpx
 import mlflow
@@ -130,7 +131,7 @@ def test_promoted_torch_challenger_is_hot_reloaded_without_dropping_requests(spi
         # A margin of -1 promotes any challenger that passes the floors: this tests the reload.
         result = spine.run_training(
             {"model_kinds": ["torch"], "n_trials": 1, "torch_max_epochs": 3},
-            {"min_auc_margin": -1.0},
+            {"min_auc_margin": -1.0, "shadow_days": 0},
         )
         time.sleep(0.5)
     finally:
@@ -193,7 +194,7 @@ def test_gate_promotes_a_better_model_and_rejects_a_worse_one(spine, first_model
     registry = tracking.Registry(uri)
     available = set(training_set.columns)
     lenient = promotion.PromotionPolicy(
-        min_auc=0.0, max_calibration_error=1.0, latency_budget_ms=1e4
+        min_auc=0.0, max_calibration_error=1.0, latency_budget_ms=1e4, shadow_days=0
     )
 
     worse_v = _register(registry, worse, split.validation)
@@ -202,6 +203,14 @@ def test_gate_promotes_a_better_model_and_rejects_a_worse_one(spine, first_model
     assert registry.by_alias(names.CHAMPION).version == worse_v.version
 
     good_v = _register(registry, good, split.validation)
+    # with shadow days (the default), the better one is the candidate, not yet the champion
+    shadowed = promotion.run_gate(
+        registry, split.holdout, "h", available, replace(lenient, shadow_days=14)
+    )
+    assert shadowed.outcome == "shadow", shadowed.reasons
+    assert registry.by_alias(names.CANDIDATE).version == good_v.version
+    assert registry.by_alias(names.CHAMPION).version == worse_v.version
+    assert registry.version(good_v.version).tags["promotion_decision"] == "shadow"
     better = promotion.run_gate(registry, split.holdout, "h", available, lenient)
     assert better.promote, better.reasons
     assert better.challenger.holdout.roc_auc > better.champion.holdout.roc_auc + 0.05

@@ -8,9 +8,10 @@ import pytest
 
 from dagster_project.training import evaluation, promotion
 
-# the point gain decides here (confidence 0); the bootstrap's tests are below
+# the point gain decides here (confidence 0) and promotes at once (no shadow days); the
+# bootstrap's and the shadow review's tests are below
 POLICY = promotion.PromotionPolicy(
-    min_auc_margin=0.01, min_auc=0.6, max_calibration_error=0.05, confidence=0.0
+    min_auc_margin=0.01, min_auc=0.6, max_calibration_error=0.05, confidence=0.0, shadow_days=0
 )
 
 
@@ -66,7 +67,7 @@ _SIGNAL = _RNG.normal(size=len(_DAYS)) + 0.3 * _RNG.normal(size=14)[_DAYS]
 _LABELS = (_RNG.random(len(_DAYS)) < 1 / (1 + np.exp(-_SIGNAL))).astype("int64")
 _HOLDOUT = promotion.Holdout(_LABELS, _DAYS.astype(str))
 _INCUMBENT = _SIGNAL + _RNG.normal(scale=1.5, size=len(_DAYS))
-BOOTSTRAP = promotion.PromotionPolicy(min_auc=0.55, max_calibration_error=1.0)
+BOOTSTRAP = promotion.PromotionPolicy(min_auc=0.55, max_calibration_error=1.0, shadow_days=0)
 
 
 def _scored(version: str, scores: np.ndarray) -> promotion.ModelReport:
@@ -131,3 +132,80 @@ def test_the_paired_bootstrap_resamples_whole_days():
     assert len(gains) == 200
     # about (13/14)^14 = 35 % of the resamples leave day 0 out: their gain is exactly 0
     assert 0.2 < np.mean(gains == 0) < 0.5
+
+
+# The shadow review: a candidate scored on the days after its window, against the champion
+# (and the frozen baseline) on the same days' served features.
+SHADOW = promotion.PromotionPolicy(shadow_days=14)
+
+
+def _days(gain: float, spread: float, n: int = 14, baseline_gap: float = 0.0, seed: int = 3):
+    """``n`` days whose champion AUC swings with the weather (0.62..0.82) and whose candidate
+    differs from it by ``gain`` plus day-to-day noise of ``spread``; the frozen baseline sits
+    ``baseline_gap`` above the champion."""
+    rng = np.random.default_rng(seed)
+    champion = rng.uniform(0.62, 0.82, n)
+    candidate = champion + gain + rng.normal(scale=spread, size=n)
+    return [
+        promotion.ShadowDay(f"2013-08-{i + 1:02d}", c, m, m + baseline_gap)
+        for i, (c, m) in enumerate(zip(candidate, champion, strict=True))
+    ]
+
+
+def test_a_challenger_that_passes_the_gate_is_a_candidate_not_yet_the_champion():
+    d = promotion.decide(
+        _report("2", 0.72), _report("1", 0.7), replace(POLICY, shadow_days=14), "w"
+    )
+    assert not d.promote
+    assert d.shadow
+    assert d.outcome == "shadow"
+    assert "in shadow on 14 judged days" in d.reasons[-1]
+    # the first model has no champion to be compared with in shadow: promoted at once
+    assert promotion.decide(_report("1", 0.7), None, replace(POLICY, shadow_days=14), "w").promote
+
+
+def test_the_review_waits_for_its_shadow_days():
+    r = promotion.review("3", "1", "1", _days(0.02, 0.01, n=9), SHADOW)
+    assert r.status == "shadow"
+    assert r.reasons == ["9 of 14 judged days in shadow"]
+
+
+def test_a_candidate_that_serves_better_is_promoted_and_one_that_serves_worse_is_not():
+    better = promotion.review("3", "2", "1", _days(0.02, 0.01), SHADOW)
+    assert better.status == "promoted", better.reasons
+    assert [g.against for g in better.gains] == ["champion", "baseline"]
+    assert all(0 < g.lower < g.gain for g in better.gains)
+    worse = promotion.review("3", "2", "1", _days(-0.005, 0.01), SHADOW)
+    assert worse.status == "rejected"
+    assert "not better in shadow" in worse.reasons[0]
+    assert worse.record()["shadow_days"][0] == "2013-08-01"
+
+
+def test_a_gain_within_the_days_noise_is_not_promoted():
+    """Drawn at +0.002 a day, the days spread by 0.02: +0.004 on these 14, the 90 % bound
+    below 0."""
+    r = promotion.review("3", "2", None, _days(0.002, 0.02, seed=2), SHADOW)
+    assert 0 < r.gains[0].gain < 0.012
+    assert r.gains[0].lower < 0
+    assert r.status == "rejected"
+
+
+def test_the_review_also_asks_for_a_gain_over_the_frozen_baseline():
+    """Better than a champion that fell behind the frozen baseline, not better than the
+    baseline: rejected; without the rule, promoted."""
+    days = _days(0.01, 0.005, baseline_gap=0.02)
+    r = promotion.review("3", "2", "1", days, SHADOW)
+    assert [g.against for g in r.gains] == ["champion", "baseline"]
+    assert r.gains[0].passes(0.0)
+    assert not r.gains[1].passes(0.0)
+    assert r.status == "rejected"
+    assert promotion.review("3", "2", "1", days, replace(SHADOW, beat_baseline=False)).status == (
+        "promoted"
+    )
+
+
+def test_the_review_decides_on_its_first_shadow_days_only():
+    """Days after the first ``shadow_days`` (a review that ran late) do not change the verdict."""
+    first = _days(0.02, 0.005)
+    late = [promotion.ShadowDay(f"2013-09-{i + 1:02d}", 0.5, 0.8, 0.8) for i in range(10)]
+    assert promotion.review("3", "2", "1", first + late, SHADOW).status == "promoted"
