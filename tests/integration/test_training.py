@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from dagster_project.features.engineering import LABEL
+from dagster_project.monitoring import retraining
 from dagster_project.platform import names, storage
 from dagster_project.serving.schemas import EXAMPLE_FLIGHT
 from dagster_project.training import models, pipeline, promotion, tracking
@@ -249,3 +250,91 @@ def test_model_materialization_carries_metric_and_calibration_plots(first_model)
         text = event.metadata[key].value
         assert text.startswith("![v1 (xgboost) holdout"), text[:80]
         assert "(data:image/png;base64,iVBOR" in text  # a PNG's base64 signature
+
+
+def _shadow_day(spine, day: str, champion: str, candidate: str, served: float, ours: float):
+    """What `prediction_quality` records for a judged day: the served champion's ROC AUC, the
+    candidate's on the same flights, the frozen baseline's (here the champion's twin)."""
+    import dagster as dg
+
+    spine.instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            "prediction_quality",
+            partition=day,
+            metadata={
+                "day": day,
+                "judged": True,
+                "roc_auc": served,
+                "model_version": champion,
+                "candidate_version": candidate,
+                "candidate_roc_auc": ours,
+                "shadow_roc_auc": served,
+            },
+        )
+    )
+
+
+def _review(spine, day: str, shadow_days: int):
+    import dagster as dg
+
+    job = spine.defs.get_job_def("daily_loop_job")
+    return job.execute_in_process(
+        instance=spine.instance,
+        partition_key=day,
+        asset_selection=[dg.AssetKey("candidate_review")],
+        run_config={"ops": {"candidate_review": {"config": {"shadow_days": shadow_days}}}},
+    )
+
+
+def _review_meta(result) -> dict:
+    [event] = result.get_asset_materialization_events()
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_a_candidate_is_promoted_and_deployed_only_after_it_serves_better_in_shadow(
+    spine, first_model
+):
+    """A challenger the gate passes waits as the candidate (the champion keeps serving); the
+    daily review promotes it once its shadow days show it ahead, and the endpoint serves it; a
+    later candidate that serves worse in shadow is rejected and the champion stays."""
+    registry = _registry(spine)
+    lenient = {"min_auc_margin": -1.0, "min_auc": 0.5, "max_calibration_error": 1.0}
+    champion = registry.by_alias(names.CHAMPION).version
+    result = spine.run_training(
+        {"model_kinds": ["xgboost"], "n_trials": 1}, lenient | {"shadow_days": 3}
+    )
+    assert not result.success  # the blocking gate did not promote: nothing deployed
+    (check,) = result.get_asset_check_evaluations()
+    assert check.metadata["decision"].value == "shadow"
+    candidate = registry.by_alias(names.CANDIDATE).version
+    assert candidate != champion == registry.by_alias(names.CHAMPION).version
+    # the three days after its window (it was trained on ..2013-01-21)
+    days = ["2013-01-22", "2013-01-23", "2013-01-24"]
+    for i, day in enumerate(days[:2]):
+        _shadow_day(spine, day, champion, candidate, 0.70 - 0.02 * i, 0.73 - 0.02 * i)
+    waiting = _review_meta(_review(spine, days[1], 3))
+    assert waiting["decision"] == "shadow"
+    assert "2 of 3 judged days in shadow" in waiting["reason"]
+    _shadow_day(spine, days[2], champion, candidate, 0.75, 0.77)
+    promoted = _review_meta(_review(spine, days[2], 3))
+    assert promoted["decision"] == "promoted", promoted["reason"]
+    assert registry.by_alias(names.CHAMPION).version == candidate
+    assert registry.by_alias(names.CANDIDATE) is None
+    assert registry.version(candidate).tags["promotion_decision"] == "promoted"
+    r = httpx.post(f"{_url(spine)}/predict", json=EXAMPLE_FLIGHT, timeout=30)
+    assert r.json()["model_version"] == candidate
+    records = retraining.read_retrains(spine.paths.monitoring_dir / "retrains")
+    review = [x for x in records if x["trigger"] == retraining.REVIEW_TRIGGER]
+    assert review[-1]["challenger_version"] == candidate
+    assert review[-1]["decision"] == "promoted"
+
+    spine.run_training({"model_kinds": ["xgboost"], "n_trials": 1}, lenient | {"shadow_days": 2})
+    worse = registry.by_alias(names.CANDIDATE).version
+    for day in ("2013-01-25", "2013-01-26"):
+        _shadow_day(spine, day, candidate, worse, 0.72, 0.70)
+    rejected = _review_meta(_review(spine, "2013-01-26", 2))
+    assert rejected["decision"] == "rejected"
+    assert "not better in shadow" in rejected["reason"]
+    assert registry.by_alias(names.CHAMPION).version == candidate
+    assert registry.by_alias(names.CANDIDATE) is None
+    assert registry.version(worse).tags["promotion_decision"] == "rejected"

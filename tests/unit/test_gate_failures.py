@@ -16,6 +16,11 @@ def gate() -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=False, description="0 rows, at least 1 expected")
 
 
+@dg.asset_check(asset=raw)
+def advisory() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=False, description="an ERROR check that does not block")
+
+
 @dg.asset(deps=[raw])
 def downstream() -> int:
     return 1
@@ -29,6 +34,11 @@ def broken() -> int:
 def test_a_run_stopped_by_a_blocking_check_names_the_asset_check_and_why():
     run = dg.materialize([raw, gate, downstream], raise_on_error=False)
     assert not run.success
+    assert gate_failures(run) == "raw: gate (0 rows, at least 1 expected)"
+
+
+def test_failed_checks_that_do_not_block_are_not_named():
+    run = dg.materialize([raw, gate, advisory, downstream], raise_on_error=False)
     assert gate_failures(run) == "raw: gate (0 rows, at least 1 expected)"
 
 
