@@ -301,9 +301,17 @@ def after_day(
     run: dg.ExecuteInProcessResult,
     result: ReplayResult,
     write: Callable[[str], None],
-) -> None:
-    """What follows a day's run on either clock: the candidate review's verdict where one came,
-    then a tick of the retraining sensors (their runs executed)."""
+) -> bool:
+    """What follows a day's run on either clock. A run only blocking data-quality checks stopped
+    is recorded as blocked (False: the replay goes on, as a backfill goes on past a failed
+    partition); any other failure raises :class:`ReplayError`. Otherwise the candidate review's
+    verdict where one came, then a tick of the retraining sensors (their runs executed)."""
+    why = gate_failures(run)
+    if why is not None:
+        result.blocked[day] = why
+        write(f"[replay] {day}: BLOCKED by a data-quality gate: {why[:300]}")
+        return False
+    _require(run, f"day {day}")
     review = _review(run)
     if review:
         result.reviews.append(review)
@@ -314,6 +322,7 @@ def after_day(
             f"[replay] {day}: retrain by {retrain.trigger} ({retrain.reason}) -> "
             f"{GATE_WORDS.get(retrain.outcome, 'not promoted')}"
         )
+    return True
 
 
 class Producer:
@@ -432,22 +441,9 @@ def intraday_clock(
                 run_config=intraday_day_run_config(),
                 tags=tags,
             )
-            why = gate_failures(run)
-            if why is not None:  # the clock goes on: the next day is scored and closed
-                result.blocked[str(closed)] = why
-                bar.write(f"[replay] {closed}: BLOCKED by a data-quality gate: {why[:300]}")
-            else:
-                _require(run, f"day {closed}")
-                after_day(
-                    defs,
-                    instance,
-                    cursors,
-                    tags.get(retraining.TAG_REPLAY),
-                    str(closed),
-                    run,
-                    result,
-                    bar.write,
-                )
+            replay_id = tags.get(retraining.TAG_REPLAY)
+            # a blocked day: the clock goes on, the next day is scored and closed
+            if after_day(defs, instance, cursors, replay_id, str(closed), run, result, bar.write):
                 when = label()
                 closed_stats = days.setdefault(str(closed), IntradayDay(str(closed)))
                 closed_stats.close_seconds += time.perf_counter() - began
@@ -589,13 +585,8 @@ def replay(
             today = str(day)
             skip = () if land else ("landed_daily_files",)
             run = run_job(defs, "daily_loop_job", instance, partition=today, skip=skip, tags=tags)
-            why = gate_failures(run)
-            if why is not None:  # what depends on the gated table did not run; on to the next day
-                result.blocked[today] = why
-                bar.write(f"[replay] {today}: BLOCKED by a data-quality gate: {why[:300]}")
-                continue
-            _require(run, f"day {today}")
-            after_day(defs, instance, cursors, replay_id, today, run, result, bar.write)
+            if not after_day(defs, instance, cursors, replay_id, today, run, result, bar.write):
+                continue  # blocked: what depends on the gated table did not run; on to the next
             meta = _quality_meta(run)
             result.last_auc = meta.get("roc_auc", result.last_auc)
             bar.set_postfix(
