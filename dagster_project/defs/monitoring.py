@@ -499,29 +499,7 @@ def monitoring_report(
             f"{replay.started_at}, frozen baseline v{replay.baseline_version}, drift rule "
             f"{replay.drift_mode}"
         )
-    # A challenger the gate passed was a candidate in shadow; its review's record says what
-    # became of it (promoted or rejected; still "shadow" when the replay ended first).
-    review = retraining.REVIEW_TRIGGER
-    reviews = {r["challenger_version"]: r for r in records if r["trigger"] == review}
-    records = [r for r in records if r["trigger"] != review]
-    retrains = [
-        {
-            # a retrain without a monitored day (bootstrap, by hand) sits at its data's last day
-            "day": r["day"] or r["data_window"].split("..")[-1],
-            "reason": r["reason"]
-            + (
-                f" -> reviewed {reviews[r['challenger_version']]['day']}: "
-                f"{reviews[r['challenger_version']]['reason']}"
-                if r["challenger_version"] in reviews
-                else ""
-            ),
-            "outcome": reviews.get(r["challenger_version"], r)["decision"],
-            "auc_before": r["auc_before"],
-            "auc_after": r["auc_after"],
-            "version": r["challenger_version"],
-        }
-        for r in records
-    ]
+    retrains = retraining.retrain_events(records)
     thresholds = monitor.thresholds()
     out = report.render_report(
         history,

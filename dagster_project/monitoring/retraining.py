@@ -179,6 +179,33 @@ def read_retrains(url: str | Path) -> list[dict[str, Any]]:
     return [json.loads(storage.read_bytes(u)) for u in storage.list_files(str(url), ".json")]
 
 
+def retrain_events(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The retrains as the report shows them: one row per training run (``day``, ``reason``,
+    ``outcome``, ``auc_before``, ``auc_after``, ``version``). A challenger the gate passed was
+    the candidate, in shadow; the record of its review (trigger :data:`REVIEW_TRIGGER`) gives
+    its outcome (promoted or rejected) and joins its reason. One without a review (replaced by
+    a newer candidate, or the replay ended first) stays ``shadow``."""
+    reviews = {r["challenger_version"]: r for r in records if r["trigger"] == REVIEW_TRIGGER}
+    rows = []
+    for r in records:
+        if r["trigger"] == REVIEW_TRIGGER:
+            continue
+        review = reviews.get(r["challenger_version"])
+        rows.append(
+            {
+                # a retrain without a monitored day (bootstrap, by hand): its data's last day
+                "day": r["day"] or r["data_window"].split("..")[-1],
+                "reason": r["reason"]
+                + (f" -> reviewed {review['day']}: {review['reason']}" if review else ""),
+                "outcome": (review or r)["decision"],
+                "auc_before": r["auc_before"],
+                "auc_after": r["auc_after"],
+                "version": r["challenger_version"],
+            }
+        )
+    return rows
+
+
 @dataclass(frozen=True)
 class ReplayRecord:
     """The replay a state folder last ran: the report covers its days and its retrains."""

@@ -133,3 +133,37 @@ def test_retrain_record_round_trip(tmp_path):
     rows = retraining.read_retrains(tmp_path / "r")
     assert len(rows) == 2
     assert rows[0]["decision"] == "promoted"
+
+
+def _record(trigger: str, day: str, version: str, decision: str, reason: str = "why") -> dict:
+    return dataclasses.asdict(
+        retraining.RetrainRecord(
+            f"{day}T00:00:00", "run", trigger, reason, day, "2013-03-04..2013-07-02", version,
+            decision, 0.70, 0.72, "1",
+        )
+    )  # fmt: skip
+
+
+def test_a_candidates_review_gives_its_retrain_row_its_outcome():
+    """A retrain the gate passed (shadow) shows what its review decided; one the review never
+    reached stays in shadow; the reviews are not retrains of their own."""
+    rows = retraining.retrain_events(
+        [
+            _record("quality_breach_sensor", "2013-07-05", "2", "shadow"),
+            _record("new_labels_sensor", "2013-07-10", "3", "rejected"),
+            _record(
+                retraining.REVIEW_TRIGGER, "2013-07-19", "2", "rejected", "not better in shadow"
+            ),
+            _record("quality_breach_sensor", "2013-07-25", "4", "shadow"),
+            _record("quality_breach_sensor", "2013-08-10", "5", "shadow"),
+            _record(retraining.REVIEW_TRIGGER, "2013-08-24", "5", "promoted", "better in shadow"),
+        ]
+    )
+    assert [(r["version"], r["outcome"]) for r in rows] == [
+        ("2", "rejected"),
+        ("3", "rejected"),
+        ("4", "shadow"),
+        ("5", "promoted"),
+    ]
+    assert rows[0]["reason"] == "why -> reviewed 2013-07-19: not better in shadow"
+    assert rows[0]["day"] == "2013-07-05"
