@@ -40,10 +40,12 @@ HISTORY_COLUMNS = (
     "drift_score",
     "max_ratio",
     "prediction_psi",
+    "candidate_roc_auc",
 )
 FLAG_COLUMNS = ("judged", "drift_alarm", "calibrated_alarm", "fixed_alarm")
 SERVED_COLOUR = "#4c72b0"
 FROZEN_COLOUR = "#dd8452"
+CANDIDATE_COLOUR = "#8172b3"
 ALARM_COLOURS = {"calibrated": "#c44e52", "fixed": "#8c564b"}
 DROP_COLOUR = "#000000"
 # The report's charts, in page order.
@@ -261,6 +263,11 @@ def _quality_chart(
     _daily(top, x, h["roc_auc"], SERVED_COLOUR, "served ROC AUC")
     if h["shadow_roc_auc"].notna().any():
         _daily(top, x, h["shadow_roc_auc"], FROZEN_COLOUR, "frozen first champion")
+    if h["candidate_roc_auc"].notna().any():  # the days a candidate was scored in shadow
+        top.scatter(
+            x, h["candidate_roc_auc"], s=12, marker="^", c=CANDIDATE_COLOUR, zorder=3,
+            label="candidate in shadow (daily)",
+        )  # fmt: skip
     top.axhline(t.auc_floor, ls="--", c="#c44e52", label=f"floor {t.auc_floor:g}")
     top.set(ylabel="ROC AUC", title="Quality against delayed labels: served vs frozen model")
     bottom.plot(x, h["brier"], lw=1.0, label="Brier score")

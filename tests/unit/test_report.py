@@ -145,6 +145,9 @@ def _replayed(days: int = 184) -> pd.DataFrame:
     h.loc[100:106, "roc_auc"] = 0.60  # a real drop (a bad week), announced by the alarm
     h["shadow_roc_auc"] = h["roc_auc"] - np.where(np.arange(days) >= 40, 0.02, 0.0)
     h["shadow_version"] = "1"
+    # v2 was the candidate, scored in shadow, for the 14 days before it was promoted
+    shadow = (np.arange(days) >= 26) & (np.arange(days) < 40)
+    h["candidate_roc_auc"] = np.where(shadow, h["roc_auc"] + 0.01, np.nan)
     h["model_version"] = ["1" if i < 40 else "2" if i < 120 else "3" for i in range(days)]
     h["judged"] = True
     h["fixed_alarm"] = True
