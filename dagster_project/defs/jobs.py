@@ -56,8 +56,9 @@ daily_loop_job = dg.define_asset_job(
     partitions_def=daily_2013,
     description=(
         "One simulated day D of the closed loop: ingest D, judge the predictions for D against "
-        "their outcomes, review the candidate's shadow days, score D+1's flights, publish D's departures to the event stream and "
-        "drain it into the online store. Reference tables and Feast objects are kept."
+        "their outcomes, review the candidate's shadow days, score D+1's flights, publish D's "
+        "departures to the event stream and drain it into the online store. Reference tables "
+        "and Feast objects are kept."
     ),
 )
 

@@ -13,11 +13,10 @@ from typing import Any
 import dagster as dg
 
 from dagster_project.defs.jobs import training_job
+from dagster_project.defs.monitoring import QUALITY
 from dagster_project.defs.run_config import retrain_run_config
 from dagster_project.monitoring import retraining
 from dagster_project.orchestration.resources import MonitoringResource
-
-QUALITY = dg.AssetKey("prediction_quality")
 
 
 def day_statuses(
