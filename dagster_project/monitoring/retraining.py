@@ -57,7 +57,9 @@ class RetrainPolicy:
     breach_days: int = 2  # consecutive judged days below the quality floor (or drifted)
     cooldown_days: int = 14  # at least this many days between two triggered retrains
     new_label_days: int = 28  # labeled days since the last retrain that warrant one anyway
-    window_days: int = 120  # sliding training window (recent months) ...
+    # the training window ends on the last labeled day and spans a year (within 2013: from its
+    # start), so a retrain keeps every season the first champion learned from ...
+    window_days: int = 365
     holdout_days: int = 14  # ... whose last days are the gate's holdout
     validation_days: int = 14
     n_trials: int = 3
