@@ -320,7 +320,7 @@ def shadow_after(version: tracking.VersionInfo) -> str:
     return version.tags.get("holdout_window", "..").split("..")[-1]
 
 
-def shadow_days(
+def read_shadow_days(
     instance: dg.DagsterInstance,
     candidate: tracking.VersionInfo,
     champion: str,

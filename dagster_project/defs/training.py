@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from dagster_project.defs.monitoring import prediction_quality, shadow_days
+from dagster_project.defs.monitoring import prediction_quality, read_shadow_days
 from dagster_project.features.feast_objects import build as feast_objects
 from dagster_project.monitoring import plots, retraining
 from dagster_project.orchestration.compute_asset import compute_asset
@@ -275,7 +275,7 @@ def candidate_review(
         return dg.MaterializeResult(metadata={"day": day, "decision": "no candidate"})
     baseline = registry.by_alias(names.BASELINE)
     policy = promotion.PromotionPolicy(**config.model_dump())
-    evidence = shadow_days(context.instance, candidate, champion.version, day)
+    evidence = read_shadow_days(context.instance, candidate, champion.version, day)
     result = promotion.review(
         candidate.version,
         champion.version,
@@ -296,7 +296,8 @@ def candidate_review(
     }
     if result.status == promotion.SHADOW:
         return dg.MaterializeResult(metadata=meta)
-    if result.status == "promoted":
+    promoted = result.status == "promoted"
+    if promoted:
         registry.set_alias(names.CHAMPION, candidate.version)
     registry.client.delete_registered_model_alias(registry.name, names.CANDIDATE)
     registry.tag(
@@ -320,11 +321,11 @@ def candidate_review(
             decision=result.status,
             auc_before=result.gains[0].incumbent_auc,
             auc_after=result.gains[0].incumbent_auc + result.gains[0].gain,
-            champion_version=registry.by_alias(names.CHAMPION).version,  # type: ignore[union-attr]
+            champion_version=candidate.version if promoted else champion.version,
             replay_id=context.run.tags.get(retraining.TAG_REPLAY),
         ),
     )
-    if result.status == "promoted":
+    if promoted:
         done = deployer.deploy(candidate.version, EXAMPLE_FLIGHT)
         meta["deployed"] = f"v{done.version} at {done.url}"
     return dg.MaterializeResult(metadata=meta)
