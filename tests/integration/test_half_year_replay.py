@@ -16,7 +16,8 @@ from dagster_project.platform.settings import Paths
 from dagster_project.replay import replay
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.slow
+# the suite's 900 s per-test limit is for the default suite; this one runs for hours
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(4 * 3600)]
 
 
 def test_half_a_year_of_replay(tmp_path):
