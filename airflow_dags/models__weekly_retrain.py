@@ -2,9 +2,9 @@
 
 Every week, runs Dagster's training job on the **simulated week** and waits for it in Airflow's
 triggerer. The week is the seven simulated days before the logical date (simulated = real -
-`MLOPS_CLOCK_OFFSET_DAYS`, see docs/airflow.md); the training set is the 120 days up to its last
-day (holdout and validation 14 days each). A week outside the data, or one with under 42 days
-of history, is a **skipped** run whose log says why.
+`MLOPS_CLOCK_OFFSET_DAYS`, see docs/airflow.md); the training set is the 365 days up to its last
+day, from January 1 at the earliest (holdout and validation 14 days each). A week outside the
+data, or one with under 42 days of history, is a **skipped** run whose log says why.
 
 The job name comes from the `job_name` param, else the Airflow Variable `dagster_training_job`,
 else `training_job`; a non-empty `run_config` param replaces the clock's run config.

@@ -43,9 +43,11 @@ from dagster_trigger.launch import launch_and_wait, start_run
 from dagster_trigger.trigger import DagsterRunTrigger
 
 PARTITION_MODES = (None, "day", "week")
-# The weekly retrain's window, as the replay's retraining policy: the last WINDOW_DAYS days up to
-# the simulated week's end, the gate's holdout and the validation split at its end.
-WINDOW_DAYS = 120
+# The weekly retrain's window, as the replay's retraining policy (`RetrainPolicy` in
+# dagster_project/monitoring/retraining.py; tests/unit/test_loop.py keeps the two equal): the
+# last WINDOW_DAYS days up to the simulated week's end, within the data (from January 1), the
+# gate's holdout and the validation split at its end.
+WINDOW_DAYS = 365
 HOLDOUT_DAYS = 14
 VALIDATION_DAYS = 14
 MIN_HISTORY_DAYS = 42  # holdout + validation + two weeks to train on

@@ -89,7 +89,7 @@ def test_the_clock_maps_logical_dates_onto_the_data(
     else:
         assert day == tags["mlops/simulated_day"] == "2013-07-01"
         assert week_tags["mlops/simulated_week"] == "2013-06-24..2013-06-30"
-        assert window == {"start_date": "2013-03-03", "end_date": "2013-06-30"}  # 120 days
+        assert window == {"start_date": "2013-01-01", "end_date": "2013-06-30"}  # from January 1
 
 
 @pytest.mark.parametrize(

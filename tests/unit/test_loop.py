@@ -1,6 +1,8 @@
 """Retraining rules: breaches, drift, new labels, cooldown, the sliding window."""
 
+import ast
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 
@@ -167,3 +169,24 @@ def test_a_candidates_review_gives_its_retrain_row_its_outcome():
     ]
     assert rows[0]["reason"] == "why -> reviewed 2013-07-19: not better in shadow"
     assert rows[0]["day"] == "2013-07-05"
+
+
+def test_the_airflow_weekly_retrain_trains_on_the_policys_window():
+    """The DAGs' package cannot import the platform (import contract), so it keeps copies of the
+    policy's window; they must not drift apart (they once did: 120 days vs the policy's 365)."""
+    operators = (
+        Path(__file__).resolve().parents[2] / "airflow_dags" / "dagster_trigger" / "operators.py"
+    )
+    copies = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in ast.parse(operators.read_text()).body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id in {"WINDOW_DAYS", "HOLDOUT_DAYS", "VALIDATION_DAYS"}
+    }
+    policy = retraining.RetrainPolicy()
+    assert copies == {
+        "WINDOW_DAYS": policy.window_days,
+        "HOLDOUT_DAYS": policy.holdout_days,
+        "VALIDATION_DAYS": policy.validation_days,
+    }
