@@ -131,7 +131,10 @@ SERVICES := RUN_DIR=$(RUN_DIR) PY=$(CURDIR)/$(BIN)/python bash infra/local/servi
 # Airflow 3 standalone (api-server, scheduler, dag-processor, triggerer): DAGs from airflow_dags/,
 # no examples, no login (every local user is admin), the Dagster connection preconfigured.
 # A task's calls to the execution API wait 30 s, not 5 (on a busy 2-core laptop, a task started
-# while the API server is still warming up timed out). The triggerer runs the deferred Dagster
+# while the API server is still warming up timed out), and are retried 10 times, 5 s or more
+# apart, not 5 times 1 s apart: standalone starts the scheduler beside the API server, and on a
+# loaded machine the first scheduled tasks were launched before it listened ("Connection
+# refused" in the executor, the task up for retry with nothing in its own log). The triggerer runs the deferred Dagster
 # waits; it imports dagster_trigger.trigger by classpath, hence the DAGs folder on PYTHONPATH.
 # MLOPS_CLOCK_OFFSET_DAYS (the simulated clock, default 0: scheduled runs for today's date are
 # skipped) passes through: see docs/airflow.md.
@@ -148,6 +151,8 @@ AIRFLOW_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" \
 	AIRFLOW__API__BASE_URL=http://127.0.0.1:$(AIRFLOW_PORT) \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 	AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT=30 \
+	AIRFLOW__WORKERS__EXECUTION_API_RETRIES=10 \
+	AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN=5 \
 	AIRFLOW_CONN_DAGSTER_DEFAULT='{"conn_type": "http", "host": "127.0.0.1", "port": $(DAGSTER_PORT)}'
 ARGS ?= dags list
 .PHONY: down airflow airflow-env airflow-trigger feast-registry
