@@ -234,8 +234,10 @@ def open_loop(
     pid: int | None = None,
     max_in_flight: int = 256,
     timeout: float = 10.0,
+    until: threading.Event | None = None,
 ) -> LoadResult:
-    """``rate`` requests per second for ``duration_s`` seconds, cycling through ``payloads``."""
+    """``rate`` requests per second for ``duration_s`` seconds, cycling through ``payloads``;
+    with ``until``, sending stops early once that event is set (``duration_s`` is the most)."""
     _check_loopback(url)
     bodies = [orjson.dumps(p) for p in payloads]
     result = LoadResult("open", duration_s, target_rate=rate)
@@ -267,6 +269,8 @@ def open_loop(
                 delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                if until is not None and until.is_set():
+                    break
                 result.sent += 1
                 if in_flight >= max_in_flight:
                     result.dropped += 1
@@ -277,7 +281,8 @@ def open_loop(
                 task.add_done_callback(tasks.discard)
             if tasks:
                 await asyncio.gather(*tasks)
-            result.seconds = max(time.perf_counter() - start, duration_s)
+            stopped = until is not None and until.is_set()
+            result.seconds = max(time.perf_counter() - start, 0.0 if stopped else duration_s)
             stop.set()
             await sampler
         if pid is not None:  # a last sample once our connections are closed (they hold fds)

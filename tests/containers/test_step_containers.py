@@ -246,27 +246,35 @@ def test_a_promoted_challenger_reaches_the_serving_container_under_load_failing_
         for f in scoring.scheduled_flights(date(2013, 1, 14), limit=40)
     ]
     box: dict[str, Any] = {}
+    done = threading.Event()
 
     def load() -> None:
         box["result"] = loadgen.open_loop(
-            f"{url}/predict", flights, rate=20, duration_s=45, token=token
+            f"{url}/predict", flights, rate=20, duration_s=RUN_TIMEOUT_S, token=token, until=done
         )
 
-    # the load runs from the deploy step's container launch until well after its rollout
+    # The serving replicas poll the `champion` alias on their own (MLOPS_SERVING_RELOAD_S), so
+    # the new version may go live as soon as the gate sets the alias, before the deploy step
+    # starts: the load runs from the model step's container launch (the alias cannot move
+    # before its gate) until a few seconds after the run ends
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while not any(
-        e.step_key == "deployed_endpoint"
+        e.step_key == "flight_delay_model"
         for e in events_of(instance, run_id, "STEP_WORKER_STARTING")
     ):
         run = instance.get_run_by_id(run_id)
         assert run is not None
         assert not run.is_finished, events_of(instance, run_id, "STEP_FAILURE")
-        assert time.monotonic() < deadline, "the deploy step did not start"
+        assert time.monotonic() < deadline, "the model step did not start"
         time.sleep(0.5)
     thread = threading.Thread(target=load)
     thread.start()
-    finished = wait_for(instance, run_id)
-    thread.join()
+    try:
+        finished = wait_for(instance, run_id)
+        time.sleep(5)
+    finally:
+        done.set()
+        thread.join()
     assert finished.success, [e.message for e in events_of(instance, run_id, "STEP_FAILURE")]
     new = registry.by_alias(names.CHAMPION)
     assert new is not None
