@@ -39,7 +39,7 @@ from dagster_project.platform import names
 from dagster_project.platform.settings import TIMEZONE, Paths
 from dagster_project.serving import scoring
 from dagster_project.streaming import events
-from dagster_project.training import tracking
+from dagster_project.training import promotion, tracking
 
 
 class ReplayError(RuntimeError):
@@ -616,11 +616,13 @@ def _gate_outcome(run: dg.ExecuteInProcessResult) -> str:
 
 def _review(run: dg.ExecuteInProcessResult) -> dict[str, Any]:
     """The candidate review's decision in a day's run, where it concluded (promoted or
-    rejected; {} while the candidate is in shadow or there is none)."""
+    rejected, or the champion rolled back; {} while the candidate is in shadow or there is
+    none)."""
     for event in run.get_asset_materialization_events():
         if event.asset_key == dg.AssetKey("candidate_review"):
             meta = {k: v.value for k, v in event.materialization.metadata.items()}
-            return meta if meta.get("decision") in ("promoted", "rejected") else {}
+            decided = ("promoted", "rejected", promotion.ROLLED_BACK)
+            return meta if meta.get("decision") in decided else {}
     return {}
 
 

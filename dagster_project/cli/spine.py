@@ -187,6 +187,15 @@ def replay(args: argparse.Namespace) -> int:
     for rec in loop_records(paths):
         before = f"{rec['auc_before']:.4f}" if rec["auc_before"] is not None else "-"
         reviewed = rec["trigger"] == retraining.REVIEW_TRIGGER
+        if rec["trigger"] == retraining.ROLLBACK_TRIGGER:
+            rows.append(
+                (
+                    f"  rollback v{rec['challenger_version']} ({rec['trigger']})",
+                    f"{rec['day']}: served mean daily AUC {before} -> frozen "
+                    f"v{rec['champion_version']} {rec['auc_after']:.4f}",
+                )
+            )
+            continue
         rows.append(
             (
                 f"  {'review' if reviewed else 'gate'} v{rec['challenger_version']} "

@@ -320,6 +320,28 @@ def shadow_after(version: tracking.VersionInfo) -> str:
     return version.tags.get("holdout_window", "..").split("..")[-1]
 
 
+def _judged_days(
+    instance: dg.DagsterInstance, upto: str, limit: int
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each judged day up to ``upto`` as `prediction_quality` last recorded it (day, metadata),
+    newest first, from its latest ``limit`` materializations."""
+    records = instance.fetch_materializations(QUALITY, limit=limit).records
+    seen: set[str] = set()
+    for record in records:  # newest first
+        meta = record.asset_materialization.metadata if record.asset_materialization else {}
+        day = str(meta["day"].value) if "day" in meta else None
+        if day is None or day in seen:
+            continue
+        seen.add(day)
+        value = {k: v.value for k, v in meta.items()}
+        if day <= upto and value.get("judged"):
+            yield day, value
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and value == value else None
+
+
 def read_shadow_days(
     instance: dg.DagsterInstance,
     candidate: tracking.VersionInfo,
@@ -330,33 +352,44 @@ def read_shadow_days(
     """The candidate's judged shadow days up to ``upto``, as `prediction_quality` recorded them
     (the latest materialization of each day): days after its training window on which the
     champion served and both were scored."""
-    records = instance.fetch_materializations(QUALITY, limit=limit).records
-    seen: set[str] = set()
     days = []
-    for record in records:  # newest first
-        meta = record.asset_materialization.metadata if record.asset_materialization else {}
-        day = str(meta["day"].value) if "day" in meta else None
-        if day is None or day in seen:
-            continue
-        seen.add(day)
-        value = {k: v.value for k, v in meta.items()}
-        aucs = (value.get("candidate_roc_auc"), value.get("roc_auc"))
+    for day, value in _judged_days(instance, upto, limit):
+        ours, theirs = _number(value.get("candidate_roc_auc")), _number(value.get("roc_auc"))
         if (
-            shadow_after(candidate) < day <= upto
-            and value.get("judged")
+            shadow_after(candidate) < day
             and str(value.get("candidate_version")) == candidate.version
             and str(value.get("model_version")) == champion
-            and all(isinstance(a, int | float) and a == a for a in aucs)
+            and ours is not None
+            and theirs is not None
         ):
-            frozen = value.get("shadow_roc_auc")
+            frozen = _number(value.get("shadow_roc_auc"))
             days.append(
                 promotion.ShadowDay(
-                    day,
-                    float(aucs[0]),  # type: ignore[arg-type]
-                    float(aucs[1]),  # type: ignore[arg-type]
-                    float(frozen) if isinstance(frozen, int | float) else float("nan"),
+                    day, ours, theirs, frozen if frozen is not None else float("nan")
                 )
             )
+    return sorted(days, key=lambda d: d.day)
+
+
+def read_served_days(
+    instance: dg.DagsterInstance,
+    champion: str,
+    baseline: str,
+    upto: str,
+    limit: int = 400,
+) -> list[promotion.ServedDay]:
+    """The judged days up to ``upto`` on which ``champion`` served and the frozen ``baseline``
+    was scored in shadow beside it, as `prediction_quality` recorded them."""
+    days = []
+    for day, value in _judged_days(instance, upto, limit):
+        ours, frozen = _number(value.get("roc_auc")), _number(value.get("shadow_roc_auc"))
+        if (
+            str(value.get("model_version")) == champion
+            and str(value.get("shadow_version")) == baseline
+            and ours is not None
+            and frozen is not None
+        ):
+            days.append(promotion.ServedDay(day, ours, frozen))
     return sorted(days, key=lambda d: d.day)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from dagster_project.defs.monitoring import prediction_quality, read_shadow_days
+from dagster_project.defs.monitoring import prediction_quality, read_served_days, read_shadow_days
 from dagster_project.features.feast_objects import build as feast_objects
 from dagster_project.monitoring import plots, retraining
 from dagster_project.orchestration.compute_asset import compute_asset
@@ -123,6 +123,7 @@ class PromotionConfig(dg.Config):
     bootstrap_rounds: int = promotion.PromotionPolicy.bootstrap_rounds
     beat_baseline: bool = promotion.PromotionPolicy.beat_baseline
     shadow_days: int = promotion.PromotionPolicy.shadow_days
+    rollback_days: int = promotion.PromotionPolicy.rollback_days
     min_auc: float = promotion.PromotionPolicy.min_auc
     max_calibration_error: float = promotion.PromotionPolicy.max_calibration_error
     latency_budget_ms: float = promotion.PromotionPolicy.latency_budget_ms
@@ -266,15 +267,23 @@ def candidate_review(
 ) -> dg.MaterializeResult:
     """The candidate (a challenger the promotion gate passed) after its shadow days: promoted and
     deployed when its mean daily ROC AUC on served traffic beats the champion's and the frozen
-    baseline's with the gate's confidence, else rejected; until then, still in shadow."""
+    baseline's with the gate's confidence, else rejected; until then, still in shadow. First,
+    a promoted champion that the frozen baseline beat over its last `rollback_days` judged
+    days (same confidence) is rolled back to the baseline and the baseline deployed."""
     day = context.partition_key
     registry = mlflow.registry()
     candidate = registry.by_alias(names.CANDIDATE)
     champion = registry.by_alias(names.CHAMPION)
-    if candidate is None or champion is None:
-        return dg.MaterializeResult(metadata={"day": day, "decision": "no candidate"})
     baseline = registry.by_alias(names.BASELINE)
     policy = promotion.PromotionPolicy(**config.model_dump())
+    if champion and baseline and champion.version != baseline.version and policy.rollback_days:
+        served = read_served_days(context.instance, champion.version, baseline.version, day)
+        watch = promotion.guard(champion.version, baseline.version, served, policy)
+        context.log.info(f"{day}: {watch.summary()}")
+        if watch.status == promotion.ROLLED_BACK:
+            return _roll_back(context, registry, monitor, deployer, champion, watch)
+    if candidate is None or champion is None:
+        return dg.MaterializeResult(metadata={"day": day, "decision": "no candidate"})
     evidence = read_shadow_days(context.instance, candidate, champion.version, day)
     result = promotion.review(
         candidate.version,
@@ -329,6 +338,56 @@ def candidate_review(
         done = deployer.deploy(candidate.version, EXAMPLE_FLIGHT)
         meta["deployed"] = f"v{done.version} at {done.url}"
     return dg.MaterializeResult(metadata=meta)
+
+
+def _roll_back(
+    context: dg.AssetExecutionContext,
+    registry: tracking.Registry,
+    monitor: MonitoringResource,
+    deployer: Deployer,
+    champion: tracking.VersionInfo,
+    watch: promotion.Guard,
+) -> dg.MaterializeResult:
+    """Point `champion` back at the frozen baseline, record why (on the version and as a retrain
+    record the report joins to the promotion) and deploy the baseline."""
+    day = context.partition_key
+    registry.set_alias(names.CHAMPION, watch.baseline)
+    registry.tag(
+        champion.version,
+        {"rollback_reason": watch.summary()[:4000], "rollback_record": json.dumps(watch.record())},
+    )
+    retraining.append_retrain(
+        monitor.retrains_url,
+        retraining.RetrainRecord(
+            recorded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            dagster_run_id=context.run.run_id,
+            trigger=retraining.ROLLBACK_TRIGGER,
+            reason=watch.summary()[:500],
+            day=day,
+            data_window=champion.tags.get(tracking.TAG_PARTITIONS, ""),
+            challenger_version=champion.version,
+            decision=promotion.ROLLED_BACK,
+            auc_before=watch.champion_auc,
+            auc_after=watch.baseline_auc,
+            champion_version=watch.baseline,
+            replay_id=context.run.tags.get(retraining.TAG_REPLAY),
+        ),
+    )
+    done = deployer.deploy(watch.baseline, EXAMPLE_FLIGHT)
+    context.log.warning(f"{day}: {watch.summary()}; deployed v{done.version}")
+    return dg.MaterializeResult(
+        metadata={
+            "day": day,
+            "decision": promotion.ROLLED_BACK,
+            "champion_version": watch.baseline,
+            "rolled_back_version": champion.version,
+            "served_days": dg.MetadataValue.json(watch.days),
+            "record": dg.MetadataValue.json(watch.record()),
+            "reason": "; ".join(watch.reasons),
+            "summary": watch.summary(),
+            "deployed": f"v{done.version} at {done.url}",
+        }
+    )
 
 
 assets = [flight_delay_model, lead_time_evaluation, candidate_review]

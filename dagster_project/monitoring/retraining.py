@@ -25,6 +25,8 @@ TAG_REPLAY = "replay/id"  # every run a replay starts: its retrains are the repl
 # The trigger of a record that says what became of a candidate (a challenger the gate passed,
 # scored in shadow): promoted or rejected by the review of its shadow days
 REVIEW_TRIGGER = "candidate_review"
+# a promoted champion the frozen baseline beat on served traffic, rolled back to it
+ROLLBACK_TRIGGER = "champion_rollback"
 
 # The fixed drift rule's features (drift_mode="fixed"): drift on one of them alone justified a
 # retrain. The calibrated rule weighs every feature by the champion's own importance instead.
@@ -183,26 +185,33 @@ def read_retrains(url: str | Path) -> list[dict[str, Any]]:
 
 def retrain_events(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The retrains as the report shows them: one row per training run (``day``, ``reason``,
-    ``outcome``, ``auc_before``, ``auc_after``, ``version``). A challenger the gate passed was
-    the candidate, in shadow; the record of its review (trigger :data:`REVIEW_TRIGGER`) gives
-    its outcome (promoted or rejected) and joins its reason. One without a review (replaced by
-    a newer candidate, or the replay ended first) stays ``shadow``."""
+    ``outcome``, ``auc_before``, ``auc_after``, ``version``, ``rolled_back``). A challenger the
+    gate passed was the candidate, in shadow; the record of its review (trigger
+    :data:`REVIEW_TRIGGER`) gives its outcome (promoted or rejected) and joins its reason. One
+    without a review (replaced by a newer candidate, or the replay ended first) stays
+    ``shadow``. A promoted version later rolled back to the baseline (trigger
+    :data:`ROLLBACK_TRIGGER`) keeps its row, with the rollback's day and reason joined."""
+    joined = (REVIEW_TRIGGER, ROLLBACK_TRIGGER)
     reviews = {r["challenger_version"]: r for r in records if r["trigger"] == REVIEW_TRIGGER}
+    rollbacks = {r["challenger_version"]: r for r in records if r["trigger"] == ROLLBACK_TRIGGER}
     rows = []
     for r in records:
-        if r["trigger"] == REVIEW_TRIGGER:
+        if r["trigger"] in joined:
             continue
         review = reviews.get(r["challenger_version"])
+        rollback = rollbacks.get(r["challenger_version"])
         rows.append(
             {
                 # a retrain without a monitored day (bootstrap, by hand): its data's last day
                 "day": r["day"] or r["data_window"].split("..")[-1],
                 "reason": r["reason"]
-                + (f" -> reviewed {review['day']}: {review['reason']}" if review else ""),
+                + (f" -> reviewed {review['day']}: {review['reason']}" if review else "")
+                + (f" -> rolled back {rollback['day']}: {rollback['reason']}" if rollback else ""),
                 "outcome": (review or r)["decision"],
                 "auc_before": r["auc_before"],
                 "auc_after": r["auc_after"],
                 "version": r["challenger_version"],
+                "rolled_back": rollback["day"] if rollback else None,
             }
         )
     return rows

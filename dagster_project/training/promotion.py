@@ -53,6 +53,10 @@ class PromotionPolicy:
     # judged days a challenger that passed is scored in shadow after its training window
     # before :func:`review` decides on it (0: the holdout decides alone)
     shadow_days: int = 14
+    # judged days a promoted champion keeps being compared with the frozen `baseline` on served
+    # traffic: behind it at ``confidence`` over its last this many, it is rolled back to the
+    # baseline by :func:`guard` (0: never)
+    rollback_days: int = 28
     min_auc: float = 0.62
     max_calibration_error: float = 0.08
     # p95 of single-flight predictions through the pyfunc model (typically 1 to 5 ms here; the
@@ -467,4 +471,96 @@ def review(
         names_,
         policy,
         gains,
+    )
+
+
+ROLLED_BACK = "rolled back"
+
+
+@dataclass(frozen=True)
+class ServedDay:
+    """One judged day the champion served: its ROC AUC and the frozen baseline's (scored in
+    shadow) on the day's labeled flights."""
+
+    day: str
+    champion_auc: float
+    baseline_auc: float
+
+
+@dataclass
+class Guard:
+    """What :func:`guard` concluded about a promoted champion: ``kept`` (not behind the
+    baseline at the policy's confidence, or too few served days yet) or ``rolled back``.
+    The mean daily AUCs of both over ``days``, and the upper bound at ``confidence`` of the
+    champion's gain (NaN until there are enough days)."""
+
+    champion: str
+    baseline: str
+    status: str
+    reasons: list[str]
+    days: list[str]
+    champion_auc: float = float("nan")
+    baseline_auc: float = float("nan")
+    upper: float = float("nan")
+    confidence: float = 0.0
+
+    @property
+    def gain(self) -> float:
+        return self.champion_auc - self.baseline_auc
+
+    def summary(self) -> str:
+        return f"champion v{self.champion} {self.status}: " + "; ".join(self.reasons)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "decision": self.status,
+            "reasons": self.reasons,
+            "champion": self.champion,
+            "baseline": self.baseline,
+            "served_days": self.days,
+            "champion_auc": round(self.champion_auc, 5),
+            "baseline_auc": round(self.baseline_auc, 5),
+            "gain": round(self.gain, 5),
+            "upper": round(self.upper, 5),
+            "confidence": self.confidence,
+        }
+
+
+def guard(champion: str, baseline: str, days: list[ServedDay], policy: PromotionPolicy) -> Guard:
+    """Judge a promoted champion on its last ``policy.rollback_days`` judged served days: rolled
+    back when the frozen ``baseline`` beat it there with the gate's confidence (the upper
+    bound of the champion's mean daily AUC gain over the baseline below 0, in a paired day
+    bootstrap), kept otherwise. A champion that won its shadow days can still fall behind the
+    model it replaced weeks later, when the season turns; serving the baseline again bounds
+    what retraining can lose."""
+    need = policy.rollback_days
+    if need <= 0:
+        return Guard(champion, baseline, "kept", ["no rollback (rollback_days 0)"], [])
+    last = sorted(days, key=lambda d: d.day)[-need:]
+    names_ = [d.day for d in last]
+    if len(last) < need:
+        return Guard(
+            champion, baseline, "kept", [f"{len(last)} of {need} judged served days"], names_
+        )
+    ours = np.array([d.champion_auc for d in last], dtype="float64")
+    theirs = np.array([d.baseline_auc for d in last], dtype="float64")
+    # the upper bound of the champion's gain is minus the lower bound of the baseline's
+    upper = -mean_gain_lower(theirs - ours, policy.confidence, policy.bootstrap_rounds)
+    rolled = upper < 0
+    confidence = max(policy.confidence, 0.0)
+    reason = (
+        f"mean daily AUC {ours.mean():.4f} vs frozen baseline v{baseline} {theirs.mean():.4f} "
+        f"(gain {ours.mean() - theirs.mean():+.4f}, {confidence:.0%} upper bound {upper:+.4f}) over "
+        f"{names_[0]}..{names_[-1]}"
+    )
+    return Guard(
+        champion,
+        baseline,
+        ROLLED_BACK if rolled else "kept",
+        [("behind the baseline: " if rolled else "not behind the baseline: ") + reason],
+        names_,
+        float(ours.mean()),
+        float(theirs.mean()),
+        upper,
+        confidence,
     )
