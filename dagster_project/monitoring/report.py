@@ -539,7 +539,9 @@ def _retrain_table(events: list[dict[str, Any]], assessment: outcomes.Assessment
             "<tr>"
             f'<td class="text">{_e(r.get("day"))}</td>'
             f'<td class="text">{_e(r.get("reason"))}</td>'
-            f'<td class="text {_e(r.get("outcome"))}">{_e(r.get("outcome"))}</td>'
+            f'<td class="text {_e(r.get("outcome"))}">{_e(r.get("outcome"))}'
+            + (f" (rolled back {_e(r['rolled_back'])})" if r.get("rolled_back") else "")
+            + "</td>"
             f"<td>{_e(_fmt(r.get('auc_before')))} &rarr; {_e(_fmt(r.get('auc_after')))}</td>"
             f'<td class="text">{_e(r.get("version"))}</td>'
             + (

@@ -274,7 +274,28 @@ def _shadow_day(spine, day: str, champion: str, candidate: str, served: float, o
     )
 
 
-def _review(spine, day: str, shadow_days: int):
+def _served_day(spine, day: str, champion: str, baseline: str, served: float, frozen: float):
+    """What `prediction_quality` records for a judged day with no candidate: the served
+    champion's ROC AUC and the frozen baseline's, scored in shadow on the same flights."""
+    import dagster as dg
+
+    spine.instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            "prediction_quality",
+            partition=day,
+            metadata={
+                "day": day,
+                "judged": True,
+                "roc_auc": served,
+                "model_version": champion,
+                "shadow_version": baseline,
+                "shadow_roc_auc": frozen,
+            },
+        )
+    )
+
+
+def _review(spine, day: str, shadow_days: int, **config):
     import dagster as dg
 
     job = spine.defs.get_job_def("daily_loop_job")
@@ -282,7 +303,7 @@ def _review(spine, day: str, shadow_days: int):
         instance=spine.instance,
         partition_key=day,
         asset_selection=[dg.AssetKey("candidate_review")],
-        run_config={"ops": {"candidate_review": {"config": {"shadow_days": shadow_days}}}},
+        run_config={"ops": {"candidate_review": {"config": {"shadow_days": shadow_days} | config}}},
     )
 
 
@@ -338,3 +359,29 @@ def test_a_candidate_is_promoted_and_deployed_only_after_it_serves_better_in_sha
     assert registry.by_alias(names.CHAMPION).version == candidate
     assert registry.by_alias(names.CANDIDATE) is None
     assert registry.version(worse).tags["promotion_decision"] == "rejected"
+
+    # the frozen baseline (the first champion) then beats the promoted one on the days it
+    # serves: the daily review rolls it back, and the endpoint serves the baseline again
+    registry.set_alias(names.BASELINE, champion)
+    served = ["2013-01-27", "2013-01-28", "2013-01-29"]
+    _served_day(spine, served[0], candidate, champion, 0.70, 0.72)
+    kept = _review_meta(_review(spine, served[0], 2, rollback_days=3))
+    assert kept["decision"] == "no candidate"  # 1 of 3 served days: not judged yet
+    for day, auc in zip(served[1:], (0.68, 0.73), strict=True):
+        _served_day(spine, day, candidate, champion, auc, auc + 0.015)
+    rolled = _review_meta(_review(spine, served[-1], 2, rollback_days=3))
+    assert rolled["decision"] == "rolled back", rolled["reason"]
+    assert rolled["rolled_back_version"] == candidate
+    assert rolled["reason"].startswith("behind the baseline: ")
+    assert registry.by_alias(names.CHAMPION).version == champion
+    assert "behind the baseline" in registry.version(candidate).tags["rollback_reason"]
+    r = httpx.post(f"{_url(spine)}/predict", json=EXAMPLE_FLIGHT, timeout=30)
+    assert r.json()["model_version"] == champion
+    records = retraining.read_retrains(spine.paths.monitoring_dir / "retrains")
+    (rollback,) = [x for x in records if x["trigger"] == retraining.ROLLBACK_TRIGGER]
+    assert (rollback["challenger_version"], rollback["champion_version"]) == (candidate, champion)
+    (row,) = [x for x in retraining.retrain_events(records) if x["version"] == candidate]
+    assert (row["outcome"], row["rolled_back"]) == ("promoted", served[-1])
+    # the baseline serves again: nothing left to guard
+    after = _review_meta(_review(spine, "2013-01-30", 2, rollback_days=3))
+    assert after["decision"] == "no candidate"

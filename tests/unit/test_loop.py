@@ -171,6 +171,24 @@ def test_a_candidates_review_gives_its_retrain_row_its_outcome():
     assert rows[0]["day"] == "2013-07-05"
 
 
+def test_a_rollback_joins_the_promoted_versions_row_and_is_no_retrain_of_its_own():
+    rows = retraining.retrain_events(
+        [
+            _record("quality_breach_sensor", "2013-08-25", "7", "shadow"),
+            _record(retraining.REVIEW_TRIGGER, "2013-09-08", "7", "promoted", "better in shadow"),
+            _record("new_labels_sensor", "2013-09-22", "8", "rejected"),
+            _record(retraining.ROLLBACK_TRIGGER, "2013-10-29", "7", "rolled back", "behind v1"),
+        ]
+    )
+    assert [(r["version"], r["outcome"], r["rolled_back"]) for r in rows] == [
+        ("7", "promoted", "2013-10-29"),
+        ("8", "rejected", None),
+    ]
+    assert rows[0]["reason"] == (
+        "why -> reviewed 2013-09-08: better in shadow -> rolled back 2013-10-29: behind v1"
+    )
+
+
 def test_the_airflow_weekly_retrain_trains_on_the_policys_window():
     """The DAGs' package cannot import the platform (import contract), so it keeps copies of the
     policy's window; they must not drift apart (they once did: 120 days vs the policy's 365)."""

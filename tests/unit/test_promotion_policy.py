@@ -209,3 +209,57 @@ def test_the_review_decides_on_its_first_shadow_days_only():
     first = _days(0.02, 0.005)
     late = [promotion.ShadowDay(f"2013-09-{i + 1:02d}", 0.5, 0.8, 0.8) for i in range(10)]
     assert promotion.review("3", "2", "1", first + late, SHADOW).status == "promoted"
+
+
+def _served(gain: float, spread: float, n: int = 28, seed: int = 5) -> list[promotion.ServedDay]:
+    """``n`` served days whose frozen baseline's AUC swings with the weather and whose champion
+    differs from it by exactly ``gain`` on average, plus day-to-day noise of ``spread``."""
+    rng = np.random.default_rng(seed)
+    frozen = rng.uniform(0.62, 0.82, n)
+    noise = rng.normal(scale=spread, size=n)
+    served = frozen + gain + noise - noise.mean()
+    start = np.datetime64("2013-09-01")
+    return [
+        promotion.ServedDay(str(start + i), float(s), float(f))
+        for i, (s, f) in enumerate(zip(served, frozen, strict=True))
+    ]
+
+
+def test_a_champion_the_frozen_baseline_beats_on_served_days_is_rolled_back():
+    g = promotion.guard("7", "1", _served(-0.006, 0.008), SHADOW)
+    assert g.status == promotion.ROLLED_BACK, g.reasons
+    assert g.upper < 0
+    assert g.gain < g.upper
+    assert len(g.days) == SHADOW.rollback_days
+    assert g.reasons[0].startswith("behind the baseline: ")
+    assert g.record()["decision"] == "rolled back"
+
+
+def test_a_champion_level_with_or_ahead_of_the_baseline_is_kept():
+    for gain in (0.0, 0.006):
+        g = promotion.guard("7", "1", _served(gain, 0.008), SHADOW)
+        assert g.status == "kept", (gain, g.reasons)
+        assert g.upper >= 0
+
+
+def test_a_loss_within_the_days_noise_keeps_the_champion():
+    """Behind by 0.002 a day with days spread by 0.03: the 90 % upper bound holds 0."""
+    g = promotion.guard("7", "1", _served(-0.002, 0.03, seed=1), SHADOW)
+    assert g.gain < 0 < g.upper
+    assert g.status == "kept"
+
+
+def test_the_guard_waits_for_its_days_and_judges_the_last_ones():
+    assert promotion.guard("7", "1", _served(-0.02, 0.005, n=27), SHADOW).reasons == [
+        "27 of 28 judged served days"
+    ]
+    # ahead for two months, then behind for the last 28 days: rolled back
+    early = _served(0.01, 0.005, n=60, seed=2)
+    late = [
+        promotion.ServedDay(f"2013-12-{i + 1:02d}", d.champion_auc, d.baseline_auc)
+        for i, d in enumerate(_served(-0.01, 0.005, seed=4))
+    ]
+    g = promotion.guard("7", "1", early + late, SHADOW)
+    assert g.status == promotion.ROLLED_BACK
+    assert g.days[0] == "2013-12-01"
+    assert promotion.guard("7", "1", late, replace(SHADOW, rollback_days=0)).status == "kept"
