@@ -317,27 +317,50 @@ def candidate_review(
             "shadow_record": json.dumps(result.record())[:4000],
         },
     )
-    retraining.append_retrain(
-        monitor.retrains_url,
-        retraining.RetrainRecord(
-            recorded_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            dagster_run_id=context.run.run_id,
-            trigger=retraining.REVIEW_TRIGGER,
-            reason=result.summary()[:500],
-            day=day,
-            data_window=candidate.tags.get(tracking.TAG_PARTITIONS, ""),
-            challenger_version=candidate.version,
-            decision=result.status,
-            auc_before=result.gains[0].incumbent_auc,
-            auc_after=result.gains[0].incumbent_auc + result.gains[0].gain,
-            champion_version=candidate.version if promoted else champion.version,
-            replay_id=context.run.tags.get(retraining.TAG_REPLAY),
-        ),
+    _record(
+        context,
+        monitor,
+        candidate,
+        retraining.REVIEW_TRIGGER,
+        result.summary(),
+        result.status,
+        (result.gains[0].incumbent_auc, result.gains[0].incumbent_auc + result.gains[0].gain),
+        candidate.version if promoted else champion.version,
     )
     if promoted:
         done = deployer.deploy(candidate.version, EXAMPLE_FLIGHT)
         meta["deployed"] = f"v{done.version} at {done.url}"
     return dg.MaterializeResult(metadata=meta)
+
+
+def _record(
+    context: dg.AssetExecutionContext,
+    monitor: MonitoringResource,
+    version: tracking.VersionInfo,
+    trigger: str,
+    summary: str,
+    decision: str,
+    aucs: tuple[float, float],
+    champion_version: str,
+) -> None:
+    """Add the review's decision on ``version`` to the retrain records (AUC before -> after)."""
+    retraining.append_retrain(
+        monitor.retrains_url,
+        retraining.RetrainRecord(
+            recorded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            dagster_run_id=context.run.run_id,
+            trigger=trigger,
+            reason=summary[:500],
+            day=context.partition_key,
+            data_window=version.tags.get(tracking.TAG_PARTITIONS, ""),
+            challenger_version=version.version,
+            decision=decision,
+            auc_before=aucs[0],
+            auc_after=aucs[1],
+            champion_version=champion_version,
+            replay_id=context.run.tags.get(retraining.TAG_REPLAY),
+        ),
+    )
 
 
 def _roll_back(
@@ -356,22 +379,15 @@ def _roll_back(
         champion.version,
         {"rollback_reason": watch.summary()[:4000], "rollback_record": json.dumps(watch.record())},
     )
-    retraining.append_retrain(
-        monitor.retrains_url,
-        retraining.RetrainRecord(
-            recorded_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            dagster_run_id=context.run.run_id,
-            trigger=retraining.ROLLBACK_TRIGGER,
-            reason=watch.summary()[:500],
-            day=day,
-            data_window=champion.tags.get(tracking.TAG_PARTITIONS, ""),
-            challenger_version=champion.version,
-            decision=promotion.ROLLED_BACK,
-            auc_before=watch.champion_auc,
-            auc_after=watch.baseline_auc,
-            champion_version=watch.baseline,
-            replay_id=context.run.tags.get(retraining.TAG_REPLAY),
-        ),
+    _record(
+        context,
+        monitor,
+        champion,
+        retraining.ROLLBACK_TRIGGER,
+        watch.summary(),
+        promotion.ROLLED_BACK,
+        (watch.champion_auc, watch.baseline_auc),
+        watch.baseline,
     )
     done = deployer.deploy(watch.baseline, EXAMPLE_FLIGHT)
     context.log.warning(f"{day}: {watch.summary()}; deployed v{done.version}")

@@ -252,46 +252,43 @@ def test_model_materialization_carries_metric_and_calibration_plots(first_model)
         assert "(data:image/png;base64,iVBOR" in text  # a PNG's base64 signature
 
 
-def _shadow_day(spine, day: str, champion: str, candidate: str, served: float, ours: float):
-    """What `prediction_quality` records for a judged day: the served champion's ROC AUC, the
-    candidate's on the same flights, the frozen baseline's (here the champion's twin)."""
+def _quality_day(spine, day: str, **metadata):
+    """What `prediction_quality` records for a judged day (``metadata`` beside day and judged)."""
     import dagster as dg
 
     spine.instance.report_runless_asset_event(
         dg.AssetMaterialization(
             "prediction_quality",
             partition=day,
-            metadata={
-                "day": day,
-                "judged": True,
-                "roc_auc": served,
-                "model_version": champion,
-                "candidate_version": candidate,
-                "candidate_roc_auc": ours,
-                "shadow_roc_auc": served,
-            },
+            metadata={"day": day, "judged": True} | metadata,
         )
     )
 
 
-def _served_day(spine, day: str, champion: str, baseline: str, served: float, frozen: float):
-    """What `prediction_quality` records for a judged day with no candidate: the served
-    champion's ROC AUC and the frozen baseline's, scored in shadow on the same flights."""
-    import dagster as dg
+def _shadow_day(spine, day: str, champion: str, candidate: str, served: float, ours: float):
+    """A judged day with a candidate: the served champion's ROC AUC, the candidate's on the same
+    flights, the frozen baseline's (here the champion's twin)."""
+    _quality_day(
+        spine,
+        day,
+        roc_auc=served,
+        model_version=champion,
+        candidate_version=candidate,
+        candidate_roc_auc=ours,
+        shadow_roc_auc=served,
+    )
 
-    spine.instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            "prediction_quality",
-            partition=day,
-            metadata={
-                "day": day,
-                "judged": True,
-                "roc_auc": served,
-                "model_version": champion,
-                "shadow_version": baseline,
-                "shadow_roc_auc": frozen,
-            },
-        )
+
+def _served_day(spine, day: str, champion: str, baseline: str, served: float, frozen: float):
+    """A judged day with no candidate: the served champion's ROC AUC and the frozen baseline's,
+    scored in shadow on the same flights."""
+    _quality_day(
+        spine,
+        day,
+        roc_auc=served,
+        model_version=champion,
+        shadow_version=baseline,
+        shadow_roc_auc=frozen,
     )
 
 
