@@ -320,13 +320,15 @@ def shadow_after(version: tracking.VersionInfo) -> str:
     return version.tags.get("holdout_window", "..").split("..")[-1]
 
 
-def _judged_days(
-    instance: dg.DagsterInstance, upto: str, limit: int
-) -> Iterator[tuple[str, dict[str, Any]]]:
+def judged_days(
+    instance: dg.DagsterInstance, upto: str, limit: int = 400
+) -> list[tuple[str, dict[str, Any]]]:
     """Each judged day up to ``upto`` as `prediction_quality` last recorded it (day, metadata),
-    newest first, from its latest ``limit`` materializations."""
+    newest first, from its latest ``limit`` materializations: one read for the daily review's
+    :func:`read_shadow_days` and :func:`read_served_days`."""
     records = instance.fetch_materializations(QUALITY, limit=limit).records
     seen: set[str] = set()
+    days = []
     for record in records:  # newest first
         meta = record.asset_materialization.metadata if record.asset_materialization else {}
         day = str(meta["day"].value) if "day" in meta else None
@@ -335,7 +337,8 @@ def _judged_days(
         seen.add(day)
         value = {k: v.value for k, v in meta.items()}
         if day <= upto and value.get("judged"):
-            yield day, value
+            days.append((day, value))
+    return days
 
 
 def _number(value: Any) -> float | None:
@@ -343,17 +346,14 @@ def _number(value: Any) -> float | None:
 
 
 def read_shadow_days(
-    instance: dg.DagsterInstance,
+    judged: list[tuple[str, dict[str, Any]]],
     candidate: tracking.VersionInfo,
     champion: str,
-    upto: str,
-    limit: int = 400,
 ) -> list[promotion.ShadowDay]:
-    """The candidate's judged shadow days up to ``upto``, as `prediction_quality` recorded them
-    (the latest materialization of each day): days after its training window on which the
-    champion served and both were scored."""
+    """The candidate's shadow days among the ``judged`` ones (:func:`judged_days`): days after
+    its training window on which the champion served and both were scored."""
     days = []
-    for day, value in _judged_days(instance, upto, limit):
+    for day, value in judged:
         ours, theirs = _number(value.get("candidate_roc_auc")), _number(value.get("roc_auc"))
         if (
             shadow_after(candidate) < day
@@ -372,16 +372,12 @@ def read_shadow_days(
 
 
 def read_served_days(
-    instance: dg.DagsterInstance,
-    champion: str,
-    baseline: str,
-    upto: str,
-    limit: int = 400,
+    judged: list[tuple[str, dict[str, Any]]], champion: str, baseline: str
 ) -> list[promotion.ServedDay]:
-    """The judged days up to ``upto`` on which ``champion`` served and the frozen ``baseline``
-    was scored in shadow beside it, as `prediction_quality` recorded them."""
+    """The ``judged`` days (:func:`judged_days`) on which ``champion`` served and the frozen
+    ``baseline`` was scored in shadow beside it."""
     days = []
-    for day, value in _judged_days(instance, upto, limit):
+    for day, value in judged:
         ours, frozen = _number(value.get("roc_auc")), _number(value.get("shadow_roc_auc"))
         if (
             str(value.get("model_version")) == champion

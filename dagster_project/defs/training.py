@@ -9,7 +9,12 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from dagster_project.defs.monitoring import prediction_quality, read_served_days, read_shadow_days
+from dagster_project.defs.monitoring import (
+    judged_days,
+    prediction_quality,
+    read_served_days,
+    read_shadow_days,
+)
 from dagster_project.features.feast_objects import build as feast_objects
 from dagster_project.monitoring import plots, retraining
 from dagster_project.orchestration.compute_asset import compute_asset
@@ -276,15 +281,25 @@ def candidate_review(
     champion = registry.by_alias(names.CHAMPION)
     baseline = registry.by_alias(names.BASELINE)
     policy = promotion.PromotionPolicy(**config.model_dump())
-    if champion and baseline and champion.version != baseline.version and policy.rollback_days:
-        served = read_served_days(context.instance, champion.version, baseline.version, day)
-        watch = promotion.guard(champion.version, baseline.version, served, policy)
+    nothing: dg.MaterializeResult = dg.MaterializeResult(
+        metadata={"day": day, "decision": "no candidate"}
+    )
+    if champion is None:
+        return nothing
+    # the frozen baseline a promoted champion is guarded against (none: nothing to guard)
+    frozen = baseline.version if baseline and policy.rollback_days > 0 else champion.version
+    if candidate is None and frozen == champion.version:
+        return nothing
+    judged = judged_days(context.instance, day)  # one read for the guard and the review
+    if frozen != champion.version:
+        served = read_served_days(judged, champion.version, frozen)
+        watch = promotion.guard(champion.version, frozen, served, policy)
         context.log.info(f"{day}: {watch.summary()}")
         if watch.status == promotion.ROLLED_BACK:
             return _roll_back(context, registry, monitor, deployer, champion, watch)
-    if candidate is None or champion is None:
-        return dg.MaterializeResult(metadata={"day": day, "decision": "no candidate"})
-    evidence = read_shadow_days(context.instance, candidate, champion.version, day)
+    if candidate is None:
+        return nothing
+    evidence = read_shadow_days(judged, candidate, champion.version)
     result = promotion.review(
         candidate.version,
         champion.version,
